@@ -1,0 +1,213 @@
+// Package btmm implements the btmm plugin: it owns a members zone, its
+// store and its users' keys, and answers ordinary queries for it.
+package btmm
+
+import (
+	"context"
+	"net"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
+	"github.com/openbtmm/btmm/plugin/pkg/store"
+)
+
+// SOA timers. The zone changes whenever a host moves, so negative answers
+// are cached briefly; secondaries are not expected (LLQ clients hear of
+// changes directly), the refresh values are only sane defaults.
+const (
+	soaTTL     = 60
+	soaRefresh = 3600
+	soaRetry   = 600
+	soaExpire  = 86400
+	soaMinimum = 30
+	// maxChase bounds how many in-zone CNAMEs one answer follows.
+	maxChase = 8
+)
+
+// Btmm is the btmm plugin's handler.
+type Btmm struct {
+	Next plugin.Handler
+
+	zone      string
+	storePath string
+	keys      map[string]keyfile.Key // by lowercase name
+	ns        []nameServer
+	store     store.Store // set in OnStartup, before any query arrives
+}
+
+type nameServer struct {
+	name  string
+	addrs []net.IP
+}
+
+// Name implements plugin.Handler.
+func (b *Btmm) Name() string { return pluginName }
+
+// Zone returns the apex of the zone, lowercase and fully qualified.
+func (b *Btmm) Zone() string { return b.zone }
+
+// Store returns the zone's store. Sibling plugins call it per request: it is
+// set when the server starts, after their setup ran.
+func (b *Btmm) Store() store.Store { return b.store }
+
+// Key returns the user key with the given name.
+func (b *Btmm) Key(name string) (keyfile.Key, bool) {
+	k, ok := b.keys[dns.CanonicalName(name)]
+	return k, ok
+}
+
+// ServeDNS implements plugin.Handler.
+func (b *Btmm) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	state := request.Request{W: w, Req: r}
+	qname := state.Name()
+	if !dns.IsSubDomain(b.zone, qname) {
+		return plugin.NextOrFailure(b.Name(), b.Next, ctx, w, r)
+	}
+	if r.Opcode != dns.OpcodeQuery {
+		// An UPDATE gets here only if tsig-update is not configured.
+		return dns.RcodeNotImplemented, nil
+	}
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	rcode, err := b.Answer(m, qname, state.QType())
+	if err != nil {
+		return dns.RcodeServerFailure, plugin.Error(b.Name(), err)
+	}
+	m.Rcode = rcode
+	w.WriteMsg(m)
+	return dns.RcodeSuccess, nil
+}
+
+// Answer fills m's answer, authority and additional sections for qname and
+// qtype, which must be in the zone, and returns the RCODE.
+func (b *Btmm) Answer(m *dns.Msg, qname string, qtype uint16) (int, error) {
+	for range maxChase {
+		rrs, exists, err := b.records(qname)
+		if err != nil {
+			return dns.RcodeServerFailure, err
+		}
+		if !exists {
+			m.Ns = append(m.Ns, b.negativeSOA())
+			return dns.RcodeNameError, nil
+		}
+		var answer []dns.RR
+		var cname *dns.CNAME
+		for _, rr := range rrs {
+			t := rr.Header().Rrtype
+			switch {
+			case t == qtype || qtype == dns.TypeANY:
+				answer = append(answer, rr)
+			case t == dns.TypeCNAME:
+				cname = rr.(*dns.CNAME)
+			}
+		}
+		if len(answer) == 0 && cname != nil {
+			m.Answer = append(m.Answer, cname)
+			if !dns.IsSubDomain(b.zone, cname.Target) {
+				return dns.RcodeSuccess, nil
+			}
+			qname = dns.CanonicalName(cname.Target)
+			continue
+		}
+		if len(answer) == 0 {
+			m.Ns = append(m.Ns, b.negativeSOA())
+			return dns.RcodeSuccess, nil
+		}
+		m.Answer = append(m.Answer, answer...)
+		return dns.RcodeSuccess, b.additional(m, answer)
+	}
+	return dns.RcodeServerFailure, nil // a CNAME loop in the zone
+}
+
+// records returns the records at name: the stored ones, and at the apex and
+// the in-zone name servers the ones this plugin makes from its config.
+func (b *Btmm) records(name string) ([]dns.RR, bool, error) {
+	rrs, exists, err := b.store.Lookup(name)
+	if err != nil {
+		return nil, false, err
+	}
+	if name == b.zone {
+		exists = true
+		rrs = append(rrs, b.soa())
+		for _, ns := range b.ns {
+			rrs = append(rrs, &dns.NS{Hdr: b.hdr(b.zone, dns.TypeNS), Ns: ns.name})
+		}
+	}
+	for _, ns := range b.ns {
+		if ns.name != name {
+			continue
+		}
+		exists = true
+		for _, ip := range ns.addrs {
+			rrs = append(rrs, addressRR(b.hdr(name, 0), ip))
+		}
+	}
+	return rrs, exists, nil
+}
+
+// additional adds the in-zone addresses of the targets of SRV and NS
+// answers, which clients would otherwise ask for next.
+func (b *Btmm) additional(m *dns.Msg, answer []dns.RR) error {
+	for _, rr := range answer {
+		var target string
+		switch rr := rr.(type) {
+		case *dns.SRV:
+			target = rr.Target
+		case *dns.NS:
+			target = rr.Ns
+		default:
+			continue
+		}
+		target = dns.CanonicalName(target)
+		if !dns.IsSubDomain(b.zone, target) {
+			continue
+		}
+		rrs, _, err := b.records(target)
+		if err != nil {
+			return err
+		}
+		for _, a := range rrs {
+			if t := a.Header().Rrtype; t == dns.TypeA || t == dns.TypeAAAA {
+				m.Extra = append(m.Extra, a)
+			}
+		}
+	}
+	return nil
+}
+
+func (b *Btmm) soa() *dns.SOA {
+	serial, _ := b.store.Serial()
+	mname := b.zone
+	if len(b.ns) > 0 {
+		mname = b.ns[0].name
+	}
+	return &dns.SOA{
+		Hdr: b.hdr(b.zone, dns.TypeSOA), Ns: mname, Mbox: "hostmaster." + b.zone,
+		Serial: serial, Refresh: soaRefresh, Retry: soaRetry, Expire: soaExpire, Minttl: soaMinimum,
+	}
+}
+
+// negativeSOA is the SOA for the authority section of a negative answer,
+// its TTL lowered to the negative caching time (RFC 2308 §3).
+func (b *Btmm) negativeSOA() *dns.SOA {
+	soa := b.soa()
+	soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
+	return soa
+}
+
+func (b *Btmm) hdr(name string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: soaTTL}
+}
+
+func addressRR(h dns.RR_Header, ip net.IP) dns.RR {
+	if ip4 := ip.To4(); ip4 != nil {
+		h.Rrtype = dns.TypeA
+		return &dns.A{Hdr: h, A: ip4}
+	}
+	h.Rrtype = dns.TypeAAAA
+	return &dns.AAAA{Hdr: h, AAAA: ip}
+}

@@ -1,0 +1,137 @@
+package btmm
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
+)
+
+const zone = "members.example.com."
+
+func newTestBtmm(t *testing.T, records ...string) *Btmm {
+	t.Helper()
+	s, err := boltstore.Open(filepath.Join(t.TempDir(), "z.db"), zone, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	byName := make(map[string][]store.Record)
+	var order []string
+	for _, text := range records {
+		rr, err := dns.NewRR(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := dns.CanonicalName(rr.Header().Name)
+		if _, ok := byName[n]; !ok {
+			order = append(order, n)
+		}
+		byName[n] = append(byName[n], store.Record{RR: rr})
+	}
+	if _, err := s.Update(func(tx store.Tx) error {
+		for _, n := range order {
+			if err := tx.Set(n, byName[n]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &Btmm{
+		zone:  zone,
+		store: s,
+		ns:    []nameServer{{name: "ns1." + zone, addrs: []net.IP{net.ParseIP("192.0.2.53")}}},
+		Next:  test.NextHandler(dns.RcodeRefused, nil),
+	}
+}
+
+func TestAnswers(t *testing.T) {
+	b := newTestBtmm(t,
+		"_autotunnel._udp.laptop.alice.members.example.com. 60 IN SRV 0 0 4500 AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com.",
+		"AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com. 60 IN A 198.51.100.7",
+		"AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com. 60 IN AAAA fd12:3456:789a:bcde:211:22ff:fe33:4455",
+		"AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com. 60 IN TXT \"txtvers=1\" \"pk=abc\"",
+		"laptop.alice.members.example.com. 60 IN AAAA fd12:3456:789a:bcde:211:22ff:fe33:4455",
+		"_autotunnel._udp.alice.members.example.com. 60 IN PTR laptop.alice.members.example.com.",
+		"www.alice.members.example.com. 60 IN CNAME laptop.alice.members.example.com.",
+		"out.alice.members.example.com. 60 IN CNAME example.net.",
+	)
+	soa := func(serial string) string {
+		return "members.example.com. 30 IN SOA ns1.members.example.com. hostmaster.members.example.com. " + serial + " 3600 600 86400 30"
+	}
+	serial, _ := b.store.Serial()
+	ser := strconv.FormatUint(uint64(serial), 10)
+	cases := []test.Case{
+		{Qname: "members.example.com.", Qtype: dns.TypeSOA, Answer: []dns.RR{test.SOA("members.example.com. 60 IN SOA ns1.members.example.com. hostmaster.members.example.com. " + ser + " 3600 600 86400 30")}},
+		{Qname: "members.example.com.", Qtype: dns.TypeNS,
+			Answer: []dns.RR{test.NS("members.example.com. 60 IN NS ns1.members.example.com.")},
+			Extra:  []dns.RR{test.A("ns1.members.example.com. 60 IN A 192.0.2.53")}},
+		{Qname: "ns1.members.example.com.", Qtype: dns.TypeA, Answer: []dns.RR{test.A("ns1.members.example.com. 60 IN A 192.0.2.53")}},
+		{Qname: "_AUTOTUNNEL._udp.laptop.ALICE.members.example.com.", Qtype: dns.TypeSRV,
+			Answer: []dns.RR{test.SRV("_autotunnel._udp.laptop.alice.members.example.com. 60 IN SRV 0 0 4500 AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com.")},
+			Extra: []dns.RR{
+				test.A("AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com. 60 IN A 198.51.100.7"),
+				test.AAAA("AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com. 60 IN AAAA fd12:3456:789a:bcde:211:22ff:fe33:4455"),
+			}},
+		{Qname: "autotunnel-02-11-22-ff-fe-33-44-55.alice.members.example.com.", Qtype: dns.TypeTXT,
+			Answer: []dns.RR{test.TXT("AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com. 60 IN TXT \"txtvers=1\" \"pk=abc\"")}},
+		{Qname: "_autotunnel._udp.alice.members.example.com.", Qtype: dns.TypePTR,
+			Answer: []dns.RR{test.PTR("_autotunnel._udp.alice.members.example.com. 60 IN PTR laptop.alice.members.example.com.")}},
+		// A CNAME inside the zone is followed (SortAndCheck sorts by name).
+		{Qname: "www.alice.members.example.com.", Qtype: dns.TypeAAAA, Answer: []dns.RR{
+			test.AAAA("laptop.alice.members.example.com. 60 IN AAAA fd12:3456:789a:bcde:211:22ff:fe33:4455"),
+			test.CNAME("www.alice.members.example.com. 60 IN CNAME laptop.alice.members.example.com."),
+		}},
+		{Qname: "out.alice.members.example.com.", Qtype: dns.TypeA, Answer: []dns.RR{test.CNAME("out.alice.members.example.com. 60 IN CNAME example.net.")}},
+		// NODATA: the name exists, the type does not.
+		{Qname: "laptop.alice.members.example.com.", Qtype: dns.TypeA, Ns: []dns.RR{test.SOA(soa(ser))}},
+		// An empty non-terminal is NODATA too.
+		{Qname: "_udp.laptop.alice.members.example.com.", Qtype: dns.TypeA, Ns: []dns.RR{test.SOA(soa(ser))}},
+		{Qname: "alice.members.example.com.", Qtype: dns.TypeA, Ns: []dns.RR{test.SOA(soa(ser))}},
+		// NXDOMAIN.
+		{Qname: "desktop.alice.members.example.com.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError, Ns: []dns.RR{test.SOA(soa(ser))}},
+		{Qname: "bob.members.example.com.", Qtype: dns.TypeAAAA, Rcode: dns.RcodeNameError, Ns: []dns.RR{test.SOA(soa(ser))}},
+	}
+	for _, tc := range cases {
+		t.Run(dns.TypeToString[tc.Qtype]+" "+tc.Qname, func(t *testing.T) {
+			w := dnstest.NewRecorder(&test.ResponseWriter{})
+			if _, err := b.ServeDNS(context.Background(), w, tc.Msg()); err != nil {
+				t.Fatal(err)
+			}
+			if !w.Msg.Authoritative {
+				t.Error("answer is not authoritative")
+			}
+			if err := test.SortAndCheck(w.Msg, tc); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestOtherZonesPassOn(t *testing.T) {
+	b := newTestBtmm(t)
+	w := dnstest.NewRecorder(&test.ResponseWriter{})
+	m := new(dns.Msg).SetQuestion("example.org.", dns.TypeA)
+	if rcode, _ := b.ServeDNS(context.Background(), w, m); rcode != dns.RcodeRefused {
+		t.Fatalf("a query outside the zone got rcode %d, want the next plugin's REFUSED", rcode)
+	}
+}
+
+func TestUpdateWithoutTsigUpdateIsNotImplemented(t *testing.T) {
+	b := newTestBtmm(t)
+	m := new(dns.Msg).SetUpdate(zone)
+	rcode, _ := b.ServeDNS(context.Background(), dnstest.NewRecorder(&test.ResponseWriter{}), m)
+	if rcode != dns.RcodeNotImplemented {
+		t.Fatalf("UPDATE reaching btmm got rcode %d, want NOTIMP", rcode)
+	}
+}

@@ -1,0 +1,157 @@
+package btmm
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
+)
+
+const pluginName = "btmm"
+
+var log = clog.NewWithPlugin(pluginName)
+
+func init() { plugin.Register(pluginName, setup) }
+
+func setup(c *caddy.Controller) error {
+	b, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	cfg := dnsserver.GetConfig(c)
+	// The DNS server verifies TSIG itself, before any plugin runs, against
+	// this map; tsig-update reads the outcome. Several server blocks on one
+	// listener share one map, so keys are added, never replaced.
+	if cfg.TsigSecret == nil {
+		cfg.TsigSecret = make(map[string]string)
+	}
+	for name, k := range b.keys {
+		if other, ok := cfg.TsigSecret[name]; ok && other != k.Secret {
+			return plugin.Error(pluginName, fmt.Errorf("key %s is defined twice with different secrets", name))
+		}
+		cfg.TsigSecret[name] = k.Secret
+	}
+	c.OnStartup(func() error {
+		s, err := acquireStore(b.storePath, b.zone)
+		if err != nil {
+			return plugin.Error(pluginName, err)
+		}
+		b.store = s
+		log.Infof("zone %s: %d user keys, store %s", b.zone, len(b.keys), b.storePath)
+		return nil
+	})
+	c.OnShutdown(func() error { return releaseStore(b.storePath) })
+	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
+		b.Next = next
+		return b
+	})
+	return nil
+}
+
+// parse reads
+//
+//	btmm [ZONE] {
+//	    keys  FILE
+//	    store FILE
+//	    ns    NAME [ADDRESS...]
+//	}
+func parse(c *caddy.Controller) (*Btmm, error) {
+	c.Next() // "btmm"
+	args := c.RemainingArgs()
+	var zone string
+	switch len(args) {
+	case 0:
+		if len(c.ServerBlockKeys) != 1 {
+			return nil, c.Err("a zone is needed when the server block has more than one")
+		}
+		zone = c.ServerBlockKeys[0]
+	case 1:
+		zone = args[0]
+	default:
+		return nil, c.ArgErr()
+	}
+	hosts := plugin.Host(zone).NormalizeExact()
+	if len(hosts) != 1 {
+		return nil, c.Errf("invalid zone %q", zone)
+	}
+	zone = dns.CanonicalName(hosts[0])
+	if _, ok := dns.IsDomainName(zone); !ok {
+		return nil, c.Errf("invalid zone %q", zone)
+	}
+
+	b := &Btmm{zone: zone, keys: make(map[string]keyfile.Key)}
+	root := dnsserver.GetConfig(c).Root
+	inRoot := func(p string) string {
+		if root != "" && !filepath.IsAbs(p) {
+			return filepath.Join(root, p)
+		}
+		return p
+	}
+	seen := make(map[string]bool)
+	var keysPath string
+	for c.NextBlock() {
+		prop := c.Val()
+		if seen[prop] && prop != "ns" {
+			return nil, c.Errf("%s given more than once", prop)
+		}
+		seen[prop] = true
+		switch prop {
+		case "keys", "store":
+			a := c.RemainingArgs()
+			if len(a) != 1 {
+				return nil, c.ArgErr()
+			}
+			if prop == "keys" {
+				keysPath = inRoot(a[0])
+			} else {
+				b.storePath = inRoot(a[0])
+			}
+		case "ns":
+			a := c.RemainingArgs()
+			if len(a) == 0 {
+				return nil, c.ArgErr()
+			}
+			ns := nameServer{name: dns.CanonicalName(a[0])}
+			if _, ok := dns.IsDomainName(ns.name); !ok {
+				return nil, c.Errf("invalid name server %q", a[0])
+			}
+			for _, addr := range a[1:] {
+				ip := net.ParseIP(addr)
+				if ip == nil {
+					return nil, c.Errf("invalid address %q for name server %s", addr, a[0])
+				}
+				ns.addrs = append(ns.addrs, ip)
+			}
+			if len(ns.addrs) == 0 && dns.IsSubDomain(zone, ns.name) {
+				return nil, c.Errf("name server %s is inside the zone and needs an address", ns.name)
+			}
+			b.ns = append(b.ns, ns)
+		default:
+			return nil, c.Errf("unknown property %q", prop)
+		}
+	}
+	if keysPath == "" {
+		return nil, c.Err("keys FILE is required: it names the users' TSIG keys")
+	}
+	keys, err := keyfile.ParseFile(keysPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if !dns.IsSubDomain(zone, k.Name) || k.Name == zone {
+			return nil, fmt.Errorf("%s:%d: key %s is not a user's domain under %s", keysPath, k.Line, k.Name, zone)
+		}
+		b.keys[k.Name] = k
+	}
+	if b.storePath == "" {
+		b.storePath = inRoot(zone + "db")
+	}
+	return b, nil
+}

@@ -1,0 +1,94 @@
+package ddullease
+
+import (
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+)
+
+const pluginName = "ddul-lease"
+
+var log = clog.NewWithPlugin(pluginName)
+
+// RFC 6281 §5.2: leases from 30 minutes to 2 hours, typically 90 minutes.
+// RFC 9664 §8 caps a KEY record's lease at 7 days by default.
+const (
+	defaultMin    = 30 * time.Minute
+	defaultMax    = 2 * time.Hour
+	defaultLease  = 90 * time.Minute
+	defaultKeyMax = 7 * 24 * time.Hour
+)
+
+func init() { plugin.Register(pluginName, setup) }
+
+func setup(c *caddy.Controller) error {
+	d, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		d.Next = next
+		return d
+	})
+	return nil
+}
+
+// parse reads
+//
+//	ddul-lease {
+//	    min     DURATION
+//	    max     DURATION
+//	    default DURATION
+//	    key_max DURATION
+//	}
+func parse(c *caddy.Controller) (*DdulLease, error) {
+	d := &DdulLease{min: defaultMin, max: defaultMax, def: defaultLease, keyMax: defaultKeyMax}
+	c.Next() // "ddul-lease"
+	if len(c.RemainingArgs()) != 0 {
+		return nil, c.ArgErr()
+	}
+	seen := make(map[string]bool)
+	for c.NextBlock() {
+		prop := c.Val()
+		if seen[prop] {
+			return nil, c.Errf("%s given more than once", prop)
+		}
+		seen[prop] = true
+		a := c.RemainingArgs()
+		if len(a) != 1 {
+			return nil, c.ArgErr()
+		}
+		v, err := time.ParseDuration(a[0])
+		if err != nil || v < time.Second || v%time.Second != 0 {
+			return nil, c.Errf("%s needs a whole number of seconds, at least 1s (like 90m), not %q", prop, a[0])
+		}
+		switch prop {
+		case "min":
+			d.min = v
+		case "max":
+			d.max = v
+		case "default":
+			d.def = v
+		case "key_max":
+			d.keyMax = v
+		default:
+			return nil, c.Errf("unknown property %q", prop)
+		}
+	}
+	if d.min > d.max {
+		return nil, c.Errf("min %v is above max %v", d.min, d.max)
+	}
+	if !seen["default"] {
+		d.def = min(max(d.def, d.min), d.max)
+	}
+	if d.def < d.min || d.def > d.max {
+		return nil, c.Errf("default %v is outside [%v, %v]", d.def, d.min, d.max)
+	}
+	if d.keyMax < d.min {
+		return nil, c.Errf("key_max %v is below min %v", d.keyMax, d.min)
+	}
+	return d, nil
+}

@@ -1,0 +1,179 @@
+// Package tsigauth checks the TSIG (RFC 8945) of a request that reached a
+// CoreDNS plugin, answers the failures as the RFC asks, and signs the
+// replies to requests that passed.
+//
+// The DNS server verifies the MAC before any plugin runs, against the
+// server config's TsigSecret map, and leaves the outcome in
+// w.TsigStatus(). Two things it cannot do are done here. That map holds no
+// algorithms, so a key is only used with its own algorithm here (anything
+// else is BADKEY). And miekg/dns no longer computes HMAC-MD5, which RFC 6281
+// clients use; for those requests the MAC is checked here over the request
+// packed again from its parsed form (see verifyMD5).
+package tsigauth
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+)
+
+// Key is what a verifier needs to know of a TSIG key.
+type Key struct {
+	Name      string // lowercase, fully qualified
+	Algorithm string // lowercase, fully qualified, as the dns.Hmac* constants
+	Secret    string // base64
+}
+
+// Keys finds a key by its lowercase, fully qualified name.
+type Keys func(name string) (Key, bool)
+
+// Result is the outcome of Check for a signed request.
+type Result struct {
+	// Key is the key the request named; only trusted if Error is zero.
+	Key Key
+	// Error is the TSIG error: 0, dns.RcodeBadKey, dns.RcodeBadSig or
+	// dns.RcodeBadTime.
+	Error uint16
+	// FormErr is set for a malformed TSIG, answered with a plain FORMERR.
+	FormErr bool
+}
+
+// ErrMalformed is what Check says of a TSIG RR that is not the last RR of
+// the additional section, or not the only one.
+var ErrMalformed = errors.New("tsig: TSIG RR is not the single last record")
+
+// Signed reports whether r carries a TSIG RR anywhere in its additional
+// section (and so must be checked).
+func Signed(r *dns.Msg) bool {
+	for _, rr := range r.Extra {
+		if rr.Header().Rrtype == dns.TypeTSIG {
+			return true
+		}
+	}
+	return false
+}
+
+// Check verifies the TSIG of r, which must be Signed, as w's server saw it.
+func Check(w dns.ResponseWriter, r *dns.Msg, keys Keys, now time.Time) Result {
+	for i, rr := range r.Extra {
+		if rr.Header().Rrtype == dns.TypeTSIG && i != len(r.Extra)-1 {
+			return Result{FormErr: true}
+		}
+	}
+	t := r.IsTsig()
+	if t == nil {
+		return Result{FormErr: true}
+	}
+	k, ok := keys(dns.CanonicalName(t.Hdr.Name))
+	if !ok || dns.CanonicalName(t.Algorithm) != k.Algorithm {
+		return Result{Key: Key{Name: t.Hdr.Name, Algorithm: t.Algorithm}, Error: dns.RcodeBadKey}
+	}
+	res := Result{Key: k}
+	// RFC 8945 §5.2.2: a MAC longer than the hash, or shorter than half of
+	// it (and than 10 octets), is malformed.
+	if size, hashLen := int(t.MACSize), macLen(k.Algorithm); size > hashLen || size < max(10, hashLen/2) {
+		return Result{FormErr: true}
+	}
+	status := w.TsigStatus()
+	if k.Algorithm == dns.HmacMD5 {
+		status = verifyMD5(r, k.Secret, now)
+	}
+	switch {
+	case status == nil:
+	case errors.Is(status, dns.ErrTime):
+		res.Error = dns.RcodeBadTime
+	case errors.Is(status, dns.ErrSecret):
+		res.Error = dns.RcodeBadKey
+	default:
+		res.Error = dns.RcodeBadSig
+	}
+	return res
+}
+
+func macLen(alg string) int {
+	switch alg {
+	case dns.HmacMD5:
+		return 16
+	case dns.HmacSHA1:
+		return 20
+	case dns.HmacSHA224:
+		return 28
+	case dns.HmacSHA256:
+		return 32
+	case dns.HmacSHA384:
+		return 48
+	case dns.HmacSHA512:
+		return 64
+	}
+	return 0
+}
+
+// Writer signs every reply with the request's key: a verified request's
+// replies with a MAC, a failed one's with the TSIG error and, as RFC 8945
+// §5.3.2 says, with a MAC only for BADTIME.
+//
+// It must wrap the writer before anything else writes to it: it takes the
+// TSIG RR off the request, so that the handlers after it see none.
+type Writer struct {
+	dns.ResponseWriter
+	req       *dns.Msg  // the request without its TSIG RR
+	reqSig    *dns.TSIG // the request's TSIG RR
+	key       Key
+	tsigError uint16
+	now       func() time.Time
+}
+
+// NewWriter strips r's TSIG RR and returns a writer that signs the replies
+// to r with res's key and error.
+func NewWriter(w dns.ResponseWriter, r *dns.Msg, res Result, now func() time.Time) *Writer {
+	sig := r.IsTsig()
+	r.Extra = r.Extra[:len(r.Extra)-1]
+	return &Writer{ResponseWriter: w, req: r, reqSig: sig, key: res.Key, tsigError: res.Error, now: now}
+}
+
+// WriteMsg implements dns.ResponseWriter.
+func (w *Writer) WriteMsg(m *dns.Msg) error {
+	if m.IsTsig() != nil {
+		return w.ResponseWriter.WriteMsg(m)
+	}
+	// CoreDNS's scrub would append the request's OPT after our TSIG, which
+	// must be last: put the OPT in now.
+	state := request.Request{Req: w.req, W: w.ResponseWriter}
+	state.SizeAndDo(m)
+
+	sig := &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: w.reqSig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: w.reqSig.Algorithm,
+		Fudge:     w.reqSig.Fudge,
+		OrigId:    m.Id,
+		Error:     w.tsigError,
+	}
+	if w.tsigError == dns.RcodeBadTime {
+		// RFC 8945 §5.2.3: the client's time signed, and ours in other data.
+		sig.TimeSigned = w.reqSig.TimeSigned
+		b := binary.BigEndian.AppendUint64(nil, uint64(w.now().Unix()))
+		sig.OtherData = hex.EncodeToString(b[2:])
+		sig.OtherLen = 6
+	} else {
+		sig.TimeSigned = uint64(w.now().Unix())
+	}
+	if w.key.Algorithm != dns.HmacMD5 || w.tsigError == dns.RcodeBadKey || w.tsigError == dns.RcodeBadSig {
+		// The server signs it with the secret from its TsigSecret map
+		// and the request's MAC, which it kept.
+		m.Extra = append(m.Extra, sig)
+		return w.ResponseWriter.WriteMsg(m)
+	}
+	// The server cannot compute HMAC-MD5: sign here, and send the bytes.
+	state.Scrub(m)
+	m.Extra = append(m.Extra, sig)
+	buf, _, err := dns.TsigGenerateWithProvider(m, md5Provider(w.key.Secret), w.reqSig.MAC, false)
+	if err != nil {
+		return err
+	}
+	_, err = w.ResponseWriter.Write(buf)
+	return err
+}

@@ -1,0 +1,91 @@
+package tsigupdate
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/btmm"
+)
+
+const pluginName = "tsig-update"
+
+var log = clog.NewWithPlugin(pluginName)
+
+// Default quotas per user: a host publishes about six records of some 80
+// octets, so these leave room for a hundred hosts and then some.
+const (
+	defaultMaxRecords = 1000
+	defaultMaxBytes   = 256 << 10
+)
+
+func init() { plugin.Register(pluginName, setup) }
+
+func setup(c *caddy.Controller) error {
+	u, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	cfg := dnsserver.GetConfig(c)
+	cfg.AllowOpcode(dns.OpcodeUpdate)
+	c.OnStartup(func() error {
+		h, ok := cfg.Handler("btmm").(*btmm.Btmm)
+		if !ok {
+			return plugin.Error(pluginName, fmt.Errorf("needs the btmm plugin in the same server block"))
+		}
+		u.zone = h
+		return nil
+	})
+	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
+		u.Next = next
+		return u
+	})
+	return nil
+}
+
+// parse reads
+//
+//	tsig-update {
+//	    max_records N
+//	    max_bytes   N
+//	}
+func parse(c *caddy.Controller) (*TsigUpdate, error) {
+	u := &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now}
+	c.Next() // "tsig-update"
+	if len(c.RemainingArgs()) != 0 {
+		return nil, c.ArgErr()
+	}
+	seen := make(map[string]bool)
+	for c.NextBlock() {
+		prop := c.Val()
+		if seen[prop] {
+			return nil, c.Errf("%s given more than once", prop)
+		}
+		seen[prop] = true
+		switch prop {
+		case "max_records", "max_bytes":
+			a := c.RemainingArgs()
+			if len(a) != 1 {
+				return nil, c.ArgErr()
+			}
+			n, err := strconv.Atoi(a[0])
+			if err != nil || n <= 0 {
+				return nil, c.Errf("%s needs a positive integer, not %q", prop, a[0])
+			}
+			if prop == "max_records" {
+				u.maxRecords = n
+			} else {
+				u.maxBytes = n
+			}
+		default:
+			return nil, c.Errf("unknown property %q", prop)
+		}
+	}
+	return u, nil
+}
