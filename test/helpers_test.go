@@ -2,22 +2,22 @@ package test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/md5"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/base64"
-	"encoding/hex"
-	"hash"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"hash"
 	"math/big"
 	"net"
 	"os"
@@ -59,7 +59,9 @@ func (k testKey) miekgAlg() string {
 }
 
 // ySpec is the key as nsupdate -y and dig -y take it.
-func (k testKey) ySpec() string { return k.alg + ":" + strings.TrimSuffix(k.name, ".") + ":" + k.secret }
+func (k testKey) ySpec() string {
+	return k.alg + ":" + strings.TrimSuffix(k.name, ".") + ":" + k.secret
+}
 
 // needTool returns the path of a Debian tool the test needs. Where it is
 // missing the test fails under CI (which installs it) and is skipped, with
