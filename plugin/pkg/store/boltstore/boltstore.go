@@ -41,9 +41,13 @@ var (
 type Options struct {
 	// Now is the clock (time.Now if nil). Tests move it to end leases.
 	Now func() time.Time
-	// SweepInterval is how often lease deadlines are checked (default
-	// 200ms), so that a record is gone well within a second of its end.
+	// SweepInterval bounds the time between sweeps (default 1s). The
+	// store also sweeps when the earliest lease ends.
 	SweepInterval time.Duration
+	// ManualSweep turns the background sweeper off: only Sweep deletes
+	// expired records (they are never served either way). For tests that
+	// move a fake clock.
+	ManualSweep bool
 	// LockTimeout is how long Open waits for another process's lock on the
 	// file (default 5s).
 	LockTimeout time.Duration
@@ -64,6 +68,7 @@ type Store struct {
 	feed store.Feed
 
 	stop     chan struct{}
+	wake     chan struct{} // a commit may have set an earlier lease end
 	sweeping sync.WaitGroup
 	closed   sync.Once
 }
@@ -83,7 +88,7 @@ func Open(path, zone string, opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	if opts.SweepInterval <= 0 {
-		opts.SweepInterval = 200 * time.Millisecond
+		opts.SweepInterval = time.Second
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
@@ -100,7 +105,7 @@ func Open(path, zone string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	s := &Store{db: db, zone: zone, key: zkey, now: opts.Now, stop: make(chan struct{})}
+	s := &Store{db: db, zone: zone, key: zkey, now: opts.Now, stop: make(chan struct{}), wake: make(chan struct{}, 1)}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketNames, bucketExpiry, bucketUsage, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -134,8 +139,10 @@ func Open(path, zone string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sweeping expired leases: %w", err)
 	}
-	s.sweeping.Add(1)
-	go s.sweepLoop(opts.SweepInterval)
+	if !opts.ManualSweep {
+		s.sweeping.Add(1)
+		go s.sweepLoop(opts.SweepInterval)
+	}
 	return s, nil
 }
 
@@ -230,6 +237,12 @@ func (s *Store) update(expiry bool, fn func(store.Tx) error) (store.Event, error
 	if len(ev.Changes) > 0 {
 		s.feed.Publish(ev)
 	}
+	if !expiry {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 	return ev, nil
 }
 
@@ -286,20 +299,44 @@ func (s *Store) dueNames(now time.Time) (due []string, err error) {
 	return due, err
 }
 
+// sweepLoop sweeps when the earliest lease ends, so that the delete (and
+// its serial bump and event) comes as the record stops being served, and at
+// least every interval in case the clock jumped.
 func (s *Store) sweepLoop(every time.Duration) {
 	defer s.sweeping.Done()
-	t := time.NewTicker(every)
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-s.wake:
 		case <-t.C:
-			if _, err := s.Sweep(); err != nil {
-				// The next tick tries again; a store that cannot write
-				// also fails its updates, which are logged there.
-				continue
+			// A failed sweep is tried again at the next wake-up; a store
+			// that cannot write fails its updates too, which are logged.
+			s.Sweep()
+		}
+		wait := every
+		if next, ok := s.nextExpiry(); ok {
+			wait = min(wait, max(next.Sub(s.now()), 0))
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
 			}
 		}
+		t.Reset(wait)
 	}
+}
+
+// nextExpiry returns the earliest lease end in the index.
+func (s *Store) nextExpiry() (at time.Time, ok bool) {
+	s.db.View(func(btx *bolt.Tx) error {
+		if k, _ := btx.Bucket(bucketExpiry).Cursor().First(); len(k) >= 8 {
+			at, ok = time.Unix(0, int64(binary.BigEndian.Uint64(k))), true
+		}
+		return nil
+	})
+	return at, ok
 }

@@ -29,7 +29,7 @@ func (c *clock) Add(d time.Duration) {
 
 func open(t *testing.T, path string, c *clock) *Store {
 	t.Helper()
-	s, err := Open(path, zone, Options{Now: c.Now, SweepInterval: time.Hour})
+	s, err := Open(path, zone, Options{Now: c.Now, ManualSweep: true})
 	if err != nil {
 		t.Fatal(err)
 	}
