@@ -137,6 +137,10 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 			return nil, c.Errf("unknown property %q", prop)
 		}
 	}
+	if c.Next() {
+		// The dispenser holds every btmm of the server block.
+		return nil, plugin.ErrOnce
+	}
 	if keysPath == "" {
 		return nil, c.Err("keys FILE is required: it names the users' TSIG keys")
 	}

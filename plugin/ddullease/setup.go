@@ -1,6 +1,7 @@
 package ddullease
 
 import (
+	"math"
 	"time"
 
 	"github.com/coredns/caddy"
@@ -20,6 +21,9 @@ const (
 	defaultMax    = 2 * time.Hour
 	defaultLease  = 90 * time.Minute
 	defaultKeyMax = 7 * 24 * time.Hour
+	// maxLease is the longest lease the option can carry: 2^31-1 seconds,
+	// as RFC 6281 has the field signed (see clamp).
+	maxLease = math.MaxInt32 * time.Second
 )
 
 func init() { plugin.Register(pluginName, setup) }
@@ -53,6 +57,19 @@ func parse(c *caddy.Controller) (*DdulLease, error) {
 	seen := make(map[string]bool)
 	for c.NextBlock() {
 		prop := c.Val()
+		var field *time.Duration
+		switch prop {
+		case "min":
+			field = &d.min
+		case "max":
+			field = &d.max
+		case "default":
+			field = &d.def
+		case "key_max":
+			field = &d.keyMax
+		default:
+			return nil, c.Errf("unknown property %q", prop)
+		}
 		if seen[prop] {
 			return nil, c.Errf("%s given more than once", prop)
 		}
@@ -65,18 +82,15 @@ func parse(c *caddy.Controller) (*DdulLease, error) {
 		if err != nil || v < time.Second || v%time.Second != 0 {
 			return nil, c.Errf("%s needs a whole number of seconds, at least 1s (like 90m), not %q", prop, a[0])
 		}
-		switch prop {
-		case "min":
-			d.min = v
-		case "max":
-			d.max = v
-		case "default":
-			d.def = v
-		case "key_max":
-			d.keyMax = v
-		default:
-			return nil, c.Errf("unknown property %q", prop)
+		if v > maxLease {
+			// The option carries seconds in 31 bits (RFC 6281's signed field).
+			return nil, c.Errf("%s %v is above the longest lease the option can carry, %v", prop, v, maxLease)
 		}
+		*field = v
+	}
+	if c.Next() {
+		// The dispenser holds every ddul-lease of the server block.
+		return nil, plugin.ErrOnce
 	}
 	if d.min > d.max {
 		return nil, c.Errf("min %v is above max %v", d.min, d.max)

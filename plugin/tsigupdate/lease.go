@@ -26,9 +26,10 @@ func WithLease(ctx context.Context, l Lease) context.Context {
 	return context.WithValue(ctx, leaseKey{}, l)
 }
 
-// leaseFrom returns the granted lease; without one, records live until an
-// UPDATE deletes them (RFC 9664 §4.2).
-func leaseFrom(ctx context.Context) Lease {
+// LeaseFrom returns the lease that WithLease put in ctx, and the zero Lease
+// if there is none: then records live until an UPDATE deletes them
+// (RFC 9664 §4.2).
+func LeaseFrom(ctx context.Context) Lease {
 	l, _ := ctx.Value(leaseKey{}).(Lease)
 	return l
 }

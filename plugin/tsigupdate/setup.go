@@ -87,5 +87,9 @@ func parse(c *caddy.Controller) (*TsigUpdate, error) {
 			return nil, c.Errf("unknown property %q", prop)
 		}
 	}
+	if c.Next() {
+		// The dispenser holds every tsig-update of the server block.
+		return nil, plugin.ErrOnce
+	}
 	return u, nil
 }

@@ -63,7 +63,7 @@ func (u *TsigUpdate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 	}
 
 	rcode := dns.RcodeRefused
-	lease := leaseFrom(ctx)
+	lease := LeaseFrom(ctx)
 	switch {
 	case key == "":
 		log.Debugf("unsigned UPDATE from %s refused", state.IP())

@@ -30,6 +30,12 @@ func (u *TsigUpdate) update(st store.Store, key string, r *dns.Msg, lease Lease)
 	if rcode := prescan(zone, zclass, r.Answer, r.Ns); rcode != dns.RcodeSuccess {
 		return rcode, nil
 	}
+	for _, rr := range r.Ns {
+		if rr.Header().Class == zclass && operatorOnly(rr.Header().Rrtype) {
+			log.Debugf("key %s may not add %s records", key, dns.TypeToString[rr.Header().Rrtype])
+			return dns.RcodeRefused, nil
+		}
+	}
 	// §3.3, done before the prerequisites so that a key cannot probe
 	// other users' names with them: everything must be in the key's own
 	// subtree.
@@ -139,6 +145,19 @@ func isMeta(t uint16) bool {
 	switch t {
 	case dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR, dns.TypeMAILA, dns.TypeMAILB,
 		dns.TypeOPT, dns.TypeTSIG, dns.TypeTKEY, dns.TypeNone:
+		return true
+	}
+	return false
+}
+
+// operatorOnly reports the types that only the zone's operator may have in
+// the zone: an SOA or NS inside a user's subtree would claim a zone cut
+// that this server does not make, and DNSSEC records would claim
+// signatures it does not keep.
+func operatorOnly(t uint16) bool {
+	switch t {
+	case dns.TypeSOA, dns.TypeNS, dns.TypeDS, dns.TypeDNSKEY, dns.TypeRRSIG,
+		dns.TypeNSEC, dns.TypeNSEC3, dns.TypeNSEC3PARAM, dns.TypeCDS, dns.TypeCDNSKEY:
 		return true
 	}
 	return false
@@ -282,7 +301,11 @@ func (w *working) apply(rr dns.RR, zclass uint16, lease Lease) error {
 	case dns.ClassANY:
 		*recs = remove(*recs, func(r dns.RR) bool { return h.Rrtype == dns.TypeANY || r.Header().Rrtype == h.Rrtype })
 	case dns.ClassNONE:
-		*recs = remove(*recs, func(r dns.RR) bool { return dns.IsDuplicate(r, rr) })
+		// The RR comes in class NONE and the stored ones are in the zone's
+		// class, which dns.IsDuplicate compares too.
+		del := dns.Copy(rr)
+		del.Header().Class = zclass
+		*recs = remove(*recs, func(r dns.RR) bool { return dns.IsDuplicate(r, del) })
 	default:
 		return fmt.Errorf("class %d passed the prescan", h.Class)
 	}
