@@ -90,12 +90,15 @@ func (s *Server) TLSAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.TLSPort
 
 // Start starts the process and waits until it answers an SOA query for
 // zone on Addr.
-func (s *Server) Start(zone string) {
+func (s *Server) Start(zone string) { s.t.Helper(); s.StartTimeout(zone, 20*time.Second) }
+
+// StartTimeout is Start with a limit on how long starting may take.
+func (s *Server) StartTimeout(zone string, limit time.Duration) {
 	s.t.Helper()
 	if err := s.start(); err != nil {
 		s.t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(limit)
 	for {
 		m := new(dns.Msg).SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
 		c := &dns.Client{Timeout: 200 * time.Millisecond}
@@ -108,7 +111,7 @@ func (s *Server) Start(zone string) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("coredns did not answer within 20s:\n%s", s.Output())
+			s.t.Fatalf("coredns did not answer within %v:\n%s", limit, s.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
