@@ -36,7 +36,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t
 
 // newStore opens a store for zone in a temporary directory, holding the
 // given records (without leases), with its clock at start.
-func newStore(t *testing.T, records ...string) (*boltstore.Store, *clock) {
+func newStore(t testing.TB, records ...string) (*boltstore.Store, *clock) {
 	t.Helper()
 	clk := &clock{t: start}
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "zone.db"), zone, boltstore.Options{Now: clk.Now})
