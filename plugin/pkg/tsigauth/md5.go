@@ -3,6 +3,10 @@ package tsigauth
 import (
 	"crypto/hmac"
 	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"hash"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -11,24 +15,29 @@ import (
 	"github.com/miekg/dns"
 )
 
-// md5Provider computes HMAC-MD5 TSIGs (RFC 8945 calls it MAY implement,
-// MUST NOT use; RFC 6281's clients use it), which miekg/dns dropped.
-type md5Provider string
+// HMAC is a dns.TsigProvider for one secret (base64) with every algorithm
+// of RFC 8945 that this project accepts, HMAC-MD5 included, which
+// miekg/dns no longer computes. Clients and the LLQ listeners, which see
+// the bytes that arrived, verify with it too.
+type HMAC string
 
-func (p md5Provider) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
-	if dns.CanonicalName(t.Algorithm) != dns.HmacMD5 {
+// Generate implements dns.TsigProvider.
+func (p HMAC) Generate(msg []byte, t *dns.TSIG) ([]byte, error) {
+	h := hashOf(dns.CanonicalName(t.Algorithm))
+	if h == nil {
 		return nil, dns.ErrKeyAlg
 	}
 	secret, err := base64.StdEncoding.DecodeString(string(p))
 	if err != nil {
 		return nil, err
 	}
-	h := hmac.New(md5.New, secret)
-	h.Write(msg)
-	return h.Sum(nil), nil
+	mac := hmac.New(h, secret)
+	mac.Write(msg)
+	return mac.Sum(nil), nil
 }
 
-func (p md5Provider) Verify(msg []byte, t *dns.TSIG) error {
+// Verify implements dns.TsigProvider.
+func (p HMAC) Verify(msg []byte, t *dns.TSIG) error {
 	want, err := p.Generate(msg, t)
 	if err != nil {
 		return err
@@ -39,6 +48,24 @@ func (p md5Provider) Verify(msg []byte, t *dns.TSIG) error {
 	}
 	if !hmac.Equal(got, want) {
 		return dns.ErrSig
+	}
+	return nil
+}
+
+func hashOf(alg string) func() hash.Hash {
+	switch alg {
+	case dns.HmacMD5:
+		return md5.New
+	case dns.HmacSHA1:
+		return sha1.New
+	case dns.HmacSHA224:
+		return sha256.New224
+	case dns.HmacSHA256:
+		return sha256.New
+	case dns.HmacSHA384:
+		return sha512.New384
+	case dns.HmacSHA512:
+		return sha512.New
 	}
 	return nil
 }
@@ -60,7 +87,7 @@ func verifyMD5(r *dns.Msg, secret string, now time.Time) error {
 		}
 		// This also checks the time, against the wall clock; a MAC that
 		// verifies is then judged below against now.
-		err = dns.TsigVerifyWithProvider(buf, md5Provider(secret), "", false)
+		err = dns.TsigVerifyWithProvider(buf, HMAC(secret), "", false)
 		if err == nil || errors.Is(err, dns.ErrTime) {
 			break
 		}

@@ -2,15 +2,10 @@ package tsigauth
 
 import (
 	"crypto/hmac"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"hash"
 
 	"github.com/miekg/dns"
 )
@@ -38,21 +33,8 @@ func VerifyReply(raw []byte, secret, requestMAC string) error {
 	binary.BigEndian.PutUint16(msg[0:], t.OrigId)
 	binary.BigEndian.PutUint16(msg[10:], binary.BigEndian.Uint16(msg[10:])-1)
 
-	var h func() hash.Hash
-	switch dns.CanonicalName(t.Algorithm) {
-	case dns.HmacMD5:
-		h = md5.New
-	case dns.HmacSHA1:
-		h = sha1.New
-	case dns.HmacSHA224:
-		h = sha256.New224
-	case dns.HmacSHA256:
-		h = sha256.New
-	case dns.HmacSHA384:
-		h = sha512.New384
-	case dns.HmacSHA512:
-		h = sha512.New
-	default:
+	h := hashOf(dns.CanonicalName(t.Algorithm))
+	if h == nil {
 		return dns.ErrKeyAlg
 	}
 	key, err := base64.StdEncoding.DecodeString(secret)

@@ -62,10 +62,10 @@ func exchange(t *testing.T, addr, name, alg, sec string, at time.Time) (r *dns.M
 	verify := func(raw []byte, mac string) error { return dns.TsigVerify(raw, sec, mac, false) }
 	if alg == dns.HmacMD5 {
 		generate = func(m *dns.Msg) ([]byte, string, error) {
-			return dns.TsigGenerateWithProvider(m, md5Provider(sec), "", false)
+			return dns.TsigGenerateWithProvider(m, HMAC(sec), "", false)
 		}
 		verify = func(raw []byte, mac string) error {
-			return dns.TsigVerifyWithProvider(raw, md5Provider(sec), mac, false)
+			return dns.TsigVerifyWithProvider(raw, HMAC(sec), mac, false)
 		}
 	}
 	buf, mac, err := generate(m)

@@ -170,7 +170,7 @@ func (w *Writer) WriteMsg(m *dns.Msg) error {
 	// The server cannot compute HMAC-MD5: sign here, and send the bytes.
 	state.Scrub(m)
 	m.Extra = append(m.Extra, sig)
-	buf, _, err := dns.TsigGenerateWithProvider(m, md5Provider(w.key.Secret), w.reqSig.MAC, false)
+	buf, _, err := dns.TsigGenerateWithProvider(m, HMAC(w.key.Secret), w.reqSig.MAC, false)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func signMD5(t *testing.T, m *dns.Msg, compress bool, at time.Time) *dns.Msg {
 	t.Helper()
 	m.Compress = compress
 	m.SetTsig(keyName, dns.HmacMD5, 300, at.Unix())
-	buf, _, err := dns.TsigGenerateWithProvider(m, md5Provider(secret), "", false)
+	buf, _, err := dns.TsigGenerateWithProvider(m, HMAC(secret), "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
