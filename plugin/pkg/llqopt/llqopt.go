@@ -91,7 +91,9 @@ func (o Option) EDNS0() *dns.EDNS0_LLQ {
 // ErrVersion is returned by From for an option of another version.
 type ErrVersion uint16
 
-func (e ErrVersion) Error() string { return fmt.Sprintf("llq: version %d, want %d", uint16(e), Version) }
+func (e ErrVersion) Error() string {
+	return fmt.Sprintf("llq: version %d, want %d", uint16(e), Version)
+}
 
 // From returns the LLQ options in m's OPT RR, in order (one per question).
 // It returns ErrVersion if any has a version other than 1.

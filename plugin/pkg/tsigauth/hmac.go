@@ -6,10 +6,10 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
-	"hash"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"time"
 
 	"github.com/miekg/dns"
