@@ -95,13 +95,5 @@ func verifyMD5(r *dns.Msg, secret string, now time.Time) error {
 	if err != nil && !errors.Is(err, dns.ErrTime) {
 		return err
 	}
-	t := r.IsTsig()
-	skew := now.Unix() - int64(t.TimeSigned)
-	if skew < 0 {
-		skew = -skew
-	}
-	if skew > int64(t.Fudge) {
-		return dns.ErrTime
-	}
-	return nil
+	return checkTime(r.IsTsig(), now)
 }

@@ -59,29 +59,58 @@ func Signed(r *dns.Msg) bool {
 
 // Check verifies the TSIG of r, which must be Signed, as w's server saw it.
 func Check(w dns.ResponseWriter, r *dns.Msg, keys Keys, now time.Time) Result {
+	res, _ := checkKey(r, keys)
+	if res.FormErr || res.Error != 0 {
+		return res
+	}
+	status := w.TsigStatus()
+	if res.Key.Algorithm == dns.HmacMD5 {
+		status = verifyMD5(r, res.Key.Secret, now)
+	}
+	return withStatus(res, status)
+}
+
+// CheckRaw verifies the TSIG of r, which must be Signed and parsed from
+// raw, for a server that reads its own messages and so has the bytes as
+// they arrived (the LLQ listeners): every algorithm is checked exactly.
+func CheckRaw(raw []byte, r *dns.Msg, keys Keys, now time.Time) Result {
+	res, t := checkKey(r, keys)
+	if res.FormErr || res.Error != 0 {
+		return res
+	}
+	status := dns.TsigVerifyWithProvider(append([]byte(nil), raw...), HMAC(res.Key.Secret), "", false)
+	if status == nil || errors.Is(status, dns.ErrTime) {
+		// The MAC is good; judge the time by our clock, not the library's.
+		status = checkTime(t, now)
+	}
+	return withStatus(res, status)
+}
+
+// checkKey does the checks that come before the MAC's: the TSIG RR's
+// place, the key and its algorithm, the MAC's size.
+func checkKey(r *dns.Msg, keys Keys) (Result, *dns.TSIG) {
 	for i, rr := range r.Extra {
 		if rr.Header().Rrtype == dns.TypeTSIG && i != len(r.Extra)-1 {
-			return Result{FormErr: true}
+			return Result{FormErr: true}, nil
 		}
 	}
 	t := r.IsTsig()
 	if t == nil {
-		return Result{FormErr: true}
+		return Result{FormErr: true}, nil
 	}
 	k, ok := keys(dns.CanonicalName(t.Hdr.Name))
 	if !ok || dns.CanonicalName(t.Algorithm) != k.Algorithm {
-		return Result{Key: Key{Name: t.Hdr.Name, Algorithm: t.Algorithm}, Error: dns.RcodeBadKey}
+		return Result{Key: Key{Name: t.Hdr.Name, Algorithm: t.Algorithm}, Error: dns.RcodeBadKey}, t
 	}
-	res := Result{Key: k}
 	// RFC 8945 §5.2.2: a MAC longer than the hash, or shorter than half of
 	// it (and than 10 octets), is malformed.
 	if size, hashLen := int(t.MACSize), macLen(k.Algorithm); size > hashLen || size < max(10, hashLen/2) {
-		return Result{FormErr: true}
+		return Result{FormErr: true}, t
 	}
-	status := w.TsigStatus()
-	if k.Algorithm == dns.HmacMD5 {
-		status = verifyMD5(r, k.Secret, now)
-	}
+	return Result{Key: k}, t
+}
+
+func withStatus(res Result, status error) Result {
 	switch {
 	case status == nil:
 	case errors.Is(status, dns.ErrTime):
@@ -92,6 +121,17 @@ func Check(w dns.ResponseWriter, r *dns.Msg, keys Keys, now time.Time) Result {
 		res.Error = dns.RcodeBadSig
 	}
 	return res
+}
+
+func checkTime(t *dns.TSIG, now time.Time) error {
+	skew := now.Unix() - int64(t.TimeSigned)
+	if skew < 0 {
+		skew = -skew
+	}
+	if skew > int64(t.Fudge) {
+		return dns.ErrTime
+	}
+	return nil
 }
 
 func macLen(alg string) int {
@@ -145,22 +185,7 @@ func (w *Writer) WriteMsg(m *dns.Msg) error {
 	state := request.Request{Req: w.req, W: w.ResponseWriter}
 	state.SizeAndDo(m)
 
-	sig := &dns.TSIG{
-		Hdr:       dns.RR_Header{Name: w.reqSig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
-		Algorithm: w.reqSig.Algorithm,
-		Fudge:     w.reqSig.Fudge,
-		OrigId:    m.Id,
-		Error:     w.tsigError,
-	}
-	if w.tsigError == dns.RcodeBadTime {
-		// RFC 8945 §5.2.3: the client's time signed, and ours in other data.
-		sig.TimeSigned = w.reqSig.TimeSigned
-		b := binary.BigEndian.AppendUint64(nil, uint64(w.now().Unix()))
-		sig.OtherData = hex.EncodeToString(b[2:])
-		sig.OtherLen = 6
-	} else {
-		sig.TimeSigned = uint64(w.now().Unix())
-	}
+	sig := ReplyTSIG(w.reqSig, w.tsigError, m.Id, w.now())
 	if w.key.Algorithm != dns.HmacMD5 || w.tsigError == dns.RcodeBadKey || w.tsigError == dns.RcodeBadSig {
 		// The server signs it with the secret from its TsigSecret map
 		// and the request's MAC, which it kept.
@@ -176,4 +201,29 @@ func (w *Writer) WriteMsg(m *dns.Msg) error {
 	}
 	_, err = w.ResponseWriter.Write(buf)
 	return err
+}
+
+// ReplyTSIG returns the TSIG RR, not yet signed, for a reply with message ID
+// id to a request that carried reqSig, whose check gave tsigError. Pack the
+// reply with it last through dns.TsigGenerateWithProvider and the request's
+// MAC: that signs it, except for BADKEY and BADSIG, which RFC 8945 §5.3.2
+// wants unsigned.
+func ReplyTSIG(reqSig *dns.TSIG, tsigError uint16, id uint16, now time.Time) *dns.TSIG {
+	sig := &dns.TSIG{
+		Hdr:       dns.RR_Header{Name: reqSig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: reqSig.Algorithm,
+		Fudge:     reqSig.Fudge,
+		OrigId:    id,
+		Error:     tsigError,
+	}
+	if tsigError == dns.RcodeBadTime {
+		// RFC 8945 §5.2.3: the client's time signed, and ours in other data.
+		sig.TimeSigned = reqSig.TimeSigned
+		b := binary.BigEndian.AppendUint64(nil, uint64(now.Unix()))
+		sig.OtherData = hex.EncodeToString(b[2:])
+		sig.OtherLen = 6
+	} else {
+		sig.TimeSigned = uint64(now.Unix())
+	}
+	return sig
 }
