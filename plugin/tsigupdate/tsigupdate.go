@@ -39,7 +39,7 @@ func (u *TsigUpdate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 
 	var key string
 	if tsigauth.Signed(r) {
-		res := tsigauth.Check(w, r, u.keys, u.now())
+		res := tsigauth.Check(w, r, u.zone.TSIGKey, u.now())
 		if res.FormErr {
 			tsigFailures.WithLabelValues(server, "FORMERR").Inc()
 			return u.reply(w, r, dns.RcodeFormatError, nil)
@@ -81,11 +81,6 @@ func (u *TsigUpdate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 		return u.reply(w, r, rcode, nil)
 	}
 	return u.reply(w, r, rcode, lease.Reply)
-}
-
-func (u *TsigUpdate) keys(name string) (tsigauth.Key, bool) {
-	k, ok := u.zone.Key(name)
-	return tsigauth.Key{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret}, ok
 }
 
 // reply writes an answer with rcode and the zone (question) section, as

@@ -44,13 +44,16 @@ import (
 	// This project's plugins.
 	_ "github.com/openbtmm/btmm/plugin/btmm"
 	_ "github.com/openbtmm/btmm/plugin/ddullease"
+	_ "github.com/openbtmm/btmm/plugin/llq"
 	_ "github.com/openbtmm/btmm/plugin/tsigupdate"
 )
 
 // btmmDirectives sit in the chain in this order, just before CoreDNS's own
 // dynupdate and file: ddul-lease must see an UPDATE before tsig-update
 // applies it (it hands the granted lease down), and btmm answers last.
-var btmmDirectives = []string{"ddul-lease", "tsig-update", "btmm"}
+// llq adds no handler to the chain (it has listeners of its own), but is
+// set up after btmm, whose store it watches from start-up on.
+var btmmDirectives = []string{"ddul-lease", "tsig-update", "btmm", "llq"}
 
 func init() {
 	at := slices.Index(dnsserver.Directives, "dynupdate")

@@ -1,0 +1,255 @@
+package llq
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"github.com/openbtmm/btmm/plugin/btmm"
+	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
+)
+
+const pluginName = "llq"
+
+var log = clog.NewWithPlugin(pluginName)
+
+// RFC 6281 §5.3: LLQ leases from 15 minutes to 2 hours.
+const (
+	defaultMin   = 15 * time.Minute
+	defaultMax   = 2 * time.Hour
+	defaultLimit = 256
+)
+
+func init() { plugin.Register(pluginName, setup) }
+
+// config is one llq block.
+type config struct {
+	policy                   // zone filled in at start-up
+	udp, tcp, tlsAddr string // "" for off
+	tls               *tls.Config
+}
+
+// listeners names the sockets; servers are shared by it across reloads.
+func (c *config) listeners() string { return c.udp + "|" + c.tcp + "|" + c.tlsAddr }
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	dc := dnsserver.GetConfig(c)
+	c.OnStartup(func() error {
+		z, ok := dc.Handler("btmm").(*btmm.Btmm)
+		if !ok || z.Store() == nil {
+			return plugin.Error(pluginName, fmt.Errorf("needs the btmm plugin in the same server block"))
+		}
+		p := cfg.policy
+		p.zone = z
+		if err := acquire(cfg, &p); err != nil {
+			return plugin.Error(pluginName, err)
+		}
+		return nil
+	})
+	c.OnShutdown(func() error { return release(cfg) })
+	return nil
+}
+
+// parse reads
+//
+//	llq {
+//	    min   DURATION
+//	    max   DURATION
+//	    tsig  required|optional
+//	    limit N
+//	    udp   ADDRESS|off
+//	    tcp   ADDRESS|off
+//	    tls   ADDRESS CERT KEY
+//	}
+func parse(c *caddy.Controller) (*config, error) {
+	port := ":" + strconv.Itoa(llqopt.Port)
+	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit}, udp: port, tcp: port}
+	c.Next() // "llq"
+	if len(c.RemainingArgs()) != 0 {
+		return nil, c.ArgErr()
+	}
+	seen := make(map[string]bool)
+	for c.NextBlock() {
+		prop := c.Val()
+		if seen[prop] {
+			return nil, c.Errf("%s given more than once", prop)
+		}
+		seen[prop] = true
+		a := c.RemainingArgs()
+		switch prop {
+		case "min", "max":
+			if len(a) != 1 {
+				return nil, c.ArgErr()
+			}
+			d, err := time.ParseDuration(a[0])
+			if err != nil || d < time.Second || d%time.Second != 0 || d > 1<<31*time.Second {
+				return nil, c.Errf("%s needs a whole number of seconds, at least 1s (like 15m), not %q", prop, a[0])
+			}
+			if prop == "min" {
+				cfg.min = d
+			} else {
+				cfg.max = d
+			}
+		case "tsig":
+			if len(a) != 1 || a[0] != "required" && a[0] != "optional" {
+				return nil, c.Errf("tsig is required or optional")
+			}
+			cfg.tsigRequired = a[0] == "required"
+		case "limit":
+			if len(a) != 1 {
+				return nil, c.ArgErr()
+			}
+			n, err := strconv.Atoi(a[0])
+			if err != nil || n < 1 {
+				return nil, c.Errf("limit needs a positive integer, not %q", a[0])
+			}
+			cfg.limit = n
+		case "udp", "tcp":
+			if len(a) != 1 {
+				return nil, c.ArgErr()
+			}
+			addr := a[0]
+			if addr == "off" {
+				addr = ""
+			} else if _, _, err := net.SplitHostPort(addr); err != nil {
+				return nil, c.Errf("%s needs HOST:PORT or off, not %q", prop, a[0])
+			}
+			if prop == "udp" {
+				cfg.udp = addr
+			} else {
+				cfg.tcp = addr
+			}
+		case "tls":
+			if len(a) != 3 {
+				return nil, c.Errf("tls needs ADDRESS CERT KEY")
+			}
+			if _, _, err := net.SplitHostPort(a[0]); err != nil {
+				return nil, c.Errf("tls needs HOST:PORT, not %q", a[0])
+			}
+			cert, err := tls.LoadX509KeyPair(a[1], a[2])
+			if err != nil {
+				return nil, c.Errf("tls certificate: %v", err)
+			}
+			cfg.tlsAddr = a[0]
+			cfg.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		default:
+			return nil, c.Errf("unknown property %q", prop)
+		}
+	}
+	if c.Next() {
+		return nil, plugin.ErrOnce
+	}
+	if cfg.min > cfg.max {
+		return nil, c.Errf("min %v is above max %v", cfg.min, cfg.max)
+	}
+	if cfg.udp == "" && cfg.tcp == "" && cfg.tlsAddr == "" {
+		return nil, c.Err("every listener is off")
+	}
+	return cfg, nil
+}
+
+// The LLQ listeners and their LLQs must outlive a Corefile reload, which
+// builds the new plugin instances before it shuts the old ones down: so
+// servers are shared, counted, by the sockets they listen on. A reload
+// keeps the server and installs the new block's policy (keys, bounds).
+var registry struct {
+	sync.Mutex
+	servers map[string]*shared
+}
+
+type shared struct {
+	*Server
+	refs int
+}
+
+func acquire(cfg *config, p *policy) error {
+	registry.Lock()
+	defer registry.Unlock()
+	if s, ok := registry.servers[cfg.listeners()]; ok {
+		s.refs++
+		s.setPolicy(p)
+		return nil
+	}
+	s := newServer(time.Now)
+	if err := s.listen(cfg); err != nil {
+		s.Close()
+		return err
+	}
+	s.setPolicy(p)
+	s.start()
+	if registry.servers == nil {
+		registry.servers = make(map[string]*shared)
+	}
+	registry.servers[cfg.listeners()] = &shared{Server: s, refs: 1}
+	log.Infof("listening for LLQs on %s", strings.Trim(strings.ReplaceAll(cfg.listeners(), "||", "|"), "|"))
+	return nil
+}
+
+func release(cfg *config) error {
+	registry.Lock()
+	defer registry.Unlock()
+	s, ok := registry.servers[cfg.listeners()]
+	if !ok {
+		return nil
+	}
+	if s.refs--; s.refs > 0 {
+		return nil
+	}
+	delete(registry.servers, cfg.listeners())
+	return s.Close()
+}
+
+// listen opens the configured sockets.
+func (s *Server) listen(cfg *config) error {
+	if cfg.udp != "" {
+		a, err := net.ResolveUDPAddr("udp", cfg.udp)
+		if err != nil {
+			return err
+		}
+		if s.udp, err = net.ListenUDP("udp", a); err != nil {
+			return err
+		}
+	}
+	if cfg.tcp != "" {
+		l, err := net.Listen("tcp", cfg.tcp)
+		if err != nil {
+			return err
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	if cfg.tlsAddr != "" {
+		l, err := tls.Listen("tcp", cfg.tlsAddr, cfg.tls)
+		if err != nil {
+			return err
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	return nil
+}
+
+// start runs the server's goroutines.
+func (s *Server) start() {
+	if s.udp != nil {
+		s.wg.Add(1)
+		go s.serveUDP()
+	}
+	for _, l := range s.listeners {
+		s.wg.Add(1)
+		go s.serveTCP(l)
+	}
+	s.wg.Add(1)
+	go s.sweepLoop()
+}

@@ -1,0 +1,118 @@
+package llq
+
+import (
+	"net/netip"
+	"time"
+)
+
+// state is where an LLQ is in its life.
+//
+//	UDP:      setup request ──▶ challenged ──(challenge response)──▶ established
+//	TCP, TLS: setup request ─────────────────────────────────────▶ established
+//	both:     established ──(lease end, lease-0 refresh, 3 unacknowledged events)──▶ gone
+//
+// Only an established LLQ gets events, so no event ever goes to an address
+// that has not answered its challenge.
+type state uint8
+
+const (
+	challenged state = iota
+	established
+)
+
+// qkey is what a change is matched on: a name (lowercase, fully qualified)
+// and a type (dns.TypeANY matches every type).
+type qkey struct {
+	name  string
+	qtype uint16
+}
+
+// llq is one long-lived query. Its fields are guarded by Server.mu.
+type llq struct {
+	id      uint64
+	q       qkey   // shares its name string with the index's key
+	key     string // TSIG key name, "" if set up unsigned
+	owner   string // what the LLQ counts against for the limit: its key, or the client's address
+	state   state
+	granted uint32 // seconds, as told to the client
+	expires int64  // unix nanoseconds
+
+	// to is where events go: the client's connection while it is open,
+	// else the UDP address (the setup's source for UDP; for TCP, the
+	// client's address with its port hint, or its TCP port).
+	to   netip.AddrPort
+	conn *conn
+
+	// pending are the events sent and not yet acknowledged, by message ID.
+	pending map[uint16]*pendingEvent
+}
+
+func (l *llq) expired(now time.Time) bool { return now.UnixNano() >= l.expires }
+
+// table holds the live LLQs, indexed so that a change finds its LLQs
+// without looking at the others.
+type table struct {
+	byID    map[uint64]*llq
+	byQ     map[qkey]map[uint64]*llq
+	byOwner map[string]int
+}
+
+func newTable() *table {
+	return &table{byID: make(map[uint64]*llq), byQ: make(map[qkey]map[uint64]*llq), byOwner: make(map[string]int)}
+}
+
+func (t *table) add(l *llq) {
+	set, ok := t.byQ[l.q]
+	if !ok {
+		set = make(map[uint64]*llq, 1)
+		t.byQ[l.q] = set
+	} else {
+		// Share the name's string with the other LLQs on it.
+		for _, other := range set {
+			l.q = other.q
+			break
+		}
+	}
+	set[l.id] = l
+	t.byID[l.id] = l
+	if l.conn != nil && l.conn.llqs != nil {
+		l.conn.llqs[l.id] = l
+	}
+	t.byOwner[l.owner]++
+}
+
+func (t *table) remove(l *llq) {
+	if t.byID[l.id] != l {
+		return
+	}
+	delete(t.byID, l.id)
+	if set := t.byQ[l.q]; set != nil {
+		delete(set, l.id)
+		if len(set) == 0 {
+			delete(t.byQ, l.q)
+		}
+	}
+	if o := l.owner; t.byOwner[o] <= 1 {
+		delete(t.byOwner, o)
+	} else {
+		t.byOwner[o]--
+	}
+	if l.conn != nil && l.conn.llqs != nil {
+		delete(l.conn.llqs, l.id)
+	}
+	for _, p := range l.pending {
+		p.stop()
+	}
+	l.pending = nil
+}
+
+// find returns the LLQ from or for a client at addr with question q, if
+// there is one: duplicate setup requests are answered again, not doubled.
+func (t *table) find(q qkey, to netip.AddrPort) *llq {
+	for _, l := range t.byQ[q] {
+		if l.to == to {
+			return l
+		}
+	}
+	return nil
+}
