@@ -37,7 +37,7 @@ type fixture struct {
 
 // newFixture runs an LLQ server on 127.0.0.1 over a real store, with
 // alice's key, set up the way setup does.
-func newFixture(t *testing.T, tsigRequired bool, limit int) *fixture {
+func newFixture(t testing.TB, tsigRequired bool, limit int) *fixture {
 	t.Helper()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "z.db"), zone, boltstore.Options{SweepInterval: 20 * time.Millisecond})
 	if err != nil {
