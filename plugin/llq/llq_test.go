@@ -313,4 +313,3 @@ func TestManyLLQsOnOneName(t *testing.T) {
 		t.Fatalf("%d LLQs live, want 20", n)
 	}
 }
-

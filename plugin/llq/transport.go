@@ -29,7 +29,7 @@ type conn struct {
 const (
 	// idleTimeout ends a connection that says nothing for longer than the
 	// longest lease: its client would have had to refresh.
-	idleTimeout = 2*time.Hour + time.Minute
+	idleTimeout  = 2*time.Hour + time.Minute
 	writeTimeout = 10 * time.Second
 	maxTCPConns  = 10000
 )
