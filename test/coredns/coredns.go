@@ -38,8 +38,8 @@ type Server struct {
 	Dir      string // the working directory, where relative paths resolve
 	Corefile string // its path
 	// Ports found free for the test; the Corefile may use them as
-	// {{PORT}}, {{TLSPORT}}.
-	Port, TLSPort int
+	// {{PORT}}, {{TLSPORT}}, {{LLQPORT}} and {{LLQTLSPORT}}.
+	Port, TLSPort, LLQPort, LLQTLSPort int
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -71,9 +71,11 @@ func FreePort(t testing.TB) int {
 // returns a server that is not started yet.
 func New(t testing.TB, dir, corefile string) *Server {
 	t.Helper()
-	s := &Server{t: t, Dir: dir, Port: FreePort(t), TLSPort: FreePort(t)}
-	corefile = strings.ReplaceAll(corefile, "{{PORT}}", fmt.Sprint(s.Port))
-	corefile = strings.ReplaceAll(corefile, "{{TLSPORT}}", fmt.Sprint(s.TLSPort))
+	s := &Server{t: t, Dir: dir, Port: FreePort(t), TLSPort: FreePort(t), LLQPort: FreePort(t), LLQTLSPort: FreePort(t)}
+	corefile = strings.NewReplacer(
+		"{{PORT}}", fmt.Sprint(s.Port), "{{TLSPORT}}", fmt.Sprint(s.TLSPort),
+		"{{LLQPORT}}", fmt.Sprint(s.LLQPort), "{{LLQTLSPORT}}", fmt.Sprint(s.LLQTLSPort),
+	).Replace(corefile)
 	s.Corefile = filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(s.Corefile, []byte(corefile), 0o600); err != nil {
 		t.Fatal(err)
@@ -87,6 +89,12 @@ func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
 
 // TLSAddr is the DNS-over-TLS address, host:port.
 func (s *Server) TLSAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.TLSPort) }
+
+// LLQAddr is the LLQ listeners' address (UDP and TCP), host:port.
+func (s *Server) LLQAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.LLQPort) }
+
+// LLQTLSAddr is the LLQ listener's TLS address, host:port.
+func (s *Server) LLQTLSAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.LLQTLSPort) }
 
 // Start starts the process and waits until it answers an SOA query for
 // zone on Addr.

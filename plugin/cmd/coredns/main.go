@@ -45,6 +45,7 @@ import (
 	_ "github.com/openbtmm/btmm/plugin/btmm"
 	_ "github.com/openbtmm/btmm/plugin/ddullease"
 	_ "github.com/openbtmm/btmm/plugin/llq"
+	_ "github.com/openbtmm/btmm/plugin/srvdiscovery"
 	_ "github.com/openbtmm/btmm/plugin/tsigupdate"
 )
 
@@ -53,7 +54,7 @@ import (
 // applies it (it hands the granted lease down), and btmm answers last.
 // llq adds no handler to the chain (it has listeners of its own), but is
 // set up after btmm, whose store it watches from start-up on.
-var btmmDirectives = []string{"ddul-lease", "tsig-update", "btmm", "llq"}
+var btmmDirectives = []string{"ddul-lease", "tsig-update", "srv-discovery", "btmm", "llq"}
 
 func init() {
 	at := slices.Index(dnsserver.Directives, "dynupdate")

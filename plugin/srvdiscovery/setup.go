@@ -1,0 +1,127 @@
+package srvdiscovery
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/btmm"
+)
+
+const pluginName = "srv-discovery"
+
+var log = clog.NewWithPlugin(pluginName)
+
+func init() { plugin.Register(pluginName, setup) }
+
+func setup(c *caddy.Controller) error {
+	s, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	cfg := dnsserver.GetConfig(c)
+	c.OnStartup(func() error {
+		h, ok := cfg.Handler("btmm").(*btmm.Btmm)
+		if !ok {
+			return plugin.Error(pluginName, fmt.Errorf("needs the btmm plugin in the same server block"))
+		}
+		s.zone = h
+		for _, svc := range []Service{{"update", false}, {"update", true}, {"llq", false}, {"llq", true}} {
+			if t := s.targets[svc]; len(t) > 0 {
+				log.Infof("zone %s: %s on %d target(s)", h.Zone(), svc, len(t))
+			}
+		}
+		return nil
+	})
+	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
+		s.Next = next
+		return s
+	})
+	return nil
+}
+
+// parse reads
+//
+//	srv-discovery {
+//	    SERVICE TARGET PORT [tls]
+//	    ...
+//	}
+//
+// with SERVICE update or llq, at least one line.
+func parse(c *caddy.Controller) (*SrvDiscovery, error) {
+	s := &SrvDiscovery{targets: make(map[Service][]Target)}
+	c.Next() // "srv-discovery"
+	if len(c.RemainingArgs()) != 0 {
+		return nil, c.ArgErr()
+	}
+	for c.NextBlock() {
+		svc := Service{Name: c.Val()}
+		if svc.Name != "update" && svc.Name != "llq" {
+			return nil, c.Errf("unknown service %q: update or llq", svc.Name)
+		}
+		a := c.RemainingArgs()
+		if len(a) != 2 && len(a) != 3 {
+			return nil, c.ArgErr()
+		}
+		name, ok := hostName(a[0])
+		if !ok {
+			return nil, c.Errf("invalid target %q: a host name is needed", a[0])
+		}
+		port, err := strconv.ParseUint(a[1], 10, 16)
+		if err != nil || port == 0 {
+			return nil, c.Errf("invalid port %q", a[1])
+		}
+		if len(a) == 3 {
+			if a[2] != "tls" {
+				return nil, c.Errf("unknown flag %q: only tls", a[2])
+			}
+			svc.TLS = true
+		}
+		t := Target{Name: name, Port: uint16(port)}
+		for _, other := range s.targets[svc] {
+			if other == t {
+				return nil, c.Errf("%s %s given more than once", svc, t)
+			}
+		}
+		s.targets[svc] = append(s.targets[svc], t)
+	}
+	if c.Next() {
+		// The dispenser holds every srv-discovery of the server block.
+		return nil, plugin.ErrOnce
+	}
+	if len(s.targets) == 0 {
+		return nil, c.Err("at least one line SERVICE TARGET PORT [tls] is needed")
+	}
+	return s, nil
+}
+
+// hostName returns name lowercase and fully qualified if it is a host name
+// (RFC 1123 letters, digits and hyphens; not the root, not an address), as
+// an SRV target must be.
+func hostName(name string) (string, bool) {
+	if net.ParseIP(strings.TrimSuffix(name, ".")) != nil {
+		return "", false
+	}
+	fqdn := dns.CanonicalName(name)
+	if _, ok := dns.IsDomainName(fqdn); !ok || fqdn == "." || len(fqdn) > 254 {
+		return "", false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(fqdn, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", false
+		}
+		for _, r := range label {
+			if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+				return "", false
+			}
+		}
+	}
+	return fqdn, true
+}
