@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
+	"github.com/openbtmm/btmm/test/coredns"
+)
+
+// BenchmarkLLQEventLatency measures, through bin/coredns over loopback,
+// the time from an UPDATE's acknowledgement to the arrival of the event it
+// causes, with 1 000 and 100 000 other LLQs live (on other names), and
+// reports its median and 99th percentile ("ack-p50-µs"). The server sends
+// the event as the change commits, before the UPDATE's reply, so the event
+// often arrives first: that counts as 0. The time from sending the UPDATE
+// to the event ("send-p50-µs") is reported beside it.
+func BenchmarkLLQEventLatency(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("llqs=%d", n), func(b *testing.B) {
+			s := startLLQServer(b, n)
+			for i := range n / 1000 {
+				holdLLQs(b, s.LLQAddr(), 1000, func(j int) string { return fmt.Sprintf("h%d.u%d.members.example.com.", j, i) })
+			}
+			probeName := "probe.alice.members.example.com."
+			probe := holdLLQs(b, s.LLQAddr(), 1, func(int) string { return probeName })
+
+			arrived := make(chan time.Time, 16)
+			go func() {
+				buf := make([]byte, 65535)
+				for {
+					n, err := probe.Read(buf)
+					if err != nil {
+						return
+					}
+					at := time.Now()
+					ev := new(dns.Msg)
+					if ev.Unpack(buf[:n]) != nil || !ev.Response {
+						continue
+					}
+					ack := new(dns.Msg)
+					ack.Id, ack.Response, ack.Question = ev.Id, true, ev.Question
+					opts, _ := llqopt.From(ev)
+					llqopt.Set(ack, 1232, opts...)
+					if b, err := ack.Pack(); err == nil {
+						probe.Write(b)
+					}
+					arrived <- at
+				}
+			}()
+			c := &dns.Client{Timeout: 5 * time.Second, TsigSecret: map[string]string{keyName: secret}}
+			var lat, fromSend []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A 192.0.2.%d", probeName, i%250+1))
+				m := new(dns.Msg).SetUpdate("members.example.com.")
+				m.RemoveRRset([]dns.RR{rr})
+				m.Insert([]dns.RR{rr})
+				m.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
+				sent := time.Now()
+				r, _, err := c.Exchange(m, s.Addr())
+				acked := time.Now()
+				if err != nil || r.Rcode != dns.RcodeSuccess {
+					b.Fatalf("update: %v %v", err, r)
+				}
+				// One event per update: the A that went, the A that came.
+				select {
+				case at := <-arrived:
+					lat = append(lat, max(at.Sub(acked), 0))
+					fromSend = append(fromSend, at.Sub(sent))
+				case <-time.After(5 * time.Second):
+					b.Fatalf("no event for update %d", i)
+				}
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			slices.Sort(fromSend)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "ack-p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "ack-p99-µs")
+			b.ReportMetric(float64(fromSend[len(fromSend)/2].Microseconds()), "send-p50-µs")
+			b.ReportMetric(float64(fromSend[len(fromSend)*99/100].Microseconds()), "send-p99-µs")
+		})
+	}
+}
+
+func startLLQServer(b *testing.B, limit int) *coredns.Server {
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "users.keys"), []byte(fmt.Sprintf("key %q {\n\talgorithm hmac-sha256;\n\tsecret %q;\n};\n", keyName, secret)), 0o600)
+	s := coredns.New(b, dir, fmt.Sprintf(`members.example.com:{{PORT}} {
+	btmm members.example.com {
+		keys users.keys
+		store members.db
+	}
+	ddul-lease
+	tsig-update
+	llq {
+		tsig optional
+		limit %d
+		udp 127.0.0.1:{{LLQPORT}}
+		tcp off
+	}
+}
+`, limit+10))
+	s.Start("members.example.com.")
+	return s
+}
+
+// holdLLQs sets up n unsigned LLQs (type A) from one UDP socket, a window
+// of them at a time, and returns the socket.
+func holdLLQs(b *testing.B, addr string, n int, name func(int) string) net.Conn {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	const window = 50
+	buf := make([]byte, 65535)
+	// Replies are matched by message ID, so the IDs in flight must differ.
+	var nextID uint16
+	newID := func() uint16 { nextID++; return nextID }
+	exchange := func(reqs []*dns.Msg) []*dns.Msg {
+		replies := make(map[uint16]*dns.Msg)
+		for try := 0; try < 5 && len(replies) < len(reqs); try++ {
+			for _, m := range reqs {
+				if replies[m.Id] == nil {
+					p, _ := m.Pack()
+					c.Write(p)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			for len(replies) < len(reqs) {
+				k, err := c.Read(buf)
+				if err != nil {
+					break
+				}
+				r := new(dns.Msg)
+				if r.Unpack(buf[:k]) == nil {
+					replies[r.Id] = r
+				}
+			}
+		}
+		out := make([]*dns.Msg, len(reqs))
+		for i, m := range reqs {
+			if out[i] = replies[m.Id]; out[i] == nil {
+				b.Fatalf("no reply to LLQ request %d after 5 tries", i)
+			}
+		}
+		return out
+	}
+	for start := 0; start < n; start += window {
+		var setups []*dns.Msg
+		for j := start; j < min(start+window, n); j++ {
+			m := new(dns.Msg).SetQuestion(name(j), dns.TypeA)
+			m.Id = newID()
+			llqopt.Set(m, 1232, llqopt.Option{Opcode: llqopt.Setup, Lease: 7200})
+			setups = append(setups, m)
+		}
+		var responses []*dns.Msg
+		for i, ch := range exchange(setups) {
+			opts, _ := llqopt.From(ch)
+			if len(opts) != 1 || opts[0].Error != llqopt.NoError {
+				b.Fatalf("challenge: %v", ch)
+			}
+			m := new(dns.Msg).SetQuestion(setups[i].Question[0].Name, dns.TypeA)
+			m.Id = newID()
+			llqopt.Set(m, 1232, llqopt.Option{Opcode: llqopt.Setup, ID: opts[0].ID, Lease: opts[0].Lease})
+			responses = append(responses, m)
+		}
+		for i, ack := range exchange(responses) {
+			if opts, _ := llqopt.From(ack); len(opts) != 1 || opts[0].Error != llqopt.NoError {
+				b.Fatalf("ACK to %v:\n%v", responses[i], ack)
+			}
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	return c
+}
