@@ -24,10 +24,13 @@ test: build vet
 vet:
 	$(GO) vet ./...
 
-# The update benchmark: this project's store beside CoreDNS's dynupdate, at
-# 1 k, 100 k and 1 M records, through the built server.
+# The benchmarks: updates (this project's store beside CoreDNS's dynupdate,
+# at 1 k, 100 k and 1 M records) and LLQ event latency (1 k and 100 k live
+# LLQs), through the built server; the store alone; bytes per live LLQ.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 200x -timeout 60m ./test/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 100x -timeout 60m ./test/bench/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./plugin/pkg/store/boltstore/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./plugin/llq/
 
 # A short run of every fuzz target (FUZZTIME each).
 FUZZTIME ?= 20s

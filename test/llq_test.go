@@ -292,3 +292,51 @@ func TestLLQSurvivesReload(t *testing.T) {
 		t.Fatalf("a key added by the reload: %v", err)
 	}
 }
+
+// TestLLQChallengeFromElsewhere: a challenge response from another address
+// or port does not establish the LLQ, even with the right ID.
+func TestLLQChallengeFromElsewhere(t *testing.T) {
+	s, _ := llqServer(t, "tsig optional")
+	host := "spoof.alice.members.example.com."
+	dial := func(local string) net.Conn {
+		raddr, _ := net.ResolveUDPAddr("udp", s.LLQAddr())
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(local)}, raddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	exchange := func(c net.Conn, o llqopt.Option) llqopt.Option {
+		m := new(dns.Msg).SetQuestion(host, dns.TypeA)
+		llqopt.Set(m, 1232, o)
+		b, _ := m.Pack()
+		c.Write(b)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := new(dns.Msg)
+		r.Unpack(buf[:n])
+		opts, _ := llqopt.From(r)
+		if len(opts) != 1 {
+			t.Fatalf("reply without an LLQ option: %v", r)
+		}
+		return opts[0]
+	}
+	victim := dial("127.0.0.1")
+	ch := exchange(victim, llqopt.Option{Opcode: llqopt.Setup, Lease: 900})
+	for _, from := range []string{"127.0.0.1", "127.0.0.2"} { // another port, another address
+		if o := exchange(dial(from), llqopt.Option{Opcode: llqopt.Setup, ID: ch.ID, Lease: ch.Lease}); o.Error != llqopt.NoSuchLLQ {
+			t.Fatalf("a challenge response from %s: %+v, want NO-SUCH-LLQ", from, o)
+		}
+	}
+	// No event goes to the victim, who never answered the challenge.
+	nsupdate(t, s, alice, "update add "+host+" 60 A 192.0.2.1")
+	victim.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := victim.Read(make([]byte, 4096)); err == nil {
+		t.Fatalf("an event (%d octets) went to an address that never answered its challenge", n)
+	}
+}
