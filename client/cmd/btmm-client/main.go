@@ -24,9 +24,14 @@ const usage = `btmm-client: Back to My Mac for your own machines (RFC 6281)
 
 Usage:
   btmm-client keygen --user USER --zone ZONE [--algorithm ALG]
-        Make a new random TSIG key for USER.ZONE and print it in BIND's
-        key-file format: add it to the server's keys file, and keep it
-        for the client.
+                     [--password | --password-file FILE]
+        Make a TSIG key for USER.ZONE and print it in BIND's key-file
+        format: add it to the server's keys file, and keep it for the
+        client. The key is random, or with --password derived from a
+        password (asked on the terminal without echo, else the first line
+        of standard input; --password-file reads the first line of FILE)
+        with Argon2id, so that the same password gives the same key on
+        every host and the server stores no password.
   btmm-client help
         Show this help.
 
@@ -78,8 +83,10 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	user := fs.String("user", "", "the user's name, one DNS label (required)")
 	zone := fs.String("zone", "", "the members zone, e.g. members.example.com (required)")
 	alg := fs.String("algorithm", "hmac-sha256", "the HMAC: hmac-sha256, hmac-sha512 or hmac-sha1")
+	password := fs.Bool("password", false, "derive the key from a password (btmm-tsig-v1: Argon2id), read from the terminal without echo, or else the first line of standard input")
+	passwordFile := fs.String("password-file", "", "derive the key from the password on the first line of `FILE`")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: btmm-client keygen --user USER --zone ZONE [--algorithm ALG]\n\n")
+		fmt.Fprintf(stderr, "Usage: btmm-client keygen --user USER --zone ZONE [--algorithm ALG] [--password | --password-file FILE]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -90,6 +97,9 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	}
 	if *user == "" || *zone == "" || fs.NArg() > 0 {
 		return usageError{errors.New("keygen needs --user and --zone, and nothing else")}
+	}
+	if *password && *passwordFile != "" {
+		return usageError{errors.New("keygen takes --password or --password-file, not both")}
 	}
 	if strings.Contains(*user, ".") {
 		return usageError{fmt.Errorf("user %q must be one label, without dots", *user)}
@@ -102,8 +112,19 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	if _, ok := dns.IsDomainName(name); !ok {
 		return usageError{fmt.Errorf("%q is not a domain name", name)}
 	}
-	secret := make([]byte, size)
-	rand.Read(secret)
+	var secret []byte
+	if *password || *passwordFile != "" {
+		pw, err := readPassword(*passwordFile, name, stderr)
+		if err != nil {
+			return err
+		}
+		if secret, err = derive(pw, name, *alg); err != nil {
+			return err
+		}
+	} else {
+		secret = make([]byte, size)
+		rand.Read(secret)
+	}
 	key := keyfile.Key{Name: name, Algorithm: dns.CanonicalName(*alg), Secret: base64.StdEncoding.EncodeToString(secret)}
 	_, err := stdout.Write(keyfile.Format([]keyfile.Key{key}))
 	return err

@@ -1,0 +1,269 @@
+package publish
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/client/discover"
+	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
+	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
+)
+
+// Config says where and how to publish. Resolver, Zone, Key are required.
+type Config struct {
+	Resolver *discover.Resolver
+	Zone     string       // members.example.com.
+	Key      tsigauth.Key // the user's key; its name is the user's domain
+	// Transport is "tls" (the default: RFC 6281 §7.2), "tcp" or "udp".
+	Transport string
+	// TLS is the base TLS configuration (roots or pin); the server name is
+	// the SRV target's unless set.
+	TLS   *tls.Config
+	Lease time.Duration // asked; the server grants
+	Logf  func(string, ...any)
+	// Server, if set, skips discovery (host:port), for tests and for
+	// servers that publish no SRV records.
+	Server string
+}
+
+// Status is what the publisher last did, for `btmm-client status`.
+type Status struct {
+	Server    string    `json:"server"`
+	Published time.Time `json:"published,omitzero"`
+	Lease     string    `json:"lease,omitempty"`
+	Refresh   time.Time `json:"refresh,omitzero"`
+	Records   []string  `json:"records,omitempty"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Publisher keeps one host's records published.
+type Publisher struct {
+	cfg  Config
+	kick chan struct{}
+
+	// mu guards following.
+	mu     sync.Mutex
+	host   *Host
+	status Status
+}
+
+// New returns a publisher; nothing is sent before Run and Set.
+func New(cfg Config) *Publisher {
+	if cfg.Resolver == nil || cfg.Zone == "" || cfg.Key.Name == "" {
+		panic("publish: Config needs Resolver, Zone and Key")
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Transport == "" {
+		cfg.Transport = "tls"
+	}
+	return &Publisher{cfg: cfg, kick: make(chan struct{}, 1)}
+}
+
+// Set makes h the records to publish, at once. It never blocks.
+func (p *Publisher) Set(h Host) {
+	p.mu.Lock()
+	p.host = &h
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns what the publisher last did.
+func (p *Publisher) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.status
+	s.Records = append([]string(nil), s.Records...)
+	return s
+}
+
+// Run publishes whatever Set gave, refreshes it at 80 % of the granted
+// lease plus up to 5 % more (RFC 9664 §5.2), retries failures with
+// back-off, and removes the records when ctx ends.
+func (p *Publisher) Run(ctx context.Context) error {
+	var refresh <-chan time.Time
+	var timer *time.Timer
+	backoff := time.Second
+	published := false
+	for {
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			if !published {
+				return nil
+			}
+			// A clean exit takes the records away; a crash leaves them
+			// to their lease.
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := p.remove(rctx); err != nil {
+				p.cfg.Logf("publish: removing the records: %v", err)
+				return err
+			}
+			p.cfg.Logf("publish: removed the records")
+			return nil
+		case <-p.kick:
+		case <-refresh:
+		}
+		p.mu.Lock()
+		h := p.host
+		p.mu.Unlock()
+		if h == nil {
+			continue
+		}
+		granted, err := p.publish(ctx, *h)
+		var wait time.Duration
+		if err != nil {
+			p.cfg.Logf("publish: %v (trying again in %v)", err, backoff)
+			wait, backoff = backoff, min(backoff*2, 5*time.Minute)
+		} else {
+			published = true
+			backoff = time.Second
+			wait = granted*8/10 + time.Duration(rand.Int64N(int64(granted/20)+1))
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		timer = time.NewTimer(wait)
+		refresh = timer.C
+		p.mu.Lock()
+		p.status.Refresh = time.Now().Add(wait)
+		p.mu.Unlock()
+	}
+}
+
+// publish sends one UPDATE that replaces the host's records and returns
+// the lease the server granted.
+func (p *Publisher) publish(ctx context.Context, h Host) (time.Duration, error) {
+	recs, err := h.Records()
+	if err != nil {
+		return 0, err
+	}
+	m := h.replace(recs)
+	lease := p.cfg.Lease
+	m.SetEdns0(1232, false)
+	m.IsEdns0().Option = append(m.IsEdns0().Option, updatelease.Lease{Lease: uint32(lease / time.Second)}.Option())
+	r, server, err := p.send(ctx, m)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status.Server = server
+	if err != nil {
+		p.status.Error = err.Error()
+		return 0, err
+	}
+	// RFC 9664 §4.2: without the option in the reply, keep to the lease
+	// asked for; with it, to the granted one.
+	if l, ok, _ := updatelease.From(r); ok {
+		lease = time.Duration(l.Lease) * time.Second
+	}
+	p.status.Error = ""
+	p.status.Published = time.Now()
+	p.status.Lease = lease.String()
+	p.status.Records = nil
+	for _, rr := range recs {
+		p.status.Records = append(p.status.Records, rr.String())
+	}
+	p.cfg.Logf("publish: registered %s at %s via %s, lease %v", h.HostName(), h.Public, server, lease)
+	return lease, nil
+}
+
+func (p *Publisher) remove(ctx context.Context) error {
+	p.mu.Lock()
+	h := p.host
+	p.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	_, _, err := p.send(ctx, h.remove())
+	return err
+}
+
+// ErrRcode is an UPDATE the server answered with an error.
+type ErrRcode struct {
+	Rcode     int
+	TSIGError uint16
+}
+
+func (e *ErrRcode) Error() string {
+	if e.TSIGError != 0 {
+		return fmt.Sprintf("server answered %s (TSIG %s)", dns.RcodeToString[e.Rcode], dns.RcodeToString[int(e.TSIGError)])
+	}
+	return "server answered " + dns.RcodeToString[e.Rcode]
+}
+
+// send signs m and exchanges it with the update server.
+func (p *Publisher) send(ctx context.Context, m *dns.Msg) (*dns.Msg, string, error) {
+	server, netw, tlsConf, err := p.endpoint(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	m.SetTsig(p.cfg.Key.Name, p.cfg.Key.Algorithm, 300, time.Now().Unix())
+	c := &dns.Client{Net: netw, TLSConfig: tlsConf, Timeout: 10 * time.Second, TsigProvider: tsigauth.HMAC(p.cfg.Key.Secret)}
+	r, _, err := c.ExchangeContext(ctx, m, server)
+	if err == nil && r.Truncated && netw == "udp" {
+		c.Net = "tcp"
+		r, _, err = c.ExchangeContext(ctx, m, server)
+	}
+	if r != nil && r.Rcode == dns.RcodeNotAuth {
+		e := &ErrRcode{Rcode: r.Rcode}
+		if t := r.IsTsig(); t != nil {
+			e.TSIGError = t.Error
+		}
+		return nil, server, e
+	}
+	if err != nil {
+		return nil, server, fmt.Errorf("update via %s: %w", server, err)
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return nil, server, &ErrRcode{Rcode: r.Rcode}
+	}
+	return r, server, nil
+}
+
+// endpoint finds the update server: the configured one, else by SRV.
+func (p *Publisher) endpoint(ctx context.Context) (server, netw string, conf *tls.Config, err error) {
+	tlsOnly := p.cfg.Transport == "tls"
+	if p.cfg.Server != "" {
+		server = p.cfg.Server
+		if tlsOnly {
+			return server, "tcp-tls", p.tlsConfig(""), nil
+		}
+		return server, p.cfg.Transport, nil, nil
+	}
+	ep, err := p.cfg.Resolver.Find(ctx, discover.Update, p.cfg.Key.Name, p.cfg.Zone, tlsOnly)
+	if err != nil {
+		return "", "", nil, err
+	}
+	switch {
+	case ep.TLS:
+		return ep.Addr.String(), "tcp-tls", p.tlsConfig(ep.Name), nil
+	case tlsOnly:
+		return "", "", nil, errors.New("publish: the update server offers no TLS")
+	default:
+		return ep.Addr.String(), p.cfg.Transport, nil, nil
+	}
+}
+
+func (p *Publisher) tlsConfig(name string) *tls.Config {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if p.cfg.TLS != nil {
+		c = p.cfg.TLS.Clone()
+	}
+	if c.ServerName == "" && name != "" {
+		c.ServerName = name[:len(name)-1]
+	}
+	return c
+}

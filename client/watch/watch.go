@@ -1,0 +1,476 @@
+// Package watch keeps a table of the user's other hosts (RFC 6281 §5.3):
+// where each can be reached, learnt from Long-Lived Queries on the host
+// list and on each host's records, and kept current by the server's
+// events. Where the server offers no LLQs, it polls, and says so.
+package watch
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/client/discover"
+	"github.com/openbtmm/btmm/client/llq"
+	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
+)
+
+// Peer is one of the user's other hosts.
+type Peer struct {
+	Host    string         `json:"host"`             // laptop.alice.members.example.com.
+	Label   string         `json:"label"`            // AutoTunnel-….alice.members.example.com.
+	ULA     netip.Addr     `json:"ula,omitzero"`     // its tunnel address
+	Public  netip.AddrPort `json:"public,omitzero"`  // its NAT's address and mapped port
+	Key     string         `json:"key,omitempty"`    // its static X25519 public key, base64
+	Changed time.Time      `json:"changed,omitzero"` // when any of this last changed
+}
+
+// Config says whom to watch and how. Resolver, Zone, Key and Self are
+// required.
+type Config struct {
+	Resolver  *discover.Resolver
+	Zone      string       // members.example.com.
+	Key       tsigauth.Key // the user's key; its name is the user's domain
+	Self      string       // this host's name (HOST.USER.ZONE.), left out of the table
+	Transport string       // "tls" (default), "tcp" or "udp"
+	TLS       *tls.Config
+	Lease     time.Duration // asked for each LLQ
+	// Server, if set, is the LLQ server's host:port (no discovery).
+	Server string
+	// PollInterval is how often to poll when LLQs are not offered
+	// (default 30 s; RFC 8764 §5.2.3 asks for no more than once per 15
+	// minutes of unchanged data from stub resolvers; this is one user's
+	// own few names).
+	PollInterval time.Duration
+	Logf         func(string, ...any)
+}
+
+// Status is how the watcher is doing, for `btmm-client status`.
+type Status struct {
+	Server string `json:"server"`
+	Mode   string `json:"mode"` // "llq", "poll" or "connecting"
+	LLQs   int    `json:"llqs"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Watcher keeps the peer table.
+type Watcher struct {
+	cfg     Config
+	changed chan struct{}
+
+	// mu guards following.
+	mu     sync.Mutex
+	peers  map[string]*hostState // by host name, lowercase
+	status Status
+}
+
+// hostState is what is known of one other host, and the LLQs that keep
+// it current.
+type hostState struct {
+	name  string
+	srv   []dns.RR // at _autotunnel._udp.HOST
+	label string
+	a     []dns.RR // A, AAAA, TXT at the label
+	llqs  []*llq.LLQ
+	peer  Peer
+}
+
+// New returns a watcher; nothing is sent before Run.
+func New(cfg Config) *Watcher {
+	if cfg.Resolver == nil || cfg.Zone == "" || cfg.Key.Name == "" || cfg.Self == "" {
+		panic("watch: Config needs Resolver, Zone, Key and Self")
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Transport == "" {
+		cfg.Transport = "tls"
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 30 * time.Second
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 2 * time.Hour
+	}
+	cfg.Self = dns.CanonicalName(cfg.Self)
+	return &Watcher{cfg: cfg, changed: make(chan struct{}, 1), peers: make(map[string]*hostState), status: Status{Mode: "connecting"}}
+}
+
+// Peers returns the table, sorted by host name.
+func (w *Watcher) Peers() []Peer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]Peer, 0, len(w.peers))
+	for _, h := range w.peers {
+		out = append(out, h.peer)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
+	return out
+}
+
+// Changed is signalled (coalesced) whenever the table changes.
+func (w *Watcher) Changed() <-chan struct{} { return w.changed }
+
+// Status returns how the watcher is doing.
+func (w *Watcher) Status() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status
+}
+
+func (w *Watcher) setStatus(f func(*Status)) {
+	w.mu.Lock()
+	f(&w.status)
+	w.mu.Unlock()
+}
+
+func (w *Watcher) notify() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) domain() string { return dns.CanonicalName(w.cfg.Key.Name) }
+
+func (w *Watcher) listName() string { return "_autotunnel._udp." + w.domain() }
+
+// Run watches until ctx ends: an LLQ session, set up again after a lost
+// connection or a server restart (with back-off), or polling where LLQs
+// are refused or not offered.
+func (w *Watcher) Run(ctx context.Context) error {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var se *llq.SetupError
+		if errors.Is(err, discover.ErrNotOffered) || errors.As(err, &se) && (se.Rcode == dns.RcodeRefused || se.Rcode == dns.RcodeNotImplemented) {
+			w.cfg.Logf("watch: the server offers no LLQ here (%v): polling every %v", err, w.cfg.PollInterval)
+			err = w.poll(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+		}
+		w.setStatus(func(s *Status) { s.Mode, s.Error, s.LLQs = "connecting", fmt.Sprint(err), 0 })
+		w.cfg.Logf("watch: %v; setting up again in %v", err, backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+	return nil
+}
+
+// endpoint finds the LLQ server and how to reach it.
+func (w *Watcher) endpoint(ctx context.Context) (llq.Config, error) {
+	cfg := llq.Config{Lease: w.cfg.Lease, Logf: w.cfg.Logf, Key: &llq.Key{Name: w.cfg.Key.Name, Algorithm: w.cfg.Key.Algorithm, Secret: w.cfg.Key.Secret}}
+	tlsOnly := w.cfg.Transport == "tls"
+	name := ""
+	if w.cfg.Server != "" {
+		cfg.Server = w.cfg.Server
+	} else {
+		ep, err := w.cfg.Resolver.Find(ctx, discover.LLQ, w.cfg.Key.Name, w.cfg.Zone, tlsOnly)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Server, name = ep.Addr.String(), ep.Name
+		if !ep.TLS && tlsOnly {
+			return cfg, errors.New("watch: the LLQ server offers no TLS")
+		}
+	}
+	switch w.cfg.Transport {
+	case "tls":
+		cfg.Network = "tcp-tls"
+		c := &tls.Config{MinVersion: tls.VersionTLS12}
+		if w.cfg.TLS != nil {
+			c = w.cfg.TLS.Clone()
+		}
+		if c.ServerName == "" && name != "" {
+			c.ServerName = strings.TrimSuffix(name, ".")
+		}
+		cfg.TLS = c
+	case "tcp":
+		cfg.Network = "tcp"
+	default:
+		cfg.Network = "udp"
+	}
+	return cfg, nil
+}
+
+// session holds LLQs on the host list and each host's records until the
+// connection fails or ctx ends.
+func (w *Watcher) session(ctx context.Context) error {
+	cfg, err := w.endpoint(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := llq.Dial(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("watch: connecting to %s: %w", cfg.Server, err)
+	}
+	defer c.Close()
+	list, hosts, err := c.Setup(ctx, w.listName(), dns.TypePTR)
+	if err != nil {
+		return err
+	}
+	w.setStatus(func(s *Status) { s.Server, s.Mode, s.Error = cfg.Network+"://"+cfg.Server, "llq", "" })
+	w.cfg.Logf("watch: watching %s on %s", w.listName(), cfg.Server)
+
+	// Start afresh: the answers are the truth now.
+	w.mu.Lock()
+	old := w.peers
+	w.peers = make(map[string]*hostState)
+	w.mu.Unlock()
+	_ = old
+	for _, rr := range hosts {
+		if p, ok := rr.(*dns.PTR); ok {
+			if err := w.addHost(ctx, c, p.Ptr); err != nil {
+				return err
+			}
+		}
+	}
+	w.notify()
+	llqs := func() []*llq.LLQ {
+		all := []*llq.LLQ{list}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, h := range w.peers {
+			all = append(all, h.llqs...)
+		}
+		return all
+	}
+	n := len(llqs())
+	w.setStatus(func(s *Status) { s.LLQs = n })
+
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for _, l := range llqs() {
+				cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				l.Cancel(cctx)
+				cancel()
+			}
+			return nil
+		case <-c.Done():
+			return fmt.Errorf("watch: LLQ connection ended: %v", c.Err())
+		case ev, ok := <-c.Events():
+			if !ok {
+				return fmt.Errorf("watch: LLQ connection ended: %v", c.Err())
+			}
+			if err := w.apply(ctx, c, ev); err != nil {
+				return err
+			}
+			n := len(llqs())
+			w.setStatus(func(s *Status) { s.LLQs = n })
+		case <-tick.C:
+			// Refresh at 80 % of the lease (RFC 8764 §7).
+			for _, l := range llqs() {
+				if time.Until(l.Expires()) < l.Lease()/5 {
+					if err := l.Refresh(ctx); err != nil {
+						return fmt.Errorf("watch: refreshing %s: %w", l.Name(), err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// addHost starts watching a host: its SRV record, then the records at the
+// SRV's target.
+func (w *Watcher) addHost(ctx context.Context, c *llq.Client, host string) error {
+	host = dns.CanonicalName(host)
+	if host == w.cfg.Self {
+		return nil
+	}
+	w.mu.Lock()
+	_, known := w.peers[host]
+	w.mu.Unlock()
+	if known {
+		return nil
+	}
+	h := &hostState{name: host, peer: Peer{Host: host}}
+	l, srv, err := c.Setup(ctx, "_autotunnel._udp."+host, dns.TypeSRV)
+	if err != nil {
+		return fmt.Errorf("watch: %s: %w", host, err)
+	}
+	h.llqs, h.srv = append(h.llqs, l), srv
+	w.mu.Lock()
+	w.peers[host] = h
+	w.mu.Unlock()
+	return w.watchLabel(ctx, c, h)
+}
+
+// watchLabel (re)starts the LLQs at the host's SRV target.
+func (w *Watcher) watchLabel(ctx context.Context, c *llq.Client, h *hostState) error {
+	w.mu.Lock()
+	label := ""
+	for _, rr := range h.srv {
+		if s, ok := rr.(*dns.SRV); ok {
+			label = dns.CanonicalName(s.Target)
+		}
+	}
+	if label == h.label {
+		w.update(h)
+		w.mu.Unlock()
+		return nil
+	}
+	stale := h.llqs[1:]
+	h.llqs, h.label, h.a = h.llqs[:1], label, nil
+	w.mu.Unlock()
+	for _, l := range stale {
+		l.Cancel(ctx)
+	}
+	if label == "" {
+		w.mu.Lock()
+		w.update(h)
+		w.mu.Unlock()
+		return nil
+	}
+	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeTXT} {
+		l, rrs, err := c.Setup(ctx, label, t)
+		if err != nil {
+			return fmt.Errorf("watch: %s %s: %w", label, dns.TypeToString[t], err)
+		}
+		w.mu.Lock()
+		h.llqs = append(h.llqs, l)
+		h.a = append(h.a, rrs...)
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	w.update(h)
+	w.mu.Unlock()
+	return nil
+}
+
+// apply takes one event into the table.
+func (w *Watcher) apply(ctx context.Context, c *llq.Client, ev llq.Event) error {
+	name := dns.CanonicalName(ev.Name)
+	if name == w.listName() {
+		for _, rr := range ev.Removed {
+			if p, ok := rr.(*dns.PTR); ok {
+				w.removeHost(ctx, dns.CanonicalName(p.Ptr))
+			}
+		}
+		for _, rr := range ev.Added {
+			if p, ok := rr.(*dns.PTR); ok {
+				if err := w.addHost(ctx, c, p.Ptr); err != nil {
+					return err
+				}
+			}
+		}
+		w.notify()
+		return nil
+	}
+	w.mu.Lock()
+	var h *hostState
+	for _, s := range w.peers {
+		if name == "_autotunnel._udp."+s.name || name == s.label {
+			h = s
+			break
+		}
+	}
+	if h == nil {
+		w.mu.Unlock()
+		return nil
+	}
+	if ev.Qtype == dns.TypeSRV {
+		h.srv = applyRRs(h.srv, ev)
+		w.mu.Unlock()
+		err := w.watchLabel(ctx, c, h)
+		w.notify()
+		return err
+	}
+	h.a = applyRRs(h.a, ev)
+	w.update(h)
+	w.mu.Unlock()
+	w.notify()
+	return nil
+}
+
+func (w *Watcher) removeHost(ctx context.Context, host string) {
+	w.mu.Lock()
+	h := w.peers[host]
+	delete(w.peers, host)
+	w.mu.Unlock()
+	if h != nil {
+		for _, l := range h.llqs {
+			l.Cancel(ctx)
+		}
+		w.cfg.Logf("watch: %s left", host)
+	}
+}
+
+// applyRRs removes the event's removed records from rrs and adds its
+// added ones.
+func applyRRs(rrs []dns.RR, ev llq.Event) []dns.RR {
+	out := rrs[:0:0]
+	for _, rr := range rrs {
+		gone := false
+		for _, r := range ev.Removed {
+			if dns.IsDuplicate(rr, r) {
+				gone = true
+				break
+			}
+		}
+		if !gone {
+			out = append(out, rr)
+		}
+	}
+	for _, r := range ev.Added {
+		dup := false
+		for _, rr := range out {
+			if dns.IsDuplicate(rr, r) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// update recomputes h.peer from its records; w.mu must be held.
+func (w *Watcher) update(h *hostState) {
+	p := Peer{Host: h.name, Label: h.label, Changed: h.peer.Changed}
+	var port uint16
+	for _, rr := range h.srv {
+		if s, ok := rr.(*dns.SRV); ok {
+			port = s.Port
+		}
+	}
+	for _, rr := range h.a {
+		switch rr := rr.(type) {
+		case *dns.A:
+			a, _ := netip.AddrFromSlice(rr.A.To4())
+			p.Public = netip.AddrPortFrom(a, port)
+		case *dns.AAAA:
+			p.ULA, _ = netip.AddrFromSlice(rr.AAAA)
+		case *dns.TXT:
+			for _, s := range rr.Txt {
+				if k, ok := strings.CutPrefix(s, "pk="); ok {
+					p.Key = k
+				}
+			}
+		}
+	}
+	if p.ULA != h.peer.ULA || p.Public != h.peer.Public || p.Key != h.peer.Key || p.Label != h.peer.Label {
+		p.Changed = time.Now()
+		w.cfg.Logf("watch: peer %s at %v (tunnel address %v)", p.Host, p.Public, p.ULA)
+	}
+	h.peer = p
+}
