@@ -32,7 +32,9 @@ const (
 
 // Names returns the host's names in the zone: its domain's, the SRV
 // name, the AutoTunnel label's and the host's own.
-func (h Host) domain() string { return dns.Fqdn(h.User + "." + strings.TrimSuffix(dns.Fqdn(h.Zone), ".")) }
+func (h Host) domain() string {
+	return dns.Fqdn(h.User + "." + strings.TrimSuffix(dns.Fqdn(h.Zone), "."))
+}
 
 // HostName is HOST.USER.ZONE.
 func (h Host) HostName() string { return dns.Fqdn(h.Name + "." + h.domain()) }
