@@ -4,17 +4,27 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build coredns btmm-client test unit interop bench fuzz vet clean FORCE
+.PHONY: all build coredns btmm-client btmm-lab test unit interop bench fuzz vet lab-up lab-down clean FORCE
 
 all: build
 
-build: coredns btmm-client
+build: coredns btmm-client btmm-lab
 
 coredns:
 	$(GO) build $(GOFLAGS) -o $(BIN)/coredns ./plugin/cmd/coredns
 
 btmm-client:
 	$(GO) build $(GOFLAGS) -o $(BIN)/btmm-client ./client/cmd/btmm-client
+
+# The network lab's command (root): btmm-lab up | show | down.
+btmm-lab:
+	$(GO) build $(GOFLAGS) -o $(BIN)/btmm-lab ./test/lab/cmd/btmm-lab
+
+lab-up: btmm-lab
+	$(BIN)/btmm-lab up
+
+lab-down: btmm-lab
+	$(BIN)/btmm-lab down
 
 # Every test: unit and plugin tests, then the interop tests in test/ that
 # drive the built bin/coredns with nsupdate, dig and kdig.

@@ -1,0 +1,195 @@
+// Command btmm-lab builds, shows and removes the btmm network lab (package
+// github.com/openbtmm/btmm/test/lab) from a shell: for demos and for
+// looking around by hand. It needs root.
+//
+//	btmm-lab up [-double-nat] [-host NAME=NETWORK]... [-q]
+//	btmm-lab down [PREFIX]
+//	btmm-lab show [PREFIX]
+//	btmm-lab move PREFIX HOST NETWORK
+//	btmm-lab setwan PREFIX ROUTER ADDRESS
+//	btmm-lab restart-nat [-reboot] PREFIX ROUTER
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/openbtmm/btmm/test/lab"
+)
+
+const usage = `btmm-lab: the btmm network lab (network namespaces; needs root)
+
+Usage:
+  btmm-lab up [-double-nat] [-host NAME=NETWORK]... [-q]
+        build a lab, print its topology and, on the last line, its prefix;
+        the lab keeps running (miniupnpd included) until "down"
+        -double-nat   add the carrier (a NAT without NAT-PMP) and homeC behind it
+        -host N=NET   put host N on network NET (repeat; default hostA=homeA,
+                      hostB=homeB, and hostC=homeC with -double-nat)
+        -q            print only the prefix
+  btmm-lab down [PREFIX]
+        remove the lab with PREFIX, or every lab and leftover (prefix ` + lab.Root + `)
+  btmm-lab show [PREFIX]
+        print the topology of the running labs (or of one)
+  btmm-lab move PREFIX HOST NETWORK
+        move a host to another network (homeA, homeB, cafe, carrier, homeC)
+  btmm-lab setwan PREFIX ROUTER ADDRESS
+        give a router a new public address (miniupnpd announces it)
+  btmm-lab restart-nat [-reboot] PREFIX ROUTER
+        restart a router's miniupnpd (new epoch); -reboot also forgets its
+        mappings (lease file, rules, connection tracking)
+
+Run a command in a namespace of the lab with
+  ip netns exec PREFIXNAME COMMAND      e.g. ip netns exec btmmlab3f2a-hostA ping 23.0.0.53
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "btmm-lab:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("see btmm-lab --help")
+
+type hostFlags map[string]string
+
+func (h hostFlags) String() string { return fmt.Sprint(map[string]string(h)) }
+func (h hostFlags) Set(s string) error {
+	name, net, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("want NAME=NETWORK, have %q", s)
+	}
+	h[name] = net
+	return nil
+}
+
+func run(args []string, out io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(out, usage)
+		return errUsage
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("btmm-lab "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(out, usage)
+		return nil
+	case "up":
+		double := fs.Bool("double-nat", false, "")
+		quiet := fs.Bool("q", false, "")
+		hosts := hostFlags{}
+		fs.Var(hosts, "host", "")
+		if err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		opts := lab.Options{DoubleNAT: *double}
+		if len(hosts) > 0 {
+			opts.Hosts = hosts
+		}
+		if *quiet {
+			logf = nil
+		}
+		l, err := lab.New(logf, opts)
+		if err != nil {
+			return err
+		}
+		if !*quiet {
+			fmt.Fprint(out, l.Topology())
+		}
+		fmt.Fprintln(out, l.Prefix)
+		return nil
+	case "down":
+		if err := parse(fs, args, 0, 1); err != nil {
+			return err
+		}
+		prefix := lab.Root
+		if fs.NArg() == 1 {
+			prefix = fs.Arg(0)
+		}
+		return lab.Cleanup(prefix)
+	case "show":
+		if err := parse(fs, args, 0, 1); err != nil {
+			return err
+		}
+		prefixes, err := lab.Running()
+		if err != nil {
+			return err
+		}
+		if fs.NArg() == 1 {
+			prefixes = []string{fs.Arg(0)}
+		}
+		if len(prefixes) == 0 {
+			fmt.Fprintln(out, "no lab is running")
+		}
+		for i, p := range prefixes {
+			if i > 0 {
+				fmt.Fprintln(out)
+			}
+			l, err := lab.Open(p, nil)
+			if err != nil {
+				fmt.Fprintf(out, "%s: leftover namespaces without a lab.json (remove with: btmm-lab down %s)\n", p, p)
+				continue
+			}
+			fmt.Fprint(out, l.Topology())
+		}
+		return nil
+	case "move":
+		if err := parse(fs, args, 3, 3); err != nil {
+			return err
+		}
+		l, err := lab.Open(fs.Arg(0), logf)
+		if err != nil {
+			return err
+		}
+		if err := l.Move(fs.Arg(1), fs.Arg(2)); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s is on %s now: %v\n", fs.Arg(1), l.Where(fs.Arg(1)), l.Addr(fs.Arg(1)))
+		return nil
+	case "setwan":
+		if err := parse(fs, args, 3, 3); err != nil {
+			return err
+		}
+		a, err := netip.ParseAddr(fs.Arg(2))
+		if err != nil {
+			return err
+		}
+		l, err := lab.Open(fs.Arg(0), logf)
+		if err != nil {
+			return err
+		}
+		return l.SetWAN(fs.Arg(1), a)
+	case "restart-nat":
+		reboot := fs.Bool("reboot", false, "")
+		if err := parse(fs, args, 2, 2); err != nil {
+			return err
+		}
+		l, err := lab.Open(fs.Arg(0), logf)
+		if err != nil {
+			return err
+		}
+		return l.RestartNAT(fs.Arg(1), *reboot)
+	}
+	return fmt.Errorf("unknown command %q: %w", cmd, errUsage)
+}
+
+func parse(fs *flag.FlagSet, args []string, minArgs, maxArgs int) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
+	}
+	if fs.NArg() < minArgs || fs.NArg() > maxArgs {
+		return fmt.Errorf("%s: wrong number of arguments: %w", fs.Name(), errUsage)
+	}
+	return nil
+}

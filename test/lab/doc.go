@@ -1,0 +1,124 @@
+// Package lab builds the network lab of the btmm tests: network namespaces
+// that make a small closed internet with NAT routers that speak NAT-PMP
+// (nftables masquerade and miniupnpd), homes, a cafe, a server and hosts
+// that can move between networks. Tests build one with Start (or New),
+// run programs in it with Exec, run Go code in it with Go (and its
+// helpers Listen, ListenPacket, Dial), and change it under running
+// programs with Move, SetWAN and RestartNAT. The command btmm-lab
+// (cmd/btmm-lab) does the same from a shell.
+//
+// It needs root, ip (iproute2), nft (nftables) and miniupnpd
+// (miniupnpd-nftables); Require names what is missing, and fails the test
+// under CI=1 and skips it otherwise.
+//
+// # Topology and address plan
+//
+// Every namespace is named PREFIX+NAME, PREFIX being Root, four random
+// hex digits and "-" (say btmmlab3f2a-hostA), so labs never collide with
+// each other, with leftovers of crashed ones (Cleanup), or with anything
+// else. Nothing is made in the machine's own namespace: every veth is
+// made with its ends straight in their namespaces.
+//
+//	internet [inet]                  routes 23.0.0.0/8 between point-to-point links; no default route
+//	  server [server]                23.0.0.53/24 via 23.0.0.1           (for bin/coredns)
+//	  homeA  [routerA]  wan0 23.1.1.2/24 via 23.1.1.1, NAT + NAT-PMP, lan0 192.168.1.1/24
+//	    hostA [hostA]                192.168.1.10 via 192.168.1.1
+//	  homeB  [routerB]  wan0 23.2.2.2/24 via 23.2.2.1, NAT + NAT-PMP, lan0 192.168.1.1/24
+//	    hostB [hostB]                192.168.1.11 via 192.168.1.1
+//	  cafe   [cafe]     wan0 23.3.0.2/24 via 23.3.0.1, routed, lan0 23.3.3.1/24 (public, no NAT-PMP)
+//	  carrier [isp]     wan0 23.4.4.2/24, NAT (carrier grade), no NAT-PMP, lan0 100.64.0.1/24    (Options.DoubleNAT)
+//	    homeC [routerC] wan0 100.64.0.2/24, NAT + NAT-PMP, lan0 192.168.1.1/24
+//	      hostC [hostC]              192.168.1.12 via 192.168.1.1
+//
+// The internet uses 23.0.0.0/8: allocated unicast space outside every
+// IANA special-purpose range, which miniupnpd 2.3.1 requires of a WAN
+// address before it serves NAT-PMP ("Reserved / private IP address ...
+// Port forwarding is impossible" and result 3 otherwise). Since the lab's
+// internet is closed (no default route in inet, no link to the machine's
+// namespace), the real 23/8 is never reached; inside the lab it is
+// shadowed, which nothing in the lab needs. Every home is 192.168.1.0/24,
+// as real homes are; a host's number (.10, .11, ...) is fixed for the lab
+// (Host.Num) and is its host part on every network, so two hosts never
+// share an address even in the same subnet. The cafe's LAN is public
+// (routed by inet). The carrier uses the shared address space of RFC
+// 6598, so routerC's WAN address is not public and its NAT-PMP answers
+// result 3 (network failure): RFC 6281 §4.4.
+//
+// Each LAN is a bridge (lan0) in its router with a fixed MAC address
+// (02:b7:00:00:NN:01); each host has one veth per network it has been on
+// (eth-NETWORK, all with the host's own MAC 02:b7:10:00:00:NUM) whose
+// peer is a port of that bridge (p-HOST). Move takes the current one down
+// (its address flushed) and brings the other up with the host's address
+// there and the default route; it makes the veth the first time. Nothing
+// else in the host is touched (a TUN device and its routes stay), so a
+// test can call Move under a running stream: a TCP connection from home
+// stalls in the cafe and goes on within milliseconds of coming home.
+//
+// Per namespace: rp_filter 0 (all, default, lo), ip_forward 1 in inet and
+// routers and 0 elsewhere, and in routers bridge-nf-call-{ip,ip6,arp}tables
+// 0, because the machine has br_netfilter loaded. All are set before any
+// link exists. Every veth end gets an interface index of its own (from
+// 101 up): the kernel's link watcher acts at once on a veth whose index
+// differs from its peer's, but batches the others once a second, and
+// until it has acted the bridge drops what it should forward (first
+// pings then took 1 s). New and Move wait until every veth and bridge
+// with ports is operationally up.
+//
+// # NAT routers
+//
+// A NAT router has one nftables table, inet filter: a forward chain with
+// policy drop that accepts established flows and everything from lan0 and
+// jumps to chain miniupnpd; nat prerouting and postrouting chains jumping
+// to prerouting_miniupnpd and postrouting_miniupnpd, then masquerade on
+// wan0. miniupnpd 2.3.1 fills those three chains (Debian's nft_init.sh is
+// not used; it fails here). There is no hairpin: a host cannot reach its
+// own public address and mapped port.
+//
+// miniupnpd runs in the foreground (-d) in a session of its own, with its
+// own configuration, pid, lease and log file in the lab's directory
+// (StateRoot/PREFIX): NAT-PMP/PCP on lan0, no UPnP, secure_mode, mappings
+// of the LAN's own addresses to any port, system_uptime=no. What it did,
+// measured here (miniupnpd 2.3.1, Debian's natpmpc, kernel 6.18):
+//
+//   - Start: it restores the mappings of its lease file (and their nft
+//     rules, without duplicates), then multicasts one PCP ANNOUNCE
+//     (24 bytes, version 2, opcode 0x80, epoch 0) to 224.0.0.1:5350 from
+//     GATEWAY:5351, and no NAT-PMP announcement. Its epoch starts at 0.
+//   - SIGTERM: it exits and leaves its nft rules and lease file. It can
+//     miss a SIGTERM that arrives while it is busy (it checks its quit
+//     flag before select, not in it), and then sleeps on until select
+//     times out; the lab repeats the signal every 100 ms.
+//   - RestartNAT(router, false) is stop and start: new epoch (0), the
+//     PCP ANNOUNCE, mappings kept. RestartNAT(router, true) is a power
+//     cycle: the lease file is deleted, miniupnpd's three chains flushed
+//     and the conntrack table emptied before the start, so mappings and
+//     masqueraded flows are gone. Each takes 20 to 200 ms.
+//   - An address change on wan0: with enable_upnp=no miniupnpd watches no
+//     netlink events (its interface watcher is opened only together with
+//     UPnP's SSDP socket), so it answers the new address at once but
+//     announces nothing and keeps its epoch. SetWAN therefore sends it
+//     SIGUSR1, as a DHCP client hook on a real router would. Then it
+//     multicasts, once each and within about 10 ms, a NAT-PMP announcement
+//     (12 bytes, opcode 128, result 0, the epoch it had before, the new
+//     address) and a PCP ANNOUNCE (epoch 0), and its epoch starts again
+//     from 0. No repeats follow (RFC 6886 asks for ten). (With UPnP on,
+//     a netlink address event has the same effect plus one extra PCP
+//     ANNOUNCE for the deletion.)
+//   - Its DNAT rules match the port on wan0, not the WAN address, so a
+//     mapping keeps working after SetWAN; the kernel drops the conntrack
+//     entries masqueraded to the old address, so outgoing flows get new
+//     ones.
+//   - Lifetimes are granted as asked (even 5 s) and an expired mapping is
+//     removed 1 to 3 s after its lifetime ends.
+//   - Behind the carrier NAT, natpmpc gets result 3 (network failure) for
+//     the external address request. In the cafe, nothing listens on the
+//     gateway's port 5351: natpmpc fails at once on the ICMP port
+//     unreachable (error -7).
+//
+// # Cost
+//
+// On this machine (2 shared cores) building the default lab takes 0.25 to
+// 0.5 s, with the double NAT 0.35 to 0.55 s (up to 1 s under load); Close
+// 60 to 150 ms; Move 20 to 40 ms; RestartNAT 20 to 200 ms. The lab's own
+// tests take about 5 s.
+package lab

@@ -1,0 +1,377 @@
+package lab
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Root starts every lab's prefix, so that `btmm-lab down` (Cleanup(Root))
+// finds every lab, and nothing that is not a lab.
+const Root = "btmmlab"
+
+// StateRoot holds one directory per running lab: its miniupnpd
+// configurations, pid, lease and log files, and lab.json for Open.
+const StateRoot = "/run/btmmlab"
+
+// Internet is the name of the network that joins every uplink.
+const Internet = "internet"
+
+// Options choose the lab's shape. The zero value builds the default lab.
+type Options struct {
+	// Prefix starts every namespace name. It must start with Root; empty
+	// means Root, four random hex digits and "-" (say "btmmlab3f2a-").
+	Prefix string
+	// Dir is where the lab keeps its files; empty means StateRoot/PREFIX
+	// (without the trailing "-"). Close removes it if New made it, else
+	// only the files in it that the lab wrote. Open finds only labs in
+	// StateRoot.
+	Dir string
+	// DoubleNAT adds the carrier network (a carrier-grade NAT without
+	// NAT-PMP) and homeC behind it, with hostC: RFC 6281 §4.4.
+	DoubleNAT bool
+	// Hosts places hosts (name → network). Nil means hostA in homeA and
+	// hostB in homeB (and hostC in homeC with DoubleNAT). Host names are
+	// 1 to 12 letters and digits.
+	Hosts map[string]string
+}
+
+// Network is one link-layer network with a gateway: a home LAN, the cafe,
+// the carrier's customer network. The internet itself is not one of
+// these: it is the inet namespace routing between point-to-point uplinks.
+type Network struct {
+	Name    string       `json:"name"`
+	Router  string       `json:"router"`  // the namespace of its gateway
+	Subnet  netip.Prefix `json:"subnet"`  // 192.168.1.0/24
+	Gateway netip.Addr   `json:"gateway"` // the router's address on it
+	MAC     string       `json:"mac"`     // the bridge's fixed MAC address
+	next    int          // the next address handed to a router on it
+}
+
+// Router is the gateway of one Network. Its uplink (wan0) is either a
+// point-to-point link into the inet namespace or a port on another
+// Network (routerC on the carrier).
+type Router struct {
+	Name    string       `json:"name"`    // namespace
+	LAN     string       `json:"lan"`     // the Network it serves, on bridge lan0
+	Uplink  string       `json:"uplink"`  // Internet or a Network name
+	Link    netip.Prefix `json:"link"`    // the uplink's subnet
+	WAN     netip.Prefix `json:"wan"`     // wan0's address now (a /32 outside Link)
+	Upper   netip.Addr   `json:"upper"`   // the upstream gateway (default route)
+	InetIf  string       `json:"inetIf"`  // the interface in inet for an Internet uplink
+	NAT     bool         `json:"nat"`     // masquerade on wan0, stateful forward filter
+	NATPMP  bool         `json:"natpmp"`  // miniupnpd answers NAT-PMP/PCP on lan0
+	PID     int          `json:"pid"`     // miniupnpd's pid, 0 when stopped
+	Started int          `json:"started"` // how many times miniupnpd was started
+}
+
+// Server is a namespace with a public address on the internet.
+type Server struct {
+	Name   string       `json:"name"`
+	Addr   netip.Prefix `json:"addr"`
+	Upper  netip.Addr   `json:"upper"`
+	InetIf string       `json:"inetIf"`
+}
+
+// Host is an end host (a laptop, a desktop). It owns one veth per network
+// it has been on, named eth-NETWORK; the one of the network it is on now
+// is up and addressed, the others are down.
+type Host struct {
+	Name    string     `json:"name"`
+	Num     int        `json:"num"`     // its host part on every network (.10, .11, ...)
+	Network string     `json:"network"` // where it is now
+	Addr    netip.Addr `json:"addr"`    // its address there
+	Links   []string   `json:"links"`   // networks it has a veth into
+}
+
+// Lab is a running lab. Its maps describe the lab; read them, but change
+// it only with its methods, which keep them (and lab.json) current.
+type Lab struct {
+	Prefix   string              `json:"prefix"`
+	Dir      string              `json:"dir"`
+	OwnDir   bool                `json:"ownDir"` // New made Dir; Close removes it
+	Networks map[string]*Network `json:"networks"`
+	Routers  map[string]*Router  `json:"routers"`
+	Servers  map[string]*Server  `json:"servers"`
+	Hosts    map[string]*Host    `json:"hosts"`
+	// Namespaces lists every namespace of the lab by its short name, in
+	// the order they were made.
+	Namespaces []string `json:"namespaces"`
+	// NextIndex is the last interface index given to a veth (see index).
+	NextIndex int `json:"nextIndex"`
+
+	logf   func(format string, args ...any)
+	mu     sync.Mutex // guards the maps' contents and the fields below
+	closed bool
+	procs  map[string]*proc // running miniupnpd by router
+}
+
+// Logf is the type of the logger New takes (testing.TB's Logf fits).
+type Logf = func(format string, args ...any)
+
+// New builds a lab: it needs root, ip, nft and miniupnpd and says which
+// is missing. On any error it removes what it made. logf may be nil.
+func New(logf Logf, opts Options) (l *Lab, err error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if m := Missing(); len(m) > 0 {
+		return nil, fmt.Errorf("lab: cannot build a network lab: %s", strings.Join(m, "; "))
+	}
+	prefix := opts.Prefix
+	if prefix != "" && !strings.HasPrefix(prefix, Root) {
+		return nil, fmt.Errorf("lab: prefix %q must start with %q", prefix, Root)
+	}
+	if err := os.MkdirAll(StateRoot, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	// The lab's directory under StateRoot claims the prefix: Mkdir is
+	// atomic, so two labs never build (and then remove) the same one.
+	for try := 0; ; try++ {
+		p := prefix
+		if p == "" {
+			if p, err = freePrefix(); err != nil {
+				return nil, err
+			}
+		}
+		err := os.Mkdir(claimDir(p), 0o755)
+		if err == nil {
+			prefix = p
+			break
+		}
+		if prefix != "" || try == 20 {
+			return nil, fmt.Errorf("lab: prefix %q is taken (%v): if it is a leftover, remove it with Cleanup or `btmm-lab down %s`", p, err, p)
+		}
+	}
+	claim := claimDir(prefix)
+	if existing, _ := namespaces(prefix); len(existing) > 0 {
+		os.Remove(claim)
+		return nil, fmt.Errorf("lab: namespaces with prefix %q exist already (%s): remove them with Cleanup or `btmm-lab down %s`",
+			prefix, strings.Join(existing, " "), prefix)
+	}
+	dir := opts.Dir
+	if dir == "" {
+		dir = claim
+	}
+	l, err = plan(prefix, dir, opts)
+	if err != nil {
+		os.Remove(claim)
+		return nil, err
+	}
+	l.logf = logf
+	defer func() {
+		if err != nil {
+			if cerr := l.Close(); cerr != nil {
+				logf("lab: removing the partial lab: %v", cerr)
+			}
+			l = nil
+		}
+	}()
+	if _, err := os.Stat(dir); dir == claim || errors.Is(err, os.ErrNotExist) {
+		l.OwnDir = true
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return l, fmt.Errorf("lab: %w", err)
+	}
+	l.removeFiles() // a crashed lab's lease file would bring back its mappings
+	if err := l.build(); err != nil {
+		return l, err
+	}
+	return l, l.save()
+}
+
+// claimDir is a lab's directory under StateRoot.
+func claimDir(prefix string) string {
+	return filepath.Join(StateRoot, strings.TrimSuffix(prefix, "-"))
+}
+
+// freePrefix picks a random prefix that no namespace uses yet.
+func freePrefix() (string, error) {
+	for range 20 {
+		var b [2]byte
+		rand.Read(b[:])
+		p := Root + hex.EncodeToString(b[:]) + "-"
+		ns, err := namespaces(p)
+		if err != nil {
+			return "", err
+		}
+		if len(ns) == 0 {
+			if _, err := os.Stat(claimDir(p)); err != nil {
+				return p, nil
+			}
+		}
+	}
+	return "", errors.New("lab: no free prefix")
+}
+
+// Close stops the lab's processes (miniupnpd, and anything else still
+// running in its namespaces), deletes its namespaces (and with them every
+// veth and bridge) and its directory. It may be called more than once,
+// and on a lab that was built only in part.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	for name := range l.procs {
+		if err := l.stopNATLocked(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l.mu.Unlock()
+	if err := removeNamespaces(l.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if l.OwnDir {
+		if err := os.RemoveAll(l.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		l.removeFiles()
+	}
+	if err := os.Remove(claimDir(l.Prefix)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// removeFiles removes the files a lab writes into its directory.
+func (l *Lab) removeFiles() {
+	if l.Dir == "" {
+		return
+	}
+	os.Remove(filepath.Join(l.Dir, "lab.json"))
+	os.Remove(filepath.Join(l.Dir, "lab.json.tmp"))
+	for name, r := range l.Routers {
+		if r.NATPMP {
+			for _, ext := range []string{"conf", "pid", "leases", "log"} {
+				os.Remove(l.natFile(name, ext))
+			}
+		}
+	}
+}
+
+// Cleanup removes what labs whose prefix starts with prefix left behind:
+// it stops every process in their namespaces, deletes the namespaces and
+// their directories under StateRoot. Cleanup(Root) removes every lab.
+func Cleanup(prefix string) error {
+	if !strings.HasPrefix(prefix, Root) {
+		return fmt.Errorf("lab: refusing to clean up %q: a lab prefix starts with %q", prefix, Root)
+	}
+	errs := []error{removeNamespaces(prefix)}
+	dirs, _ := filepath.Glob(filepath.Join(StateRoot, strings.TrimSuffix(prefix, "-")+"*"))
+	for _, d := range dirs {
+		errs = append(errs, os.RemoveAll(d))
+	}
+	return errors.Join(errs...)
+}
+
+// Running lists the prefixes of the labs that have namespaces now.
+func Running() ([]string, error) {
+	all, err := namespaces(Root)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ns := range all {
+		if i := strings.Index(ns, "-"); i > 0 && !slices.Contains(out, ns[:i+1]) {
+			out = append(out, ns[:i+1])
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// NS returns the full namespace name of a lab namespace ("hostA" →
+// "btmmlab3f2a-hostA"); a full name is returned as it is.
+func (l *Lab) NS(name string) string {
+	if strings.HasPrefix(name, l.Prefix) {
+		return name
+	}
+	return l.Prefix + name
+}
+
+// Exec returns the command `ip netns exec NS name args...`.
+func (l *Lab) Exec(ns string, name string, args ...string) *exec.Cmd {
+	return exec.Command(tool("ip"), append([]string{"netns", "exec", l.NS(ns), name}, args...)...)
+}
+
+// Addr returns a namespace's main IPv4 address: a host's address on the
+// network it is on now, a server's address, a router's address on its
+// LAN (the gateway its hosts use; see WAN for its public side), and for
+// inet its address towards the server. It is invalid for unknown names.
+func (l *Lab) Addr(ns string) netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ns = strings.TrimPrefix(ns, l.Prefix)
+	if h, ok := l.Hosts[ns]; ok {
+		return h.Addr
+	}
+	if s, ok := l.Servers[ns]; ok {
+		return s.Addr.Addr()
+	}
+	if r, ok := l.Routers[ns]; ok {
+		return l.Networks[r.LAN].Gateway
+	}
+	if ns == "inet" {
+		for _, s := range l.Servers {
+			return s.Upper
+		}
+	}
+	return netip.Addr{}
+}
+
+// WAN returns a router's address on its uplink: the public address for a
+// router on the internet. router may also name the network it serves
+// ("homeA" for "routerA").
+func (l *Lab) WAN(router string) netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r := l.routerLocked(router); r != nil {
+		return r.WAN.Addr()
+	}
+	return netip.Addr{}
+}
+
+// Gateway returns the gateway of the network a host is on now.
+func (l *Lab) Gateway(host string) netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.Hosts[strings.TrimPrefix(host, l.Prefix)]; ok {
+		return l.Networks[h.Network].Gateway
+	}
+	return netip.Addr{}
+}
+
+// Where returns the network a host is on now.
+func (l *Lab) Where(host string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.Hosts[strings.TrimPrefix(host, l.Prefix)]; ok {
+		return h.Network
+	}
+	return ""
+}
+
+func (l *Lab) routerLocked(name string) *Router {
+	name = strings.TrimPrefix(name, l.Prefix)
+	if r, ok := l.Routers[name]; ok {
+		return r
+	}
+	if n, ok := l.Networks[name]; ok {
+		return l.Routers[n.Router]
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+)
+
+// The address plan. The internet is 23.0.0.0/8: ordinary allocated
+// unicast space, outside every IANA special-purpose range, so miniupnpd
+// accepts it as a public WAN address. No packet of it leaves the lab: inet
+// has no default route and no link to the machine's own namespace, so the
+// real owners of those addresses are never reached (or shadowed, except
+// inside the lab). Every home uses 192.168.1.0/24, as real home routers do,
+// so two hosts in different homes may see the same private subnet; host
+// numbers are unique in a lab, so their addresses still differ.
+var (
+	serverLink = netip.MustParsePrefix("23.0.0.0/24") // inet .1, server .53
+	serverAddr = netip.MustParseAddr("23.0.0.53")
+	homeLAN    = netip.MustParsePrefix("192.168.1.0/24")
+)
+
+// networkPlan is one network with its router and uplink.
+type networkPlan struct {
+	name, router string
+	lan          netip.Prefix
+	uplink       string       // Internet or a network name
+	link         netip.Prefix // for an Internet uplink: inet .1, router .2
+	nat, natpmp  bool
+	double       bool // only with Options.DoubleNAT
+}
+
+var networkPlans = []networkPlan{
+	{name: "homeA", router: "routerA", lan: homeLAN, uplink: Internet, link: netip.MustParsePrefix("23.1.1.0/24"), nat: true, natpmp: true},
+	{name: "homeB", router: "routerB", lan: homeLAN, uplink: Internet, link: netip.MustParsePrefix("23.2.2.0/24"), nat: true, natpmp: true},
+	// The cafe routes its public /24 without NAT and without NAT-PMP.
+	{name: "cafe", router: "cafe", lan: netip.MustParsePrefix("23.3.3.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.3.0.0/24")},
+	// A carrier-grade NAT (shared address space, RFC 6598) without NAT-PMP,
+	// and a home router with NAT-PMP behind it: RFC 6281 §4.4.
+	{name: "carrier", router: "isp", lan: netip.MustParsePrefix("100.64.0.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.4.4.0/24"), nat: true, double: true},
+	{name: "homeC", router: "routerC", lan: homeLAN, uplink: "carrier", nat: true, natpmp: true, double: true},
+}
+
+var hostName = regexp.MustCompile(`^[A-Za-z0-9]{1,12}$`)
+
+// plan fills in a Lab's description from the options; build makes it.
+func plan(prefix, dir string, opts Options) (*Lab, error) {
+	l := &Lab{
+		Prefix:   prefix,
+		Dir:      dir,
+		Networks: map[string]*Network{},
+		Routers:  map[string]*Router{},
+		Servers:  map[string]*Server{},
+		Hosts:    map[string]*Host{},
+		procs:    map[string]*proc{},
+	}
+	l.Namespaces = append(l.Namespaces, "inet", "server")
+	l.Servers["server"] = &Server{
+		Name:   "server",
+		Addr:   netip.PrefixFrom(serverAddr, serverLink.Bits()),
+		Upper:  serverLink.Addr().Next(),
+		InetIf: "server",
+	}
+	for i, p := range networkPlans {
+		if p.double && !opts.DoubleNAT {
+			continue
+		}
+		gw := p.lan.Addr().Next()
+		l.Networks[p.name] = &Network{
+			Name: p.name, Router: p.router, Subnet: p.lan, Gateway: gw,
+			MAC:  fmt.Sprintf("02:b7:00:00:%02x:01", i+1),
+			next: 2,
+		}
+		r := &Router{Name: p.router, LAN: p.name, Uplink: p.uplink, NAT: p.nat, NATPMP: p.natpmp}
+		if p.uplink == Internet {
+			r.Link = p.link
+			r.Upper = p.link.Addr().Next()
+			r.WAN = netip.PrefixFrom(r.Upper.Next(), p.link.Bits())
+			r.InetIf = p.name
+		} else {
+			up := l.Networks[p.uplink]
+			r.Link = up.Subnet
+			r.Upper = up.Gateway
+			r.WAN = netip.PrefixFrom(nthAddr(up.Subnet, up.next), up.Subnet.Bits())
+			up.next++
+		}
+		l.Routers[p.router] = r
+		l.Namespaces = append(l.Namespaces, p.router)
+	}
+	hosts := opts.Hosts
+	if hosts == nil {
+		hosts = map[string]string{"hostA": "homeA", "hostB": "homeB"}
+		if opts.DoubleNAT {
+			hosts["hostC"] = "homeC"
+		}
+	}
+	names := make([]string, 0, len(hosts))
+	for h := range hosts {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	for i, h := range names {
+		net := hosts[h]
+		switch {
+		case !hostName.MatchString(h):
+			return nil, fmt.Errorf("lab: host name %q: use 1 to 12 letters and digits", h)
+		case h == "inet" || l.Servers[h] != nil || l.Routers[h] != nil:
+			return nil, fmt.Errorf("lab: host name %q is taken by a namespace of the lab", h)
+		case l.Networks[net] == nil:
+			return nil, fmt.Errorf("lab: host %s: no network %q in this lab (have %v)", h, net, l.networkNames())
+		}
+		num := 10 + i
+		l.Hosts[h] = &Host{Name: h, Num: num, Network: net, Addr: nthAddr(l.Networks[net].Subnet, num), Links: []string{net}}
+		l.Namespaces = append(l.Namespaces, h)
+	}
+	return l, nil
+}
+
+func (l *Lab) networkNames() []string {
+	var out []string
+	for _, p := range networkPlans {
+		if l.Networks[p.name] != nil {
+			out = append(out, p.name)
+		}
+	}
+	return out
+}
+
+// nthAddr returns the n-th address of an IPv4 prefix.
+func nthAddr(p netip.Prefix, n int) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
