@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build coredns btmm-client btmm-lab test unit interop bench fuzz vet lab-up lab-down clean FORCE
+.PHONY: all build coredns btmm-client btmm-lab test unit interop bench fuzz vet demo lab-up lab-down clean FORCE
 
 all: build
 
@@ -19,6 +19,11 @@ btmm-client:
 # The network lab's command (root): btmm-lab up | show | down.
 btmm-lab:
 	$(GO) build $(GOFLAGS) -o $(BIN)/btmm-lab ./test/lab/cmd/btmm-lab
+
+# The whole system on one machine: a lab with the server and two hosts behind
+# two NATs, told in plain words; nothing is left behind (root).
+demo: build
+	$(BIN)/btmm-lab demo
 
 lab-up: btmm-lab
 	$(BIN)/btmm-lab up

@@ -263,6 +263,13 @@ func (s secretProvider) Verify(msg []byte, t *dns.TSIG) error {
 // writeCert makes a self-signed certificate for 127.0.0.1 in dir.
 func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
+	return writeCertFor(t, dir, net.IPv4(127, 0, 0, 1))
+}
+
+// writeCertFor makes a self-signed certificate for ns1.members.example.com
+// and ip in dir, as cert.pem and key.pem.
+func writeCertFor(t *testing.T, dir string, ip net.IP) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +278,7 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.C
 		SerialNumber: big.NewInt(1),
 		Subject:      pkix.Name{CommonName: "ns1.members.example.com"},
 		DNSNames:     []string{"ns1.members.example.com"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses:  []net.IP{ip},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

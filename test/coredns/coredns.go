@@ -22,10 +22,13 @@ import (
 )
 
 // Binary returns the path of bin/coredns, built by `make build`.
-func Binary(t testing.TB) string {
+func Binary(t testing.TB) string { t.Helper(); return Built(t, "coredns") }
+
+// Built returns the path of bin/NAME, built by `make build`.
+func Built(t testing.TB, name string) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	bin := filepath.Join(filepath.Dir(file), "..", "..", "bin", "coredns")
+	bin := filepath.Join(filepath.Dir(file), "..", "..", "bin", name)
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run `make build` (or `make test`, which builds it) first", bin)
 	}
@@ -40,6 +43,15 @@ type Server struct {
 	// Ports found free for the test; the Corefile may use them as
 	// {{PORT}}, {{TLSPORT}}, {{LLQPORT}} and {{LLQTLSPORT}}.
 	Port, TLSPort, LLQPort, LLQTLSPort int
+
+	// Host is the address the server answers on (default 127.0.0.1).
+	Host string
+	// Command makes the process's command (default exec.Command); a lab
+	// test runs it in a network namespace with it.
+	Command func(name string, args ...string) *exec.Cmd
+	// Probe runs the start-up check (default: directly); a lab test runs
+	// it inside the server's namespace.
+	Probe func(check func() error) error
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -84,8 +96,15 @@ func New(t testing.TB, dir, corefile string) *Server {
 	return s
 }
 
+func (s *Server) host() string {
+	if s.Host == "" {
+		return "127.0.0.1"
+	}
+	return s.Host
+}
+
 // Addr is the plain DNS address, host:port.
-func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+func (s *Server) Addr() string { return net.JoinHostPort(s.host(), fmt.Sprint(s.Port)) }
 
 // TLSAddr is the DNS-over-TLS address, host:port.
 func (s *Server) TLSAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.TLSPort) }
@@ -107,10 +126,21 @@ func (s *Server) StartTimeout(zone string, limit time.Duration) {
 		s.t.Fatal(err)
 	}
 	deadline := time.Now().Add(limit)
+	probe := s.Probe
+	if probe == nil {
+		probe = func(check func() error) error { return check() }
+	}
 	for {
-		m := new(dns.Msg).SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
-		c := &dns.Client{Timeout: 200 * time.Millisecond}
-		if r, _, err := c.Exchange(m, s.Addr()); err == nil && r.Rcode == dns.RcodeSuccess {
+		err := probe(func() error {
+			m := new(dns.Msg).SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
+			c := &dns.Client{Timeout: 200 * time.Millisecond}
+			r, _, err := c.Exchange(m, s.Addr())
+			if err == nil && r.Rcode != dns.RcodeSuccess {
+				err = fmt.Errorf("SOA: %s", dns.RcodeToString[r.Rcode])
+			}
+			return err
+		})
+		if err == nil {
 			return
 		}
 		select {
@@ -145,7 +175,11 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.output = new(bytes.Buffer)
-	cmd := exec.Command(Binary(s.t), "-conf", s.Corefile)
+	command := s.Command
+	if command == nil {
+		command = exec.Command
+	}
+	cmd := command(Binary(s.t), "-conf", s.Corefile)
 	cmd.Dir = s.Dir
 	cmd.Stdout = lockedWriter{&s.mu, s.output}
 	cmd.Stderr = cmd.Stdout

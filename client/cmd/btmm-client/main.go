@@ -2,7 +2,8 @@
 // this host can be reached in its owner's domain, watches the owner's other
 // hosts, and carries the tunnels between them.
 //
-// This first version makes user keys; the daemon (run, status) follows.
+// Commands: run (the daemon), status (asks the running daemon), keygen
+// (makes a user key).
 package main
 
 import (
@@ -23,6 +24,17 @@ import (
 const usage = `btmm-client: Back to My Mac for your own machines (RFC 6281)
 
 Usage:
+  btmm-client run --config FILE [--set NAME=VALUE ...]
+        Run the client: map the tunnel port with NAT-PMP, publish this
+        host's records in the user's domain (leased TSIG-signed updates,
+        over TLS by default), watch the user's other hosts with
+        long-lived queries, and follow network changes. Settings come
+        from the TOML file (see client/config/example.toml); --set
+        overrides one, e.g. --set host=laptop. SIGINT or SIGTERM stops
+        it cleanly: the records are removed and the mapping deleted.
+  btmm-client status [--config FILE | --socket PATH] [--json]
+        Show what the running client knows: this host, its mapping, the
+        servers it uses, and the user's other hosts (peers).
   btmm-client keygen --user USER --zone ZONE [--algorithm ALG]
                      [--password | --password-file FILE]
         Make a TSIG key for USER.ZONE and print it in BIND's key-file
@@ -35,8 +47,7 @@ Usage:
   btmm-client help
         Show this help.
 
-Still to come: "run" (publish this host and tunnel to the others) and
-"status".
+Each command takes --help for its flags.
 `
 
 func main() {
@@ -64,6 +75,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "keygen":
 		return keygen(args[1:], stdout, stderr)
+	case "run":
+		return runDaemon(args[1:], stdout, stderr)
+	case "status":
+		return status(args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Errorf("unknown command %q", args[0])}
 	}

@@ -3,6 +3,7 @@
 // looking around by hand. It needs root.
 //
 //	btmm-lab up [-double-nat] [-host NAME=NETWORK]... [-q]
+//	btmm-lab demo [-bin DIR]
 //	btmm-lab down [PREFIX]
 //	btmm-lab show [PREFIX]
 //	btmm-lab move PREFIX HOST NETWORK
@@ -11,15 +12,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/openbtmm/btmm/test/lab"
+	"github.com/openbtmm/btmm/test/lab/demo"
 )
 
 const usage = `btmm-lab: the btmm network lab (network namespaces; needs root)
@@ -32,6 +37,11 @@ Usage:
         -host N=NET   put host N on network NET (repeat; default hostA=homeA,
                       hostB=homeB, and hostC=homeC with -double-nat)
         -q            print only the prefix
+  btmm-lab demo [-bin DIR]
+        run the whole system in a lab: the server and two hosts behind two
+        NATs, telling what happens (registered, mapped port, peer seen, a
+        NAT's new address pushed); then remove everything. DIR holds
+        coredns and btmm-client (default bin, as make build leaves them)
   btmm-lab down [PREFIX]
         remove the lab with PREFIX, or every lab and leftover (prefix ` + lab.Root + `)
   btmm-lab show [PREFIX]
@@ -109,6 +119,14 @@ func run(args []string, out io.Writer) error {
 		}
 		fmt.Fprintln(out, l.Prefix)
 		return nil
+	case "demo":
+		bin := fs.String("bin", "bin", "")
+		if err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return demo.Run(ctx, demo.Options{Bin: *bin, Out: out})
 	case "down":
 		if err := parse(fs, args, 0, 1); err != nil {
 			return err

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"syscall"
+
+	"github.com/openbtmm/btmm/client/config"
+	"github.com/openbtmm/btmm/client/daemon"
+)
+
+func runDaemon(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "the configuration file (TOML; required)")
+	var sets config.Overrides
+	fs.Var(&sets, "set", "override one setting, NAME=VALUE (repeatable): "+fmt.Sprint(config.Names()))
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: btmm-client run --config FILE [--set NAME=VALUE ...]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if *path == "" || fs.NArg() > 0 {
+		return usageError{errors.New("run needs --config FILE, and nothing else")}
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Apply(sets); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+	logf := func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
+	d, err := daemon.New(cfg, logf)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = d.Run(ctx)
+	logf("btmm-client: stopped")
+	return err
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/openbtmm/btmm/client/config"
+	"github.com/openbtmm/btmm/client/daemon"
+)
+
+func status(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "the configuration file, to find the status socket")
+	socket := fs.String("socket", "", "the status socket (default: the configuration's, else "+config.DefaultStatusSocket+")")
+	asJSON := fs.Bool("json", false, "print the status as JSON, for scripts")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: btmm-client status [--config FILE | --socket PATH] [--json]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{errors.New("status takes no arguments")}
+	}
+	sock := *socket
+	if sock == "" {
+		sock = config.DefaultStatusSocket
+		if *path != "" {
+			cfg, err := config.Load(*path)
+			if err != nil {
+				return err
+			}
+			sock = cfg.StatusSocket
+		}
+	}
+	st, err := daemon.Fetch(sock)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(stdout, st)
+	return nil
+}
+
+func printStatus(out io.Writer, st daemon.Status) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	ago := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	}
+	fmt.Fprintf(tw, "host\t%s\n", st.Host)
+	fmt.Fprintf(tw, "tunnel address\t%s (%s, %s)\n", st.ULA, st.Label, st.Interface)
+	m := st.Mapping
+	switch {
+	case m.Public:
+		fmt.Fprintf(tw, "reachable at\t%s (no NAT)\n", m.External)
+	case m.External != "":
+		fmt.Fprintf(tw, "reachable at\t%s (NAT-PMP via %s, epoch %d)\n", m.External, m.Gateway, m.Epoch)
+	default:
+		fmt.Fprintf(tw, "reachable at\tnowhere yet (%s)\n", m.Error)
+	}
+	p := st.Publish
+	fmt.Fprintf(tw, "published\t%s via %s, lease %s\n", ago(p.Published), p.Server, p.Lease)
+	if p.Error != "" {
+		fmt.Fprintf(tw, "publish error\t%s\n", p.Error)
+	}
+	w := st.Watch
+	fmt.Fprintf(tw, "watching\t%s via %s (%d LLQs)\n", w.Mode, w.Server, w.LLQs)
+	if w.Error != "" {
+		fmt.Fprintf(tw, "watch error\t%s\n", w.Error)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "\n%d peers\n", len(st.Peers))
+	if len(st.Peers) == 0 {
+		return
+	}
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tTUNNEL ADDRESS\tREACHABLE AT\tCHANGED")
+	for _, pe := range st.Peers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pe.Host, pe.ULA, pe.Public, ago(pe.Changed))
+	}
+	tw.Flush()
+}

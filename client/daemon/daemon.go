@@ -1,0 +1,204 @@
+// Package daemon is `btmm-client run`: it ties the host's identity, its
+// NAT-PMP mapping, the publication of its records, the watch on the user's
+// other hosts and the network monitor together, and answers `status` on
+// a local socket.
+//
+// The order of work after any change (RFC 6281 §4, §5.2): the network
+// changes (netmon) → the mapping is checked again (portmap) → the records
+// are published again at once (publish) → the other hosts hear of it by
+// their LLQs. Each stage runs in its own goroutine and hands the next one
+// only its latest state, so that no stage ever waits for another.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/openbtmm/btmm/client/config"
+	"github.com/openbtmm/btmm/client/discover"
+	"github.com/openbtmm/btmm/client/identity"
+	"github.com/openbtmm/btmm/client/netmon"
+	"github.com/openbtmm/btmm/client/portmap"
+	"github.com/openbtmm/btmm/client/publish"
+	"github.com/openbtmm/btmm/client/watch"
+	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
+)
+
+// recordTTL is the TTL of the published records: hosts move, and caches
+// other than LLQ clients should not keep old addresses long.
+const recordTTL = 60
+
+// Daemon is one running btmm-client.
+type Daemon struct {
+	cfg     *config.Config
+	logf    func(string, ...any)
+	id      identity.Identity
+	keys    identity.KeyPair
+	pm      *portmap.Client
+	pub     *publish.Publisher
+	watch   *watch.Watcher
+	started time.Time
+
+	mu      sync.Mutex // guards mapping
+	mapping portmap.Mapping
+}
+
+// New prepares a daemon from a validated configuration: it reads the
+// user's key, makes the host's identity and loads (or makes) its X25519
+// key pair. Nothing is sent before Run.
+func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
+	key, err := cfg.LoadKey()
+	if err != nil {
+		return nil, err
+	}
+	iface, mac, err := identity.Primary()
+	if err != nil {
+		return nil, fmt.Errorf("finding the primary interface: %w", err)
+	}
+	id, err := identity.New(iface, mac, rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := identity.LoadOrCreateKey(cfg.KeyPath())
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	tk := tsigauth.Key{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret}
+	res := &discover.Resolver{Server: cfg.Server}
+	d := &Daemon{cfg: cfg, logf: logf, id: id, keys: keys}
+	// RFC 6886 §3.7 spreads the clients of a rebooted gateway over 5 s; a
+	// home gateway has a handful, and 2 s keeps a host reachable again
+	// within 5 s of its NAT's reboot.
+	d.pm = portmap.New(portmap.Config{InternalPort: uint16(cfg.TunnelPort), Logf: logf, StateLossDelay: 2 * time.Second})
+	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: tk, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
+	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: tk, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Logf: logf})
+	return d, nil
+}
+
+// Run runs until ctx ends, then removes the host's records and deletes
+// its mapping (a clean exit) before it returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = time.Now()
+	d.logf("btmm-client: %s, tunnel address %s (%s on %s), key %s", d.cfg.HostName(), d.id.ULA, d.id.Label, d.id.Interface, d.keys.PublicBase64())
+
+	sock, err := listenStatus(d.cfg.StatusSocket)
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				d.logf("%s: %v", name, err)
+			}
+		}()
+	}
+	run("status", func(ctx context.Context) error { return serveStatus(ctx, sock, d.Status) })
+	run("portmap", d.pm.Run)
+	run("publish", d.pub.Run)
+	run("watch", d.watch.Run)
+
+	changes, err := netmon.Watch(ctx, 0)
+	if err != nil {
+		d.logf("netmon: %v (network changes will be noticed at the next renewal only)", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-changes:
+			d.logf("network changed: checking the mapping again")
+			d.pm.Refresh()
+		case m, ok := <-d.pm.Changes():
+			if !ok {
+				// Run ended (ctx done): wait for the rest.
+				wg.Wait()
+				return nil
+			}
+			d.mapped(m)
+		}
+	}
+}
+
+// mapped publishes the host's records for a new mapping.
+func (d *Daemon) mapped(m portmap.Mapping) {
+	d.mu.Lock()
+	d.mapping = m
+	d.mu.Unlock()
+	public := m.External
+	switch {
+	case m.Public:
+		d.logf("no NAT here: publishing the host's own address %s", public)
+	case m.Valid():
+		d.logf("mapped %s → port %d (NAT-PMP, epoch %d, lifetime %v)", public, m.Internal, m.Epoch, m.Lifetime)
+	default:
+		d.logf("no usable mapping (%v): the other hosts cannot reach this one", m.Err)
+		return
+	}
+	if !public.Addr().Is4() {
+		d.logf("the public address %s is not IPv4: not publishing", public)
+		return
+	}
+	d.pub.Set(publish.Host{
+		Zone: d.cfg.Zone, User: d.cfg.User, Name: d.cfg.Host, Label: d.id.Label,
+		ULA: d.id.ULA, Public: public, Key: d.keys.PublicBase64(), TTL: recordTTL,
+	})
+}
+
+// Status is what `btmm-client status` shows.
+type Status struct {
+	Host      string         `json:"host"`
+	ULA       string         `json:"ula"`
+	Label     string         `json:"label"`
+	Interface string         `json:"interface"`
+	PublicKey string         `json:"public_key"`
+	Started   time.Time      `json:"started"`
+	Mapping   MappingStatus  `json:"mapping"`
+	Publish   publish.Status `json:"publish"`
+	Watch     watch.Status   `json:"watch"`
+	Peers     []watch.Peer   `json:"peers"`
+}
+
+// MappingStatus is the NAT-PMP mapping as status shows it.
+type MappingStatus struct {
+	External  string    `json:"external,omitempty"`
+	Public    bool      `json:"public"` // no NAT
+	Gateway   string    `json:"gateway,omitempty"`
+	Epoch     uint32    `json:"epoch,omitempty"`
+	GoodUntil time.Time `json:"good_until,omitzero"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Status returns the daemon's state.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	m := d.mapping
+	d.mu.Unlock()
+	ms := MappingStatus{Public: m.Public, Epoch: m.Epoch, GoodUntil: m.GoodUntil}
+	if m.External.IsValid() {
+		ms.External = m.External.String()
+	}
+	if m.Gateway.IsValid() {
+		ms.Gateway = m.Gateway.String()
+	}
+	if m.Err != nil {
+		ms.Error = m.Err.Error()
+	}
+	return Status{
+		Host: d.cfg.HostName(), ULA: d.id.ULA.String(), Label: d.id.Label, Interface: d.id.Interface,
+		PublicKey: d.keys.PublicBase64(), Started: d.started, Mapping: ms,
+		Publish: d.pub.Status(), Watch: d.watch.Status(), Peers: d.watch.Peers(),
+	}
+}

@@ -1,0 +1,292 @@
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/client/daemon"
+	"github.com/openbtmm/btmm/test/coredns"
+	"github.com/openbtmm/btmm/test/lab"
+)
+
+// labServer runs bin/coredns in the lab's server namespace: plain DNS on
+// 53 for discovery, updates over TLS on 853, LLQs over TLS on 5353, short
+// update leases (at most 20 s) so that a killed client's records go soon.
+func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
+	t.Helper()
+	ip := l.Addr("server")
+	cert, key := writeLabCert(t, dir, ip)
+	writeKeys(t, dir, alice)
+	block := func(addr, extra string) string {
+		return fmt.Sprintf(`%s {
+%s	btmm members.example.com {
+		keys users.keys
+		store members.db
+		ns ns1.members.example.com. %s
+	}
+	ddul-lease {
+		min 5s
+		max 20s
+		default 20s
+	}
+	tsig-update
+	srv-discovery {
+		update ns1.members.example.com. 853 tls
+		llq    ns1.members.example.com. 5353 tls
+	}
+%s}
+`, addr, extra, ip, "")
+	}
+	cf := block("members.example.com:53", "") + block("tls://members.example.com:853", "\ttls "+cert+" "+key+"\n")
+	cf = strings.TrimSuffix(cf, "}\n") + fmt.Sprintf("\tllq {\n\t\tudp :5352\n\t\ttcp :5352\n\t\ttls :5353 %s %s\n\t}\n}\n", cert, key)
+	s := coredns.New(t, dir, cf)
+	s.Port, s.Host = 53, ip.String()
+	s.Command = func(name string, args ...string) *exec.Cmd { return l.Exec("server", name, args...) }
+	s.Probe = func(check func() error) error { return l.Go("server", check) }
+	s.Start(zone)
+	return s
+}
+
+func writeLabCert(t *testing.T, dir string, ip netip.Addr) (string, string) {
+	t.Helper()
+	cert, key, _ := writeCertFor(t, dir, net.IP(ip.AsSlice()))
+	return cert, key
+}
+
+// labClient is one bin/btmm-client run in a host namespace.
+type labClient struct {
+	t      *testing.T
+	name   string // the host name in the zone
+	ns     string
+	config string
+	socket string
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	done   chan struct{}
+}
+
+func startClient(t *testing.T, l *lab.Lab, dir, ns, host string) *labClient {
+	t.Helper()
+	state := filepath.Join(dir, host)
+	os.MkdirAll(state, 0o700)
+	c := &labClient{t: t, name: host + ".alice.members.example.com.", ns: ns, config: filepath.Join(state, "client.toml"), socket: filepath.Join(state, "status.sock")}
+	keyFile := filepath.Join(state, "alice.key")
+	os.WriteFile(keyFile, []byte(alice.block()), 0o600)
+	conf := fmt.Sprintf(`zone = "members.example.com"
+user = "alice"
+host = %q
+key = %q
+state_dir = %q
+server = "%s:53"
+transport = "tls"
+tls_ca = %q
+status_socket = %q
+lease = "30s"
+llq_lease = "15m"
+`, host, keyFile, state, l.Addr("server"), filepath.Join(dir, "cert.pem"), c.socket)
+	os.WriteFile(c.config, []byte(conf), 0o600)
+	c.start(l)
+	return c
+}
+
+func (c *labClient) start(l *lab.Lab) {
+	c.out = &lockedBuffer{}
+	c.cmd = l.Exec(c.ns, coredns.Built(c.t, "btmm-client"), "run", "--config", c.config)
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.done = make(chan struct{})
+	go func() { c.cmd.Wait(); close(c.done) }()
+	c.t.Cleanup(func() { c.kill() })
+}
+
+// stop ends the client cleanly (SIGTERM) and waits for it.
+func (c *labClient) stop() {
+	c.t.Helper()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		c.t.Fatalf("%s did not stop on SIGTERM:\n%s", c.name, c.out.String())
+	}
+}
+
+// kill ends it as a crash would.
+func (c *labClient) kill() {
+	select {
+	case <-c.done:
+	default:
+		c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func (c *labClient) status() (daemon.Status, error) { return daemon.Fetch(c.socket) }
+
+// waitPeer waits until c's peer table shows host reachable at public, and
+// returns when that was seen.
+func (c *labClient) waitPeer(host string, public netip.AddrPort, within time.Duration) time.Time {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if st, err := c.status(); err == nil {
+			for _, p := range st.Peers {
+				if p.Host == host && p.Public == public {
+					return time.Now()
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			st, _ := c.status()
+			c.t.Fatalf("%s does not see %s at %s within %v; its peers: %+v\n%s", c.name, host, public, within, st.Peers, c.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// labQuery asks the server from inside its namespace.
+func labQuery(t *testing.T, l *lab.Lab, s *coredns.Server, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	var r *dns.Msg
+	err := l.Go("server", func() error {
+		var err error
+		r, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion(name, qtype), s.Addr())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestClientsBehindNATs: two hosts of alice behind two NATs register with
+// their NAT's address and mapped port, see each other within 2 s, follow
+// a NAT's new address by push, get their mapping back after a NAT reboot,
+// and leave nothing behind when stopped, or when killed, once their lease
+// ends.
+func TestClientsBehindNATs(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	dir := t.TempDir()
+	s := labServer(t, l, dir)
+
+	desktop := startClient(t, l, dir, "hostA", "desktop")
+	defer func() {
+		if t.Failed() {
+			t.Logf("desktop:\n%s", desktop.out.String())
+		}
+	}()
+	start := time.Now()
+	laptop := startClient(t, l, dir, "hostB", "laptop")
+	wanA := netip.AddrPortFrom(l.WAN("routerA"), 4500)
+	wanB := netip.AddrPortFrom(l.WAN("routerB"), 4500)
+	seenA := laptop.waitPeer(desktop.name, wanA, 5*time.Second)
+	seenB := desktop.waitPeer(laptop.name, wanB, 5*time.Second)
+	t.Logf("each sees the other %v and %v after the second started", seenA.Sub(start), seenB.Sub(start))
+	if d := max(seenA.Sub(start), seenB.Sub(start)); d > 2*time.Second {
+		t.Errorf("the hosts saw each other %v after the second started, want within 2 s", d)
+	}
+
+	// The server holds the records, with each NAT's address and port.
+	for _, c := range []struct {
+		host string
+		wan  netip.AddrPort
+	}{{"desktop", wanA}, {"laptop", wanB}} {
+		srv := labQuery(t, l, s, "_autotunnel._udp."+c.host+".alice.members.example.com.", dns.TypeSRV)
+		if len(srv.Answer) != 1 || srv.Answer[0].(*dns.SRV).Port != c.wan.Port() {
+			t.Fatalf("%s's SRV: %v", c.host, srv)
+		}
+		a := labQuery(t, l, s, srv.Answer[0].(*dns.SRV).Target, dns.TypeA)
+		if len(a.Answer) != 1 || a.Answer[0].(*dns.A).A.String() != c.wan.Addr().String() {
+			t.Fatalf("%s's A: %v, want %v", c.host, a, c.wan.Addr())
+		}
+	}
+
+	// homeA's NAT gets a new external address and announces it: the
+	// desktop republishes, the laptop hears by push. Ten times, a second
+	// apart: miniupnpd can miss the signal that makes it announce when it
+	// comes in the middle of a request, and a real NAT's address does not
+	// change ten times a second.
+	var took []time.Duration
+	for i := range 10 {
+		time.Sleep(time.Second)
+		next := netip.AddrFrom4([4]byte{23, 1, 1, byte(100 + i)})
+		changed := time.Now()
+		if err := l.SetWAN("routerA", next); err != nil {
+			t.Fatal(err)
+		}
+		seen := laptop.waitPeer(desktop.name, netip.AddrPortFrom(next, 4500), 10*time.Second)
+		took = append(took, seen.Sub(changed))
+	}
+	slices.Sort(took)
+	t.Logf("NAT address change to the peer's table, 10 runs: median %v, worst %v", took[len(took)/2], took[len(took)-1])
+
+	// homeB's NAT reboots (a new epoch, its mappings forgotten): the
+	// laptop's mapping is back within 5 s.
+	if err := l.RestartNAT("routerB", true); err != nil {
+		t.Fatal(err)
+	}
+	rebooted := time.Now()
+	for !strings.Contains(readFile(l.LeaseFile("routerB")), "4500") {
+		if time.Since(rebooted) > 5*time.Second {
+			t.Fatalf("the laptop's mapping is not back 5 s after the NAT rebooted:\n%s", laptop.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("mapping back %v after the NAT reboot", time.Since(rebooted))
+
+	// A clean stop removes the laptop's records and its mapping.
+	laptop.stop()
+	if r := labQuery(t, l, s, laptop.name, dns.TypeAAAA); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("the laptop's records after a clean stop: %v", r)
+	}
+	if lease := readFile(l.LeaseFile("routerB")); strings.Contains(lease, "4500") {
+		t.Fatalf("the laptop's mapping after a clean stop: %q", lease)
+	}
+	// A killed desktop's records go when their lease (20 s here) ends.
+	desktop.kill()
+	killed := time.Now()
+	for labQuery(t, l, s, desktop.name, dns.TypeAAAA).Rcode != dns.RcodeNameError {
+		if time.Since(killed) > 25*time.Second {
+			t.Fatal("a killed client's records outlived their lease")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("a killed client's records went %v after the kill", time.Since(killed))
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
