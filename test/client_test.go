@@ -158,3 +158,27 @@ func TestPublishRefreshes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWatchPollsWithoutLLQ: where the zone offers no LLQs, the watcher
+// polls, says so, and still finds the other hosts.
+func TestWatchPollsWithoutLLQ(t *testing.T) {
+	dir := t.TempDir()
+	writeKeys(t, dir, alice)
+	s := coredns.New(t, dir, corefile("", ""))
+	s.Start(zone)
+	res := &discover.Resolver{Server: s.Addr()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := publish.New(publish.Config{Resolver: res, Zone: zone, Key: aliceKey(), Transport: "udp", Server: s.Addr(), Lease: time.Hour, Logf: t.Logf})
+	p.Set(host("desktop", "AutoTunnel-02-11-22-FF-FE-33-44-56", "198.51.100.7:4500"))
+	go p.Run(ctx)
+	w := watch.New(watch.Config{Resolver: res, Zone: zone, Key: aliceKey(), Self: "laptop.alice.members.example.com.", Transport: "udp", PollInterval: 200 * time.Millisecond, Logf: t.Logf})
+	go w.Run(ctx)
+	waitFor(t, 5*time.Second, "the polling watcher sees the desktop", func() bool {
+		ps := w.Peers()
+		return len(ps) == 1 && ps[0].Public.String() == "198.51.100.7:4500"
+	})
+	if st := w.Status(); st.Mode != "poll" {
+		t.Fatalf("watcher status %+v, want poll mode", st)
+	}
+}

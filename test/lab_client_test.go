@@ -266,6 +266,20 @@ func TestClientsBehindNATs(t *testing.T) {
 	}
 	t.Logf("mapping back %v after the NAT reboot", time.Since(rebooted))
 
+	// The desktop moves to the cafe (a public network, no NAT-PMP): netmon
+	// notices, NAT-PMP has no answer, the desktop publishes its own
+	// address, and the laptop hears by push.
+	if err := l.Move("hostA", "cafe"); err != nil {
+		t.Fatal(err)
+	}
+	moved := time.Now()
+	cafe := netip.AddrPortFrom(l.Addr("hostA"), 4500)
+	laptop.waitPeer(desktop.name, cafe, 10*time.Second)
+	t.Logf("the desktop's move to the cafe (%v) reached the laptop %v later", cafe, time.Since(moved))
+	if st, err := desktop.status(); err != nil || !st.Mapping.Public {
+		t.Fatalf("the desktop's mapping in the cafe: %+v, %v; want a public network", st.Mapping, err)
+	}
+
 	// A clean stop removes the laptop's records and its mapping.
 	laptop.stop()
 	if r := labQuery(t, l, s, laptop.name, dns.TypeAAAA); r.Rcode != dns.RcodeNameError {

@@ -119,8 +119,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-changes:
-			d.logf("network changed: checking the mapping again")
+			d.logf("network changed: checking the mapping again, and the LLQs")
 			d.pm.Refresh()
+			// A connection from the old address is dead, though neither
+			// end may know it yet.
+			d.watch.Reconnect()
 		case m, ok := <-d.pm.Changes():
 			if !ok {
 				// Run ended (ctx done): wait for the rest.
@@ -135,8 +138,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 // mapped publishes the host's records for a new mapping.
 func (d *Daemon) mapped(m portmap.Mapping) {
 	d.mu.Lock()
+	prev := d.mapping
 	d.mapping = m
 	d.mu.Unlock()
+	if prev.Valid() && (m.Reboot || m.External.Addr() != prev.External.Addr()) {
+		// The NAT changed its address or rebooted: it forgot the
+		// connections through it, the LLQ connection among them.
+		d.watch.Reconnect()
+	}
 	public := m.External
 	switch {
 	case m.Public:

@@ -201,6 +201,10 @@ type Mapping struct {
 	// error, or the failure to find the gateway or local address. It is
 	// nil for NAT-PMP mappings and for hosts with a public address.
 	Err error
+	// Reboot says the gateway lost its state (a reboot, by the epoch
+	// check) since the Mapping before: it forgot every connection through
+	// it too, so long-lived ones must be made again.
+	Reboot bool
 }
 
 // Valid reports whether m.External is usable: a NAT-PMP mapping or a
@@ -448,6 +452,7 @@ func (c *Client) Run(ctx context.Context) error {
 // publish makes m the current Mapping and, if it differs from the last
 // one in a way that matters (or reboot is set), sends it on Changes.
 func (c *Client) publish(st *runState, m Mapping, reboot bool) {
+	m.Reboot = reboot
 	changed := !st.published || reboot || !same(st.last, m)
 	st.last, st.published = m, true
 	if changed {

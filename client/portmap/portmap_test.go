@@ -243,6 +243,9 @@ func TestRebootAtRenewal(t *testing.T) {
 	if m.External != first.External || m.Epoch > 5 {
 		t.Errorf("after reboot %v (epoch %d), want %v with the new epoch", m, m.Epoch, first.External)
 	}
+	if first.Reboot || !m.Reboot {
+		t.Errorf("Reboot: %v before, %v after the reboot; want false, true", first.Reboot, m.Reboot)
+	}
 	if _, ok := f.mapping(4500); !ok {
 		t.Error("mapping not recreated")
 	}

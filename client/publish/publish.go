@@ -191,6 +191,10 @@ func (p *Publisher) remove(ctx context.Context) error {
 	return err
 }
 
+// tsigRoom is what the TSIG RR adds when the message is signed: its owner
+// and algorithm names and a MAC of up to 64 octets.
+const tsigRoom = 200
+
 // ErrRcode is an UPDATE the server answered with an error.
 type ErrRcode struct {
 	Rcode     int
@@ -211,6 +215,11 @@ func (p *Publisher) send(ctx context.Context, m *dns.Msg) (*dns.Msg, string, err
 		return nil, "", err
 	}
 	m.SetTsig(p.cfg.Key.Name, p.cfg.Key.Algorithm, 300, time.Now().Unix())
+	if netw == "udp" && m.Len()+tsigRoom > dns.MinMsgSize {
+		// RFC 2136 §2.1: UDP only if it fits, and a server's UDP buffer
+		// may be 512 octets (CoreDNS's is), whatever our OPT RR says.
+		netw = "tcp"
+	}
 	c := &dns.Client{Net: netw, TLSConfig: tlsConf, Timeout: 10 * time.Second, TsigProvider: tsigauth.HMAC(p.cfg.Key.Secret)}
 	r, _, err := c.ExchangeContext(ctx, m, server)
 	if err == nil && r.Truncated && netw == "udp" {

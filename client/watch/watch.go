@@ -62,8 +62,9 @@ type Status struct {
 
 // Watcher keeps the peer table.
 type Watcher struct {
-	cfg     Config
-	changed chan struct{}
+	cfg       Config
+	changed   chan struct{}
+	reconnect chan struct{}
 
 	// mu guards following.
 	mu     sync.Mutex
@@ -100,7 +101,7 @@ func New(cfg Config) *Watcher {
 		cfg.Lease = 2 * time.Hour
 	}
 	cfg.Self = dns.CanonicalName(cfg.Self)
-	return &Watcher{cfg: cfg, changed: make(chan struct{}, 1), peers: make(map[string]*hostState), status: Status{Mode: "connecting"}}
+	return &Watcher{cfg: cfg, changed: make(chan struct{}, 1), reconnect: make(chan struct{}, 1), peers: make(map[string]*hostState), status: Status{Mode: "connecting"}}
 }
 
 // Peers returns the table, sorted by host name.
@@ -114,6 +115,20 @@ func (w *Watcher) Peers() []Peer {
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
 	return out
 }
+
+// Reconnect makes the watcher set its LLQs up again at once, on a new
+// connection: call it when the path to the server may have broken without
+// either end noticing (this host's address changed, or its NAT rebooted
+// and forgot the connection). It never blocks.
+func (w *Watcher) Reconnect() {
+	select {
+	case w.reconnect <- struct{}{}:
+	default:
+	}
+}
+
+// errReconnect ends a session on request.
+var errReconnect = errors.New("watch: setting up again after a network change")
 
 // Changed is signalled (coalesced) whenever the table changes.
 func (w *Watcher) Changed() <-chan struct{} { return w.changed }
@@ -151,6 +166,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		err := w.session(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errReconnect) {
+			w.cfg.Logf("%v", err)
+			backoff = time.Second
+			continue
 		}
 		var se *llq.SetupError
 		if errors.Is(err, discover.ErrNotOffered) || errors.As(err, &se) && (se.Rcode == dns.RcodeRefused || se.Rcode == dns.RcodeNotImplemented) {
@@ -264,6 +284,8 @@ func (w *Watcher) session(ctx context.Context) error {
 				cancel()
 			}
 			return nil
+		case <-w.reconnect:
+			return errReconnect
 		case <-c.Done():
 			return fmt.Errorf("watch: LLQ connection ended: %v", c.Err())
 		case ev, ok := <-c.Events():
