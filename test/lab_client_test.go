@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -216,6 +217,18 @@ func TestClientsBehindNATs(t *testing.T) {
 	t.Logf("each sees the other %v and %v after the second started", seenA.Sub(start), seenB.Sub(start))
 	if d := max(seenA.Sub(start), seenB.Sub(start)); d > 2*time.Second {
 		t.Errorf("the hosts saw each other %v after the second started, want within 2 s", d)
+	}
+
+	// btmm-client status, as a user reads it and as a script does.
+	client := coredns.Built(t, "btmm-client")
+	human, err := exec.Command(client, "status", "--socket", laptop.socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(human), desktop.name) || !strings.Contains(string(human), wanA.String()) || !strings.Contains(string(human), "1 peers") {
+		t.Fatalf("btmm-client status: %v\n%s", err, human)
+	}
+	js, err := exec.Command(client, "status", "--socket", laptop.socket, "--json").Output()
+	var st daemon.Status
+	if err != nil || json.Unmarshal(js, &st) != nil || len(st.Peers) != 1 || st.Peers[0].Public != wanA || st.Mapping.External != wanB.String() {
+		t.Fatalf("btmm-client status --json: %v\n%s", err, js)
 	}
 
 	// The server holds the records, with each NAT's address and port.
