@@ -1,14 +1,13 @@
 package identity
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strconv"
-	"strings"
+
+	"github.com/openbtmm/btmm/client/route"
 )
 
 // procRoute is Linux's IPv4 routing table (main table) in text. Read from a
@@ -37,7 +36,8 @@ func Primary() (name string, mac net.HardwareAddr, err error) {
 // primary is Primary with its inputs injected; routes may be nil.
 func primary(routes io.Reader, byName func(string) (*net.Interface, error), all func() ([]net.Interface, error)) (string, net.HardwareAddr, error) {
 	if routes != nil {
-		if name, ok := defaultRoute(routes); ok {
+		if d, ok := route.Parse(routes); ok {
+			name := d.Iface
 			ifi, err := byName(name)
 			if err == nil {
 				return ifi.Name, ifi.HardwareAddr, nil
@@ -61,46 +61,4 @@ func primary(routes io.Reader, byName func(string) (*net.Interface, error), all 
 	return "", nil, errors.New("identity: no IPv4 default route and no interface that is up with a hardware address")
 }
 
-// Route flags from linux/route.h.
-const (
-	rtfUp = 0x0001
-)
 
-// defaultRoute reads /proc/net/route and returns the interface of the
-// IPv4 default route (destination and mask 0, up) with the lowest metric;
-// the first listed wins a tie, as it does in the kernel. Lines it cannot
-// read are skipped: the file is the kernel's, and one odd line should not
-// hide the others.
-//
-// The format is a header line, then one route per line, fields separated by
-// whitespace: Iface Destination Gateway Flags RefCnt Use Metric Mask MTU
-// Window IRTT, with addresses and flags in hex and the metric in decimal.
-func defaultRoute(r io.Reader) (string, bool) {
-	sc := bufio.NewScanner(r)
-	best, bestMetric := "", uint64(0)
-	first := true
-	for sc.Scan() {
-		if first { // the header
-			first = false
-			continue
-		}
-		f := strings.Fields(sc.Text())
-		if len(f) < 8 {
-			continue
-		}
-		dst, err1 := strconv.ParseUint(f[1], 16, 32)
-		flags, err2 := strconv.ParseUint(f[3], 16, 32)
-		metric, err3 := strconv.ParseUint(f[6], 10, 32)
-		mask, err4 := strconv.ParseUint(f[7], 16, 32)
-		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-			continue
-		}
-		if dst != 0 || mask != 0 || flags&rtfUp == 0 || f[0] == "" {
-			continue
-		}
-		if best == "" || metric < bestMetric {
-			best, bestMetric = f[0], metric
-		}
-	}
-	return best, best != ""
-}

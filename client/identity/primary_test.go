@@ -9,32 +9,6 @@ import (
 
 const routeHeader = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
 
-func TestDefaultRoute(t *testing.T) {
-	for _, tc := range []struct {
-		name, table, want string
-	}{
-		{"one default", "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n" +
-			"eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n", "eth0"},
-		{"lowest metric wins", "wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n" +
-			"eth0\t00000000\t010200C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n" +
-			"usb0\t00000000\t010300C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n", "eth0"},
-		{"route that is not up", "eth0\t00000000\t010200C0\t0002\t0\t0\t0\t00000000\t0\t0\t0\n" +
-			"tun0\t00000000\t00000000\t0001\t0\t0\t50\t00000000\t0\t0\t0\n", "tun0"},
-		{"only a subnet route", "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n", ""},
-		{"a /1 is not a default", "tun0\t00000000\t00000000\t0001\t0\t0\t0\t00000080\t0\t0\t0\n", ""},
-		{"garbage lines skipped", "eth0 zz\n\nwlan0\t00000000\tnothex\t0003\t0\t0\tx\t00000000\n" +
-			"eth1\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n", "eth1"},
-		{"empty table", "", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, ok := defaultRoute(strings.NewReader(routeHeader + tc.table))
-			if got != tc.want || ok != (tc.want != "") {
-				t.Errorf("defaultRoute = %q, %v; want %q", got, ok, tc.want)
-			}
-		})
-	}
-}
-
 func TestPrimary(t *testing.T) {
 	mac := net.HardwareAddr{0x00, 0x22, 0x69, 0x8e, 0x34, 0x2a}
 	ifaces := map[string]*net.Interface{

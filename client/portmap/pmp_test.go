@@ -1,7 +1,6 @@
 package portmap
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -121,42 +120,3 @@ func TestIsPrivate(t *testing.T) {
 	}
 }
 
-func TestParseProcNetRoute(t *testing.T) {
-	const header = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
-	// Written as a little-endian machine writes them: 192.168.1.1 is 0101A8C0.
-	var gw1, gw2 string
-	if nativeLittle() {
-		gw1, gw2 = "0101A8C0", "FE00000A"
-	} else {
-		gw1, gw2 = "C0A80101", "0A0000FE"
-	}
-	for _, tc := range []struct {
-		name, table, want string
-	}{
-		{"one", header +
-			"eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n" +
-			"eth0\t00000000\t" + gw1 + "\t0003\t0\t0\t100\t00000000\t0\t0\t0\n", "192.168.1.1"},
-		{"lowest metric", header +
-			"eth0\t00000000\t" + gw1 + "\t0003\t0\t0\t600\t00000000\t0\t0\t0\n" +
-			"wlan0\t00000000\t" + gw2 + "\t0003\t0\t0\t100\t00000000\t0\t0\t0\n", "10.0.0.254"},
-		{"down route", header +
-			"eth0\t00000000\t" + gw1 + "\t0002\t0\t0\t100\t00000000\t0\t0\t0\n", ""},
-		{"no gateway flag", header +
-			"eth0\t00000000\t00000000\t0001\t0\t0\t100\t00000000\t0\t0\t0\n", ""},
-		{"garbage", header + "eth0 zz\n\n", ""},
-		{"empty", "", ""},
-	} {
-		got, err := parseProcNetRoute(strings.NewReader(tc.table))
-		if tc.want == "" {
-			if !errors.Is(err, ErrNoGateway) {
-				t.Errorf("%s: %v, %v; want ErrNoGateway", tc.name, got, err)
-			}
-			continue
-		}
-		if err != nil || got != netip.MustParseAddr(tc.want) {
-			t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
-		}
-	}
-}
-
-func nativeLittle() bool { return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 }

@@ -1,0 +1,62 @@
+package route
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+const header = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+
+func nativeLittle() bool { return binary.NativeEndian.Uint16([]byte{1, 0}) == 1 }
+
+func TestParse(t *testing.T) {
+	// Written as this machine writes them: 192.168.1.1 is 0101A8C0 on a
+	// little-endian one.
+	gw1, gw2 := "0101A8C0", "FE00000A"
+	if !nativeLittle() {
+		gw1, gw2 = "C0A80101", "0A0000FE"
+	}
+	for _, tc := range []struct {
+		name, table, iface, gw string
+	}{
+		{"one default", "eth0\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n" +
+			"eth0\t00000000\t" + gw1 + "\t0003\t0\t0\t100\t00000000\t0\t0\t0\n", "eth0", "192.168.1.1"},
+		{"lowest metric wins", "eth0\t00000000\t" + gw1 + "\t0003\t0\t0\t600\t00000000\t0\t0\t0\n" +
+			"wlan0\t00000000\t" + gw2 + "\t0003\t0\t0\t100\t00000000\t0\t0\t0\n" +
+			"usb0\t00000000\t" + gw1 + "\t0003\t0\t0\t100\t00000000\t0\t0\t0\n", "wlan0", "10.0.0.254"},
+		{"a route that is not up", "eth0\t00000000\t" + gw1 + "\t0002\t0\t0\t0\t00000000\t0\t0\t0\n" +
+			"tun0\t00000000\t00000000\t0001\t0\t0\t50\t00000000\t0\t0\t0\n", "tun0", ""},
+		{"no gateway flag: a device route", "ppp0\t00000000\t00000000\t0001\t0\t0\t100\t00000000\t0\t0\t0\n", "ppp0", ""},
+		{"only a subnet route", "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n", "", ""},
+		{"a /1 is not a default", "tun0\t00000000\t00000000\t0001\t0\t0\t0\t00000080\t0\t0\t0\n", "", ""},
+		{"garbage lines skipped", "eth0 zz\n\nwlan0\t00000000\tnothex\t0003\t0\t0\tx\t00000000\n" +
+			"eth1\t00000000\t" + gw1 + "\t0003\t0\t0\t0\t00000000\t0\t0\t0\n", "eth1", "192.168.1.1"},
+		{"empty table", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok := Parse(strings.NewReader(header + tc.table))
+			if ok != (tc.iface != "") || d.Iface != tc.iface {
+				t.Fatalf("Parse = %+v, %v; want interface %q", d, ok, tc.iface)
+			}
+			var want netip.Addr
+			if tc.gw != "" {
+				want = netip.MustParseAddr(tc.gw)
+			}
+			if d.Gateway != want {
+				t.Errorf("gateway %v, want %v", d.Gateway, want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(header + "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n")
+	f.Fuzz(func(t *testing.T, table string) {
+		d, ok := Parse(strings.NewReader(table))
+		if ok && d.Iface == "" {
+			t.Fatalf("a default route without an interface: %+v", d)
+		}
+	})
+}
