@@ -60,5 +60,3 @@ func primary(routes io.Reader, byName func(string) (*net.Interface, error), all 
 	}
 	return "", nil, errors.New("identity: no IPv4 default route and no interface that is up with a hardware address")
 }
-
-

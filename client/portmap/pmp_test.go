@@ -119,4 +119,3 @@ func TestIsPrivate(t *testing.T) {
 		t.Error("the zero Addr is private")
 	}
 }
-
