@@ -3,7 +3,6 @@ package btmm
 import (
 	"context"
 	"net"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -11,42 +10,15 @@ import (
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 
-	"github.com/openbtmm/btmm/plugin/pkg/store"
 	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
+	"github.com/openbtmm/btmm/plugin/pkg/store/storetest"
 )
 
 const zone = "members.example.com."
 
 func newTestBtmm(t *testing.T, records ...string) *Btmm {
 	t.Helper()
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "z.db"), zone, boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	byName := make(map[string][]store.Record)
-	var order []string
-	for _, text := range records {
-		rr, err := dns.NewRR(text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := dns.CanonicalName(rr.Header().Name)
-		if _, ok := byName[n]; !ok {
-			order = append(order, n)
-		}
-		byName[n] = append(byName[n], store.Record{RR: rr})
-	}
-	if _, err := s.Update(func(tx store.Tx) error {
-		for _, n := range order {
-			if err := tx.Set(n, byName[n]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.New(t, zone, boltstore.Options{}, records...)
 	return &Btmm{
 		zone:  zone,
 		store: s,

@@ -2,7 +2,6 @@ package srvdiscovery
 
 import (
 	"context"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -13,8 +12,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/btmm"
-	"github.com/openbtmm/btmm/plugin/pkg/store"
 	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
+	"github.com/openbtmm/btmm/plugin/pkg/store/storetest"
 )
 
 const zone = "members.example.com."
@@ -23,34 +22,7 @@ const zone = "members.example.com."
 // answering REFUSED for other zones.
 func newZone(t *testing.T, records ...string) *btmm.Btmm {
 	t.Helper()
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "z.db"), zone, boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	byName := make(map[string][]store.Record)
-	var order []string
-	for _, text := range records {
-		rr, err := dns.NewRR(text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := dns.CanonicalName(rr.Header().Name)
-		if _, ok := byName[n]; !ok {
-			order = append(order, n)
-		}
-		byName[n] = append(byName[n], store.Record{RR: rr})
-	}
-	if _, err := s.Update(func(tx store.Tx) error {
-		for _, n := range order {
-			if err := tx.Set(n, byName[n]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.New(t, zone, boltstore.Options{}, records...)
 	b := btmm.NewForTest(zone, s)
 	b.Next = test.NextHandler(dns.RcodeRefused, nil)
 	return b

@@ -2,7 +2,6 @@ package tsigupdate
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
+	"github.com/openbtmm/btmm/plugin/pkg/store/storetest"
 )
 
 const (
@@ -39,31 +39,7 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t
 func newStore(t testing.TB, records ...string) (*boltstore.Store, *clock) {
 	t.Helper()
 	clk := &clock{t: start}
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "zone.db"), zone, boltstore.Options{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	byName := make(map[string][]store.Record)
-	var order []string
-	for _, s := range records {
-		rr := mustRR(s)
-		n := dns.CanonicalName(rr.Header().Name)
-		if _, ok := byName[n]; !ok {
-			order = append(order, n)
-		}
-		byName[n] = append(byName[n], store.Record{RR: rr})
-	}
-	if _, err := st.Update(func(tx store.Tx) error {
-		for _, n := range order {
-			if err := tx.Set(n, byName[n]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.New(t, zone, boltstore.Options{Now: clk.Now}, records...)
 	return st, clk
 }
 
