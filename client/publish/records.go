@@ -30,8 +30,7 @@ const (
 	ciphers    = "ciphers=aes256gcm,chacha20poly1305"
 )
 
-// Names returns the host's names in the zone: its domain's, the SRV
-// name, the AutoTunnel label's and the host's own.
+// domain is the user's domain, USER.ZONE.
 func (h Host) domain() string {
 	return dns.Fqdn(h.User + "." + strings.TrimSuffix(dns.Fqdn(h.Zone), "."))
 }

@@ -69,6 +69,7 @@ type Watcher struct {
 	// mu guards following.
 	mu     sync.Mutex
 	peers  map[string]*hostState // by host name, lowercase
+	before map[string]*hostState // the table as a new session started
 	status Status
 }
 
@@ -247,12 +248,11 @@ func (w *Watcher) session(ctx context.Context) error {
 	w.setStatus(func(s *Status) { s.Server, s.Mode, s.Error = cfg.Network+"://"+cfg.Server, "llq", "" })
 	w.cfg.Logf("watch: watching %s on %s", w.listName(), cfg.Server)
 
-	// Start afresh: the answers are the truth now.
+	// Start afresh: the answers are the truth now. What was known of a
+	// host before is only kept to tell whether it changed meanwhile.
 	w.mu.Lock()
-	old := w.peers
-	w.peers = make(map[string]*hostState)
+	w.before, w.peers = w.peers, make(map[string]*hostState)
 	w.mu.Unlock()
-	_ = old
 	for _, rr := range hosts {
 		if p, ok := rr.(*dns.PTR); ok {
 			if err := w.addHost(ctx, c, p.Ptr); err != nil {
@@ -260,6 +260,9 @@ func (w *Watcher) session(ctx context.Context) error {
 			}
 		}
 	}
+	w.mu.Lock()
+	w.before = nil
+	w.mu.Unlock()
 	w.notify()
 	llqs := func() []*llq.LLQ {
 		all := []*llq.LLQ{list}
@@ -324,6 +327,11 @@ func (w *Watcher) addHost(ctx context.Context, c *llq.Client, host string) error
 		return nil
 	}
 	h := &hostState{name: host, peer: Peer{Host: host}}
+	w.mu.Lock()
+	if old, ok := w.before[host]; ok {
+		h.peer = old.peer
+	}
+	w.mu.Unlock()
 	l, srv, err := c.Setup(ctx, "_autotunnel._udp."+host, dns.TypeSRV)
 	if err != nil {
 		return fmt.Errorf("watch: %s: %w", host, err)
