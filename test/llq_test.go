@@ -206,25 +206,7 @@ func TestLLQUnacknowledgedEventsEndIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	exchange := func(o llqopt.Option) llqopt.Option {
-		m := new(dns.Msg).SetQuestion(host, dns.TypeA)
-		llqopt.Set(m, 1232, o)
-		b, _ := m.Pack()
-		conn.Write(b)
-		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-		buf := make([]byte, 4096)
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := new(dns.Msg)
-		r.Unpack(buf[:n])
-		opts, _ := llqopt.From(r)
-		if len(opts) != 1 {
-			t.Fatalf("reply without an LLQ option: %v", r)
-		}
-		return opts[0]
-	}
+	exchange := func(o llqopt.Option) llqopt.Option { return rawLLQ(t, conn, host, o) }
 	ch := exchange(llqopt.Option{Opcode: llqopt.Setup, Lease: 900})
 	if ack := exchange(llqopt.Option{Opcode: llqopt.Setup, ID: ch.ID, Lease: ch.Lease}); ack.Error != llqopt.NoError {
 		t.Fatalf("setup: %+v", ack)
@@ -307,25 +289,7 @@ func TestLLQChallengeFromElsewhere(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	exchange := func(c net.Conn, o llqopt.Option) llqopt.Option {
-		m := new(dns.Msg).SetQuestion(host, dns.TypeA)
-		llqopt.Set(m, 1232, o)
-		b, _ := m.Pack()
-		c.Write(b)
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		buf := make([]byte, 4096)
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := new(dns.Msg)
-		r.Unpack(buf[:n])
-		opts, _ := llqopt.From(r)
-		if len(opts) != 1 {
-			t.Fatalf("reply without an LLQ option: %v", r)
-		}
-		return opts[0]
-	}
+	exchange := func(c net.Conn, o llqopt.Option) llqopt.Option { return rawLLQ(t, c, host, o) }
 	victim := dial("127.0.0.1")
 	ch := exchange(victim, llqopt.Option{Opcode: llqopt.Setup, Lease: 900})
 	for _, from := range []string{"127.0.0.1", "127.0.0.2"} { // another port, another address
@@ -339,4 +303,27 @@ func TestLLQChallengeFromElsewhere(t *testing.T) {
 	if n, err := victim.Read(make([]byte, 4096)); err == nil {
 		t.Fatalf("an event (%d octets) went to an address that never answered its challenge", n)
 	}
+}
+
+// rawLLQ sends one unsigned LLQ request for host's A records with option o
+// over the UDP conn and returns the reply's option.
+func rawLLQ(t *testing.T, conn net.Conn, host string, o llqopt.Option) llqopt.Option {
+	t.Helper()
+	m := new(dns.Msg).SetQuestion(host, dns.TypeA)
+	llqopt.Set(m, 1232, o)
+	b, _ := m.Pack()
+	conn.Write(b)
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := new(dns.Msg)
+	r.Unpack(buf[:n])
+	opts, _ := llqopt.From(r)
+	if len(opts) != 1 {
+		t.Fatalf("reply without an LLQ option: %v", r)
+	}
+	return opts[0]
 }
