@@ -1,0 +1,334 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+
+	"github.com/openbtmm/btmm/client/tunnel/esp"
+)
+
+// Buffer layout. Read leaves Offset octets free in front of each packet and
+// Write expects the same, so a whole batch moves between the device and the
+// UDP socket without a copy:
+//
+//	buf: [0, Offset)               ESP header (SPI, seq, IV), written in place by the sealer
+//	     [Offset, Offset+size)     the inner IPv6 packet
+//	     [Offset+size, ...)        room for the ESP trailer and ICV (TrailerRoom)
+//
+// The outer IPv4 and UDP headers are not in the buffer: the kernel's UDP
+// socket writes them. The same layout serves inbound: an opened ESP packet
+// leaves the inner packet at [Offset, ...) of the datagram's buffer, ready
+// for Write.
+const (
+	// Offset is the headroom in front of every packet: the ESP header,
+	// esp.HeaderLen = 16 octets. It must also be at least the 10-octet
+	// virtio_net_hdr that the wireguard tun package writes in front of
+	// each packet on Write when offloads are on (it clobbers
+	// buf[Offset-10:Offset]; by then the ESP header there has been used).
+	Offset = esp.HeaderLen
+	// TrailerRoom is what a buffer needs after the packet for an in-place
+	// seal: padding (≤ 3), pad length, next header and the ICV: 21 octets.
+	TrailerRoom = esp.MaxPad + esp.TrailerLen + esp.ICVLen
+
+	// virtioNetHdrLen is sizeof(struct virtio_net_hdr), the prefix the
+	// kernel exchanges with a TUN opened with IFF_VNET_HDR. The wireguard
+	// tun package does not export it.
+	virtioNetHdrLen = 10
+
+	// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE (linux/if_link.h), missing
+	// from x/sys/unix.
+	addrGenModeNone = 1
+)
+
+// Offset has to cover the virtio header; fail the build if it ever does not.
+var _ [Offset - virtioNetHdrLen]struct{}
+
+// BufferLen is the size each buffer passed to Read should have for a device
+// of the given MTU: the headroom, a full-sized packet and the ESP trailer.
+func BufferLen(mtu int) int { return Offset + mtu + TrailerRoom }
+
+// ErrTooManySegments is returned by Read, with n == 0, when the kernel
+// handed over a GSO super-packet that splits into more packets than the
+// caller gave buffers. That packet is lost (the sender retransmits, as for
+// any drop); the device stays usable. Pass BatchSize buffers to avoid it.
+var ErrTooManySegments = wgtun.ErrTooManySegments
+
+// Device is a TUN device carrying the inner IPv6 traffic of the tunnel.
+//
+// Offloads: the device is opened with IFF_VNET_HDR and TSO/USO enabled, as
+// wireguard-go's CreateTUN always does on Linux. The kernel then hands over
+// TCP and UDP super-packets of up to 64 KiB in one read, and Read splits
+// them into MTU-sized packets (headers and checksums fixed up) across the
+// given buffers; Write coalesces packets of the same flow (GRO) before
+// handing them to the kernel. This cuts syscalls per packet by up to the
+// batch size, which matters more than the one copy it costs (Read goes
+// through the package's internal buffer instead of straight into bufs[0]).
+// What the caller sees is still plain IPv6 packets no bigger than the MTU,
+// with valid checksums; only the count per Read changes.
+//
+// Read and Write may be called concurrently with each other; concurrent
+// Reads (or Writes) are serialized by the tun package. AddPeer, RemovePeer
+// and Close may be called from any goroutine.
+type Device struct {
+	dev   wgtun.Device
+	nl    *netlink.Handle // bound to the namespace Create ran in
+	name  string
+	index int
+	ula   netip.Addr
+	mtu   int
+	// eventsDone is closed when the events drain ends, after Close.
+	eventsDone chan struct{}
+
+	closed    atomic.Bool // set before the device is closed
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Create creates a TUN device, gives it the MTU and this host's ULA, and
+// brings it up. It needs CAP_NET_ADMIN.
+//
+// name may contain one %d for the kernel to number it; "" means "btmm%d".
+// mtu 0 means DefaultMTU; otherwise it must lie in [MinMTU, MaxMTU] (use
+// InnerMTU to derive it from the path).
+//
+// The device is created in the network namespace of the calling OS thread,
+// and remembers it: later calls may come from any goroutine.
+//
+// The address is added as ula/128 with noprefixroute and nodad: a /128
+// prefix route would only duplicate the local route for our own address,
+// and would collide with nothing useful; the peers' ULAs are routed one by
+// one with AddPeer. DAD makes no sense on a point-to-point tunnel and would
+// leave the address tentative (unusable as a source) for a second or so.
+// IPv6 link-local address generation is turned off: nothing on this link
+// speaks neighbour discovery, and it keeps router solicitations out of the
+// tunnel.
+func Create(name string, ula netip.Addr, mtu int) (d *Device, err error) {
+	if err := checkULA(ula); err != nil {
+		return nil, err
+	}
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	if mtu < MinMTU || mtu > MaxMTU {
+		return nil, fmt.Errorf("tun: MTU %d outside [%d, %d]", mtu, MinMTU, MaxMTU)
+	}
+	if name == "" {
+		name = "btmm%d"
+	}
+
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("tun: netlink: %w", err)
+	}
+	// CreateTUN sets the MTU itself (SIOCSIFMTU).
+	dev, err := wgtun.CreateTUN(name, mtu)
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("tun: create %q: %w", name, err)
+	}
+	d = &Device{dev: dev, nl: nl, ula: ula, mtu: mtu, eventsDone: make(chan struct{})}
+	// The tun package reports link events on a channel of 5, and its
+	// listener goroutines block once it is full; drain it, or they would
+	// stall and Close would leak them. Link state is ours to manage, so the
+	// events carry nothing we need.
+	go func() {
+		defer close(d.eventsDone)
+		for range dev.Events() {
+		}
+	}()
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+
+	if d.name, err = dev.Name(); err != nil {
+		return nil, fmt.Errorf("tun: name: %w", err)
+	}
+	link, err := nl.LinkByName(d.name)
+	if err != nil {
+		return nil, fmt.Errorf("tun: %s: %w", d.name, err)
+	}
+	d.index = link.Attrs().Index
+
+	if err := nl.LinkSetIP6AddrGenMode(link, addrGenModeNone); err != nil {
+		return nil, fmt.Errorf("tun: %s: addrgenmode none: %w", d.name, err)
+	}
+	addr := &netlink.Addr{
+		IPNet: hostNet(ula),
+		Flags: unix.IFA_F_NOPREFIXROUTE | unix.IFA_F_NODAD,
+	}
+	if err := nl.AddrAdd(link, addr); err != nil {
+		return nil, fmt.Errorf("tun: %s: add %v: %w", d.name, ula, err)
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		return nil, fmt.Errorf("tun: %s: up: %w", d.name, err)
+	}
+	if err := d.waitLocalRoute(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// localRouteWait bounds how long Create waits for the kernel to make the
+// ULA usable; it normally takes a few milliseconds.
+const localRouteWait = 3 * time.Second
+
+// waitLocalRoute waits for the kernel to install the local route for our
+// ULA. Even with nodad the kernel finishes the address's setup from a
+// workqueue after the link comes up; until then packets written to the
+// device for our ULA are dropped as unroutable (Ip6InNoRoutes). Returning
+// only once it is there means the first inbound packets are delivered.
+func (d *Device) waitLocalRoute() error {
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: hostNet(d.ula)}
+	for deadline := time.Now().Add(localRouteWait); ; time.Sleep(2 * time.Millisecond) {
+		rs, err := d.nl.RouteListFiltered(netlink.FAMILY_V6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+		if err != nil {
+			return fmt.Errorf("tun: %s: listing routes: %w", d.name, err)
+		}
+		if len(rs) > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("tun: %s: no local route for %v after %v", d.name, d.ula, localRouteWait)
+		}
+	}
+}
+
+// checkULA accepts only unique local IPv6 addresses (fc00::/7, RFC 4193):
+// BTMM addresses hosts by ULA, and routing anything wider into the tunnel
+// would capture traffic that belongs elsewhere.
+func checkULA(a netip.Addr) error {
+	if !a.Is6() || a.Is4In6() || a.Zone() != "" || !a.IsPrivate() {
+		return fmt.Errorf("tun: %v is not an IPv6 unique local address", a)
+	}
+	return nil
+}
+
+func hostNet(a netip.Addr) *net.IPNet {
+	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(128, 128)}
+}
+
+func (d *Device) route(peer netip.Addr) *netlink.Route {
+	return &netlink.Route{
+		LinkIndex: d.index,
+		Dst:       hostNet(peer),
+		Scope:     netlink.SCOPE_UNIVERSE,
+	}
+}
+
+// AddPeer routes peer/128 into the device, so the host's packets to that
+// ULA reach Read. It is idempotent (the route is replaced, not added), so a
+// daemon can reconcile its peer list without tracking what it installed.
+func (d *Device) AddPeer(peer netip.Addr) error {
+	if err := checkULA(peer); err != nil {
+		return err
+	}
+	if peer == d.ula {
+		return fmt.Errorf("tun: peer %v is this host's own ULA", peer)
+	}
+	if err := d.nl.RouteReplace(d.route(peer)); err != nil {
+		return fmt.Errorf("tun: %s: route %v: %w", d.name, peer, err)
+	}
+	return nil
+}
+
+// RemovePeer deletes the route AddPeer installed. Removing a peer that has
+// no route is not an error, for the same reason AddPeer is idempotent.
+func (d *Device) RemovePeer(peer netip.Addr) error {
+	if err := checkULA(peer); err != nil {
+		return err
+	}
+	if err := d.nl.RouteDel(d.route(peer)); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("tun: %s: delete route %v: %w", d.name, peer, err)
+	}
+	return nil
+}
+
+// Read reads one or more packets. Packet i is bufs[i][Offset:Offset+sizes[i]]
+// for i < n; len(sizes) must be at least len(bufs), and each buffer should
+// be BufferLen(MTU()) long. Give BatchSize buffers: one read may return a
+// whole GSO super-packet split into many (see ErrTooManySegments).
+//
+// Packets are IPv6 as the kernel routed them here: mostly to a peer's ULA,
+// but possibly also multicast (MLD) and the like, so the caller must pick
+// the SA by destination and drop what matches none.
+//
+// os.ErrClosed means the device was closed; ErrTooManySegments is a drop.
+// Any other error means the device is unusable.
+func (d *Device) Read(bufs [][]byte, sizes []int) (int, error) {
+	n, err := d.dev.Read(bufs, sizes, Offset)
+	if err != nil && d.closed.Load() {
+		// Close also makes the tun package's netlink listener queue a
+		// "socket closed" error for Read; report what happened instead.
+		return 0, os.ErrClosed
+	}
+	if errors.Is(err, wgtun.ErrTooManySegments) {
+		// The tun package returns a count that does not say which buffers
+		// hold whole packets; drop the lot.
+		return 0, ErrTooManySegments
+	}
+	return n, err
+}
+
+// Write writes the IPv6 packets at bufs[i][Offset:] into the device, which
+// delivers them to the host's stack as if received on this link.
+//
+// Write uses the buffers as scratch space: it overwrites the 10 octets in
+// front of each packet with a virtio header, and GRO may merge packets of
+// one flow into the first one's buffer, up to its capacity (spare capacity
+// beyond len lets it merge more). Don't reuse the contents afterwards.
+//
+// Unlike wireguard's tun.Device.Write, there is no count: on Linux that
+// count is bytes, not packets, and after GRO packets no longer map to
+// writes. A nil error means every packet was handed over. Otherwise the
+// errors of the failing writes are joined; errors.Is(err, os.ErrClosed)
+// means the device was closed, anything else concerns individual packets
+// (e.g. the kernel refusing a malformed one) and the device stays usable.
+func (d *Device) Write(bufs [][]byte) error {
+	if len(bufs) == 0 {
+		return nil
+	}
+	_, err := d.dev.Write(bufs, Offset)
+	if err != nil && d.closed.Load() {
+		return os.ErrClosed
+	}
+	return err
+}
+
+// BatchSize is the number of buffers Read and Write work best with (and
+// that Read needs to never drop a GSO super-packet): 128 with offloads, 1
+// on a kernel without IFF_VNET_HDR. It does not change.
+func (d *Device) BatchSize() int { return d.dev.BatchSize() }
+
+// Name is the interface name the kernel gave the device.
+func (d *Device) Name() string { return d.name }
+
+// MTU is the MTU the device was created with.
+func (d *Device) MTU() int { return d.mtu }
+
+// ULA is this host's address on the device.
+func (d *Device) ULA() netip.Addr { return d.ula }
+
+// Close closes the device. The kernel removes the interface, and its
+// address and peer routes with it, when its last file descriptor closes.
+// Pending Reads return os.ErrClosed. Close is safe to call more than once.
+func (d *Device) Close() error {
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		d.closeErr = d.dev.Close()
+		<-d.eventsDone // the tun package's listeners have exited
+		d.nl.Close()
+	})
+	return d.closeErr
+}
