@@ -1,0 +1,261 @@
+package tunnel
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/openbtmm/btmm/client/tunnel/esp"
+	"github.com/openbtmm/btmm/client/tunnel/handshake"
+	"github.com/openbtmm/btmm/client/tunnel/tun"
+)
+
+// maxReadErrors bounds consecutive transient socket errors before readUDP
+// gives up (wireguard-go's deathSpiral).
+const maxReadErrors = 10
+
+// readUDP is the inbound stage: demultiplex each datagram into ESP,
+// handshake or keepalive.
+func (t *Tunnel) readUDP(ctx context.Context) error {
+	buf := make([]byte, maxUDPPacket)
+	wbufs := make([][]byte, 1)
+	var spiral int
+	for {
+		n, src, err := t.cfg.Conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			t.ctr.udpReadErrors.Add(1)
+			if spiral++; spiral >= maxReadErrors {
+				return err
+			}
+			time.Sleep(time.Duration(spiral) * 10 * time.Millisecond)
+			continue
+		}
+		spiral = 0
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		kind, payload := esp.Classify(buf[:n])
+		switch kind {
+		case esp.ESP:
+			inner, ok := t.receiveESP(payload, src)
+			if !ok {
+				continue
+			}
+			// inner sits at buf[esp.HeaderLen:] == buf[tun.Offset:].
+			// TODO: read datagrams in batches (recvmmsg) and write the
+			// opened packets to the TUN device in one Write.
+			wbufs[0] = buf[:tun.Offset+len(inner)]
+			if err := t.cfg.TUN.Write(wbufs); err != nil {
+				t.ctr.tunWriteErrors.Add(1)
+			}
+		case esp.NonESP:
+			t.receiveHandshake(payload, src)
+		case esp.Keepalive:
+			// Not a sign of life (RFC 3948 §4).
+		default:
+			t.ctr.invalidUDP.Add(1)
+		}
+	}
+}
+
+// receiveESP opens pkt in place. On success the inner packet is
+// pkt[esp.HeaderLen:][:len(inner)].
+func (t *Tunnel) receiveESP(pkt []byte, src netip.AddrPort) (inner []byte, ok bool) {
+	spi := esp.PacketSPI(pkt)
+	t.mu.RLock()
+	p := t.bySPI[spi]
+	t.mu.RUnlock()
+	if p == nil {
+		t.ctr.unknownSPI.Add(1)
+		return nil, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var kp *keypair
+	switch {
+	case p.removed:
+	case p.cur != nil && p.cur.recv.SPI() == spi:
+		kp = p.cur
+	case p.next != nil && p.next.recv.SPI() == spi:
+		kp = p.next
+	case p.prev != nil && p.prev.recv.SPI() == spi:
+		kp = p.prev
+	}
+	if kp == nil { // reserved for a pending initiation, or just freed
+		t.ctr.unknownSPI.Add(1)
+		return nil, false
+	}
+	inner, nh, err := kp.recv.Open(pkt[esp.HeaderLen:esp.HeaderLen], pkt)
+	if err != nil {
+		p.stat.Drops.Add(err)
+		return nil, false
+	}
+	// Authentic from here on.
+	if nh != esp.NextHeaderIPv6 || len(inner) < ipv6HeaderLen || inner[0]>>4 != 6 ||
+		netip.AddrFrom16([16]byte(inner[8:24])) != p.ula {
+		p.stat.BadSource++
+		return nil, false
+	}
+	now := time.Now()
+	if kp == p.next {
+		// Key confirmation: the initiator held the PSK. Only now may the
+		// responder-side pair replace the working one.
+		t.rotateLocked(p, kp, now)
+		p.next = nil
+	}
+	if src != p.endpoint {
+		// Roaming (RFC 6281 §7.3): follow the first authentic packet.
+		t.logf("tunnel: peer %v moved %v -> %v", p.ula, p.endpoint, src)
+		p.endpoint = src
+		p.stat.Roams++
+	}
+	p.stat.RxPackets++
+	p.stat.RxBytes += uint64(len(inner))
+	if kp == p.cur && len(p.staged) > 0 {
+		t.flushLocked(p, now)
+	}
+	return inner, true
+}
+
+// rotateLocked makes kp current, keeping the old current pair's inbound SA
+// for OldSAGrace.
+func (t *Tunnel) rotateLocked(p *peer, kp *keypair, now time.Time) {
+	if p.prev != nil {
+		t.freeKeypair(p.prev)
+	}
+	p.prev, p.prevExpire = p.cur, now.Add(OldSAGrace)
+	p.cur = kp
+	p.lastHS = now
+}
+
+func (t *Tunnel) receiveHandshake(msg []byte, src netip.AddrPort) {
+	switch msg[0] {
+	case handshake.TypeInitiation:
+		t.respond(msg, src)
+	case handshake.TypeResponse, handshake.TypeCookieReply:
+		if len(msg) < 9 {
+			t.ctr.badHandshake.Add(1)
+			return
+		}
+		idx := binary.BigEndian.Uint32(msg[5:9])
+		t.mu.RLock()
+		p := t.byIndex[idx]
+		t.mu.RUnlock()
+		if p == nil {
+			t.ctr.badHandshake.Add(1)
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.removed || p.hs == nil || p.hs.Index() != idx {
+			t.ctr.badHandshake.Add(1)
+			return
+		}
+		if msg[0] == handshake.TypeCookieReply {
+			if p.hs.ConsumeCookie(msg) != nil {
+				p.stat.HandshakeFailures++
+				return
+			}
+			// Retransmit at once, now with a mac2.
+			p.hsTries--
+			t.retryHandshakeLocked(p, time.Now())
+			return
+		}
+		t.finishLocked(p, msg, src)
+	default:
+		t.ctr.badHandshake.Add(1)
+	}
+}
+
+// finishLocked completes our initiation with its response.
+func (t *Tunnel) finishLocked(p *peer, msg []byte, src netip.AddrPort) {
+	res, err := p.hs.Finish(msg)
+	if err != nil {
+		// The Initiation stays usable: a forged response cannot cancel
+		// the handshake. Another PSK ends here (handshake.ErrAuth).
+		p.stat.HandshakeFailures++
+		t.logf("tunnel: response from %v for %v: %v", src, p.ula, err)
+		return
+	}
+	t.mu.Lock()
+	delete(t.byIndex, p.hs.Index())
+	t.mu.Unlock()
+	p.hs = nil
+	if res.PeerULA != p.ula || res.PeerStatic != p.static {
+		t.freeSPI(p.hsSPI)
+		p.stat.HandshakeFailures++
+		return
+	}
+	now := time.Now()
+	kp, err := newKeypair(res, true, now)
+	if err != nil {
+		t.freeSPI(p.hsSPI)
+		t.ctr.handshakeErrors.Add(1)
+		return
+	}
+	t.rotateLocked(p, kp, now)
+	// The response authenticated with the PSK: its source is the peer.
+	if src != p.endpoint {
+		p.endpoint = src
+		p.stat.Roams++
+	}
+	t.flushLocked(p, now)
+}
+
+// respond answers an initiation. The new pair goes to p.next: it receives
+// at once but sends nothing until an ESP packet confirms it.
+func (t *Tunnel) respond(msg []byte, src netip.AddrPort) {
+	spi, err := t.allocSPI(nil)
+	if err != nil {
+		t.ctr.handshakeErrors.Add(1)
+		return
+	}
+	// TODO: decide "under load" (e.g. a rate of initiations) and use
+	// RespondFrom so floods get cookie replies instead of X25519 work.
+	reply, res, err := t.resp.Respond(msg, t.cfg.ULA, spi)
+	if err != nil {
+		t.freeSPI(spi)
+		t.ctr.badHandshake.Add(1)
+		return
+	}
+	t.mu.RLock()
+	p := t.peers[res.PeerULA]
+	t.mu.RUnlock()
+	if p == nil {
+		t.freeSPI(spi)
+		t.ctr.badHandshake.Add(1)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.removed || p.static != res.PeerStatic {
+		t.freeSPI(spi)
+		t.ctr.badHandshake.Add(1)
+		return
+	}
+	now := time.Now()
+	kp, err := newKeypair(res, false, now)
+	if err != nil {
+		t.freeSPI(spi)
+		t.ctr.handshakeErrors.Add(1)
+		return
+	}
+	t.mu.Lock()
+	t.bySPI[spi] = p
+	t.mu.Unlock()
+	if p.next != nil {
+		t.freeKeypair(p.next)
+	}
+	p.next = kp
+	// Reply to where the initiation came from, but do not move the
+	// endpoint: the initiator is not authenticated until its first ESP.
+	b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(reply)))
+	b = append(b, reply...)
+	if _, err := t.cfg.Conn.WriteToUDPAddrPort(b, src); err != nil {
+		p.stat.SendErrors++
+	}
+}
