@@ -317,3 +317,114 @@ func readFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
 }
+
+// peerULA returns host's tunnel address as c's peer table has it.
+func (c *labClient) peerULA(host string) netip.Addr {
+	c.t.Helper()
+	st, err := c.status()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range st.Peers {
+		if p.Host == host && p.ULA.IsValid() {
+			return p.ULA
+		}
+	}
+	c.t.Fatalf("%s has no tunnel address for %s: %+v", c.name, host, st.Peers)
+	return netip.Addr{}
+}
+
+// tunnelTo returns c's tunnel status for ula.
+func (c *labClient) tunnelTo(ula netip.Addr) (daemon.TunnelStatus, bool) {
+	st, err := c.status()
+	if err != nil {
+		return daemon.TunnelStatus{}, false
+	}
+	for _, tu := range st.Tunnels {
+		if tu.ULA == ula {
+			return tu, true
+		}
+	}
+	return daemon.TunnelStatus{}, false
+}
+
+// TestTunnelBehindNATs: two hosts of alice behind two NATs reach each
+// other's tunnel address with ping, both ways. The ESP-in-UDP crosses two
+// real NATs: each router's NAT-PMP mapping of UDP 4500 lets the peer's
+// packets in.
+func TestTunnelBehindNATs(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	dir := t.TempDir()
+	labServer(t, l, dir)
+
+	desktop := startClient(t, l, dir, "hostA", "desktop")
+	laptop := startClient(t, l, dir, "hostB", "laptop")
+	defer func() {
+		if t.Failed() {
+			t.Logf("desktop:\n%s", desktop.out.String())
+			t.Logf("laptop:\n%s", laptop.out.String())
+		}
+	}()
+	wanA := netip.AddrPortFrom(l.WAN("routerA"), 4500)
+	wanB := netip.AddrPortFrom(l.WAN("routerB"), 4500)
+	laptop.waitPeer(desktop.name, wanA, 5*time.Second)
+	desktop.waitPeer(laptop.name, wanB, 5*time.Second)
+
+	desktopULA := laptop.peerULA(desktop.name)
+	laptopULA := desktop.peerULA(laptop.name)
+	for _, c := range []struct {
+		from *labClient
+		peer netip.Addr
+	}{{desktop, laptopULA}, {laptop, desktopULA}} {
+		// The route to the peer is added on the watcher's change, just
+		// after the peer table shows it.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, ok := c.from.tunnelTo(c.peer); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				st, _ := c.from.status()
+				t.Fatalf("%s has no tunnel to %s: %+v (%s)", c.from.name, c.peer, st.Tunnels, st.TunnelError)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		start := time.Now()
+		out, err := l.Exec(c.from.ns, "ping", "-6", "-c", "3", "-W", "2", c.peer.String()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ping -6 %s from %s: %v\n%s", c.peer, c.from.ns, err, out)
+		}
+		t.Logf("ping %s from %s (%v):\n%s", c.peer, c.from.ns, time.Since(start).Round(time.Millisecond), out)
+	}
+
+	// Both ends show a tunnel to the other with an SA and traffic in, as
+	// a script reads it.
+	client := coredns.Built(t, "btmm-client")
+	for _, c := range []struct {
+		from *labClient
+		peer netip.Addr
+		ep   netip.AddrPort
+	}{{desktop, laptopULA, wanB}, {laptop, desktopULA, wanA}} {
+		js, err := exec.Command(client, "status", "--socket", c.from.socket, "--json").Output()
+		var st daemon.Status
+		if err != nil || json.Unmarshal(js, &st) != nil {
+			t.Fatalf("btmm-client status --json: %v\n%s", err, js)
+		}
+		var tu *daemon.TunnelStatus
+		for i := range st.Tunnels {
+			if st.Tunnels[i].ULA == c.peer {
+				tu = &st.Tunnels[i]
+			}
+		}
+		if tu == nil || !tu.HasSA || tu.RxBytes == 0 || tu.TxBytes == 0 || tu.Endpoint != c.ep {
+			t.Fatalf("%s's tunnel to %s (at %s): %+v\n%s", c.from.name, c.peer, c.ep, tu, js)
+		}
+		human, err := exec.Command(client, "status", "--socket", c.from.socket).CombinedOutput()
+		if err != nil || !strings.Contains(string(human), "1 tunnels") || !strings.Contains(string(human), c.ep.String()) {
+			t.Fatalf("btmm-client status: %v\n%s", err, human)
+		}
+		t.Logf("%s status:\n%s", c.from.ns, human)
+	}
+	laptop.stop()
+	desktop.stop()
+}

@@ -14,6 +14,9 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +26,9 @@ import (
 	"github.com/openbtmm/btmm/client/netmon"
 	"github.com/openbtmm/btmm/client/portmap"
 	"github.com/openbtmm/btmm/client/publish"
+	"github.com/openbtmm/btmm/client/tunnel"
+	"github.com/openbtmm/btmm/client/tunnel/handshake"
+	"github.com/openbtmm/btmm/client/tunnel/tun"
 	"github.com/openbtmm/btmm/client/watch"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
@@ -41,6 +47,13 @@ type Daemon struct {
 	pub     *publish.Publisher
 	watch   *watch.Watcher
 	started time.Time
+
+	// The tunnel; nil when the TUN device could not be made (not root).
+	tun       *tun.Device
+	conn      *net.UDPConn
+	tunnel    *tunnel.Tunnel
+	tunnelErr error
+	tpeers    map[netip.Addr]tunnel.Peer // what reconcile last gave the tunnel; Run's goroutine only
 
 	mu      sync.Mutex // guards mapping
 	mapping portmap.Mapping
@@ -79,7 +92,105 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 	d.pm = portmap.New(portmap.Config{InternalPort: uint16(cfg.TunnelPort), Logf: logf, StateLossDelay: 2 * time.Second})
 	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: tk, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
 	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: tk, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Logf: logf})
+	psk, err := TunnelPSK(key.Secret, key.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.newTunnel(psk); err != nil {
+		d.tunnelErr = err
+		logf("TUNNEL DISABLED: %v (creating a TUN device needs root or CAP_NET_ADMIN); running without the tunnel: the other hosts are watched and this one published, but no traffic flows", err)
+	}
 	return d, nil
+}
+
+// newTunnel makes the TUN device, binds the mapped tunnel port and makes
+// the tunnel on them.
+func (d *Daemon) newTunnel(psk [32]byte) error {
+	dev, err := tun.Create("", d.id.ULA, 0)
+	if err != nil {
+		return err
+	}
+	// The tunnel sends from the port NAT-PMP maps, so that the peers'
+	// packets come in through the mapping and the NAT keeps the source
+	// port the peers know.
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: d.cfg.TunnelPort})
+	if err != nil {
+		dev.Close()
+		return fmt.Errorf("binding the tunnel port: %w", err)
+	}
+	d.tun, d.conn = dev, conn
+	d.tunnel = tunnel.New(tunnel.Config{
+		TUN:    dev,
+		Conn:   conn,
+		Static: handshake.KeyPair{Private: d.keys.Private, Public: d.keys.Public},
+		PSK:    psk,
+		ULA:    d.id.ULA,
+		Allow:  d.allowPeer,
+		Logf:   d.logf,
+	})
+	d.tpeers = make(map[netip.Addr]tunnel.Peer)
+	d.logf("tunnel: %s on %s, UDP port %d", d.id.ULA, dev.Name(), d.cfg.TunnelPort)
+	return nil
+}
+
+// allowPeer admits a handshake only from a key the watcher currently
+// lists for one of the user's other hosts.
+func (d *Daemon) allowPeer(k [32]byte) bool {
+	for _, p := range d.watch.Peers() {
+		if pk, err := handshake.ParsePublicKey(p.Key); err == nil && pk == k {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcile gives the tunnel the watcher's current peers: each with a
+// tunnel address, a public endpoint and a key is added (or updated),
+// those that left are removed.
+func (d *Daemon) reconcile() {
+	if d.tunnel == nil {
+		return
+	}
+	want := make(map[netip.Addr]tunnel.Peer)
+	for _, p := range d.watch.Peers() {
+		if !p.ULA.IsValid() || !p.Public.IsValid() || p.Key == "" {
+			continue
+		}
+		k, err := handshake.ParsePublicKey(p.Key)
+		if err != nil {
+			d.logf("tunnel: %s publishes a bad key: %v", p.Host, err)
+			continue
+		}
+		if p.ULA == d.id.ULA {
+			continue
+		}
+		want[p.ULA] = tunnel.Peer{ULA: p.ULA, Endpoint: p.Public, Static: k}
+	}
+	for ula := range d.tpeers {
+		if _, ok := want[ula]; !ok {
+			d.tunnel.RemovePeer(ula)
+			if err := d.tun.RemovePeer(ula); err != nil {
+				d.logf("tunnel: removing the route to %s: %v", ula, err)
+			}
+			delete(d.tpeers, ula)
+			d.logf("tunnel: peer %s gone", ula)
+		}
+	}
+	for ula, p := range want {
+		old, had := d.tpeers[ula]
+		if had && old == p {
+			continue
+		}
+		if !had {
+			if err := d.tun.AddPeer(ula); err != nil {
+				d.logf("tunnel: routing %s: %v", ula, err)
+				continue
+			}
+		}
+		d.tunnel.SetPeer(p)
+		d.tpeers[ula] = p
+		d.logf("tunnel: peer %s at %s", ula, p.Endpoint)
+	}
 }
 
 // Run runs until ctx ends, then removes the host's records and deletes
@@ -90,6 +201,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	sock, err := listenStatus(d.cfg.StatusSocket)
 	if err != nil {
+		if d.tunnel != nil {
+			d.tun.Close()
+			d.conn.Close()
+		}
 		return err
 	}
 	defer sock.Close()
@@ -108,6 +223,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("portmap", d.pm.Run)
 	run("publish", d.pub.Run)
 	run("watch", d.watch.Run)
+	if d.tunnel != nil {
+		run("tunnel", d.tunnel.Run)
+	}
 
 	changes, err := netmon.Watch(ctx, 0)
 	if err != nil {
@@ -124,6 +242,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// A connection from the old address is dead, though neither
 			// end may know it yet.
 			d.watch.Reconnect()
+		case <-d.watch.Changed():
+			d.reconcile()
 		case m, ok := <-d.pm.Changes():
 			if !ok {
 				// Run ended (ctx done): wait for the rest.
@@ -178,6 +298,49 @@ type Status struct {
 	Publish   publish.Status `json:"publish"`
 	Watch     watch.Status   `json:"watch"`
 	Peers     []watch.Peer   `json:"peers"`
+	// Tunnels is one entry per peer the tunnel knows; TunnelError says
+	// why there is no tunnel at all.
+	Tunnels     []TunnelStatus `json:"tunnels"`
+	TunnelError string         `json:"tunnel_error,omitempty"`
+}
+
+// TunnelStatus is the tunnel to one peer as status shows it.
+type TunnelStatus struct {
+	ULA              netip.Addr     `json:"ula"`
+	Endpoint         netip.AddrPort `json:"endpoint,omitzero"`
+	HasSA            bool           `json:"has_sa"`
+	SAAge            time.Duration  `json:"sa_age,omitempty"`
+	LastHandshake    time.Time      `json:"last_handshake,omitzero"`
+	HandshakePending bool           `json:"handshake_pending,omitempty"`
+	TxBytes          uint64         `json:"tx_bytes"`
+	TxPackets        uint64         `json:"tx_packets"`
+	RxBytes          uint64         `json:"rx_bytes"`
+	RxPackets        uint64         `json:"rx_packets"`
+	// Drops: inbound ESP refused (replay, authentication, ...) plus
+	// authentic packets from a wrong inner source.
+	Drops         uint64 `json:"drops"`
+	StagedDropped uint64 `json:"staged_dropped,omitempty"`
+	HandshakeFail uint64 `json:"handshake_failures,omitempty"`
+	HandshakeTO   uint64 `json:"handshake_timeouts,omitempty"`
+	SendErrors    uint64 `json:"send_errors,omitempty"`
+}
+
+func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
+	out := make([]TunnelStatus, 0, len(ps))
+	for _, p := range ps {
+		ts := TunnelStatus{
+			ULA: p.ULA, Endpoint: p.Endpoint, HasSA: p.HasSA, SAAge: p.SAAge, LastHandshake: p.LastHandshake,
+			HandshakePending: p.HandshakePending, TxBytes: p.TxBytes, TxPackets: p.TxPackets,
+			RxBytes: p.RxBytes, RxPackets: p.RxPackets, Drops: p.BadSource, StagedDropped: p.StagedDropped,
+			HandshakeFail: p.HandshakeFailures, HandshakeTO: p.HandshakeTimeouts, SendErrors: p.SendErrors,
+		}
+		for _, n := range p.Drops {
+			ts.Drops += n
+		}
+		out = append(out, ts)
+	}
+	slices.SortFunc(out, func(a, b TunnelStatus) int { return a.ULA.Compare(b.ULA) })
+	return out
 }
 
 // MappingStatus is the NAT-PMP mapping as status shows it.
@@ -205,9 +368,16 @@ func (d *Daemon) Status() Status {
 	if m.Err != nil {
 		ms.Error = m.Err.Error()
 	}
-	return Status{
+	st := Status{
 		Host: d.cfg.HostName(), ULA: d.id.ULA.String(), Label: d.id.Label, Interface: d.id.Interface,
 		PublicKey: d.keys.PublicBase64(), Started: d.started, Mapping: ms,
 		Publish: d.pub.Status(), Watch: d.watch.Status(), Peers: d.watch.Peers(),
+		Tunnels: []TunnelStatus{},
 	}
+	if d.tunnel != nil {
+		st.Tunnels = tunnelStatus(d.tunnel.Status())
+	} else if d.tunnelErr != nil {
+		st.TunnelError = d.tunnelErr.Error()
+	}
+	return st
 }

@@ -87,13 +87,32 @@ func printStatus(out io.Writer, st daemon.Status) {
 	}
 	tw.Flush()
 	fmt.Fprintf(out, "\n%d peers\n", len(st.Peers))
-	if len(st.Peers) == 0 {
+	if len(st.Peers) > 0 {
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PEER\tTUNNEL ADDRESS\tREACHABLE AT\tCHANGED")
+		for _, pe := range st.Peers {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pe.Host, pe.ULA, pe.Public, ago(pe.Changed))
+		}
+		tw.Flush()
+	}
+	if st.TunnelError != "" {
+		fmt.Fprintf(out, "\nno tunnel: %s\n", st.TunnelError)
+		return
+	}
+	fmt.Fprintf(out, "\n%d tunnels\n", len(st.Tunnels))
+	if len(st.Tunnels) == 0 {
 		return
 	}
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tTUNNEL ADDRESS\tREACHABLE AT\tCHANGED")
-	for _, pe := range st.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pe.Host, pe.ULA, pe.Public, ago(pe.Changed))
+	fmt.Fprintln(tw, "TUNNEL ADDRESS\tENDPOINT\tSA AGE\tIN\tOUT\tDROPS")
+	for _, tu := range st.Tunnels {
+		age := "no SA"
+		if tu.HasSA {
+			age = tu.SAAge.Round(time.Second).String()
+		} else if tu.HandshakePending {
+			age = "no SA (handshaking)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d B (%d pkts)\t%d B (%d pkts)\t%d\n", tu.ULA, tu.Endpoint, age, tu.RxBytes, tu.RxPackets, tu.TxBytes, tu.TxPackets, tu.Drops)
 	}
 	tw.Flush()
 }

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openbtmm/btmm/client/daemon"
+)
+
+func TestPrintStatusTunnels(t *testing.T) {
+	st := daemon.Status{
+		Host: "desktop.alice.members.example.com.",
+		Tunnels: []daemon.TunnelStatus{{
+			ULA:      netip.MustParseAddr("fd00:1::b"),
+			Endpoint: netip.MustParseAddrPort("23.2.2.2:4500"),
+			HasSA:    true, SAAge: 42 * time.Second,
+			RxBytes: 624, RxPackets: 6, TxBytes: 520, TxPackets: 5, Drops: 3,
+		}},
+	}
+	var b strings.Builder
+	printStatus(&b, st)
+	out := b.String()
+	for _, want := range []string{"1 tunnels", "fd00:1::b", "23.2.2.2:4500", "42s", "624 B (6 pkts)", "520 B (5 pkts)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	st.Tunnels, st.TunnelError = nil, "tun: operation not permitted"
+	b.Reset()
+	printStatus(&b, st)
+	if !strings.Contains(b.String(), "no tunnel: tun: operation not permitted") {
+		t.Errorf("status without a tunnel:\n%s", b.String())
+	}
+}
