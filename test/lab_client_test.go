@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -75,7 +73,7 @@ type labClient struct {
 	config string
 	socket string
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *coredns.Output
 	done   chan struct{}
 }
 
@@ -104,7 +102,7 @@ llq_lease = "15m"
 }
 
 func (c *labClient) start(l *lab.Lab) {
-	c.out = &lockedBuffer{}
+	c.out = &coredns.Output{}
 	c.cmd = l.Exec(c.ns, coredns.Built(c.t, "btmm-client"), "run", "--config", c.config)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -158,23 +156,6 @@ func (c *labClient) waitPeer(host string, public netip.AddrPort, within time.Dur
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // labQuery asks the server from inside its namespace.

@@ -55,7 +55,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	output *bytes.Buffer
+	output *Output
 	done   chan struct{}
 }
 
@@ -174,14 +174,14 @@ func (s *Server) StartFails() string {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.output = new(bytes.Buffer)
+	s.output = new(Output)
 	command := s.Command
 	if command == nil {
 		command = exec.Command
 	}
 	cmd := command(Binary(s.t), "-conf", s.Corefile)
 	cmd.Dir = s.Dir
-	cmd.Stdout = lockedWriter{&s.mu, s.output}
+	cmd.Stdout = s.output
 	cmd.Stderr = cmd.Stdout
 	// Its own process group, so that nothing it starts outlives the test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -252,13 +252,21 @@ func (s *Server) Stop() error {
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
+// Output collects what a process prints: its Write and String may be
+// called from different goroutines (os/exec copies from a pipe in one).
+type Output struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
 }

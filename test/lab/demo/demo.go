@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +31,7 @@ import (
 
 	"github.com/openbtmm/btmm/client/daemon"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
+	"github.com/openbtmm/btmm/test/coredns"
 	"github.com/openbtmm/btmm/test/lab"
 )
 
@@ -157,32 +157,14 @@ func hasPeer(st daemon.Status, host, addr string) bool {
 	return false
 }
 
-// output collects what a process prints, for error messages.
-type output struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
 // proc is a process in a lab namespace.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *output
+	out  *coredns.Output
 	done chan struct{}
 }
 
-func start(l *lab.Lab, ns string, out *output, name string, args ...string) (*proc, error) {
+func start(l *lab.Lab, ns string, out *coredns.Output, name string, args ...string) (*proc, error) {
 	p := &proc{out: out, done: make(chan struct{})}
 	p.cmd = l.Exec(ns, name, args...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out
@@ -235,7 +217,7 @@ func startServer(l *lab.Lab, dir, bin string) (*proc, error) {
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := start(l, "server", &output{}, filepath.Join(bin, "coredns"), "-conf", path)
+	p, err := start(l, "server", &coredns.Output{}, filepath.Join(bin, "coredns"), "-conf", path)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +256,7 @@ func startClient(l *lab.Lab, dir, bin, ns, host string) (*client, error) {
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := start(l, ns, &output{}, filepath.Join(bin, "btmm-client"), "run", "--config", path)
+	p, err := start(l, ns, &coredns.Output{}, filepath.Join(bin, "btmm-client"), "run", "--config", path)
 	if err != nil {
 		return nil, err
 	}
