@@ -191,7 +191,7 @@ func (t *Tunnel) finishLocked(p *peer, msg []byte, src netip.AddrPort) {
 		return
 	}
 	now := time.Now()
-	kp, err := newKeypair(res, true, now)
+	kp, err := t.newKeypair(res, true, now)
 	if err != nil {
 		t.freeSPI(p.hsSPI)
 		t.ctr.handshakeErrors.Add(1)
@@ -238,7 +238,7 @@ func (t *Tunnel) respond(msg []byte, src netip.AddrPort) {
 		return
 	}
 	now := time.Now()
-	kp, err := newKeypair(res, false, now)
+	kp, err := t.newKeypair(res, false, now)
 	if err != nil {
 		t.freeSPI(spi)
 		t.ctr.handshakeErrors.Add(1)

@@ -36,6 +36,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -73,6 +74,10 @@ type Config struct {
 	Allow func(peerStatic [32]byte) bool
 	// Logf logs at debug level; nil discards.
 	Logf func(format string, args ...any)
+	// KeyLog, if not nil, receives both SAs of every new keypair as lines
+	// of Wireshark's esp_sa table (esp.SA.AppendKeyLog), for debugging
+	// with an independent ESP decoder. It holds keys: off by default.
+	KeyLog io.Writer
 }
 
 // Peer is one of the user's other hosts, as the watcher sees it.
@@ -374,7 +379,7 @@ func (t *Tunnel) freeKeypair(kp *keypair) {
 	}
 }
 
-func newKeypair(res handshake.Result, initiator bool, now time.Time) (*keypair, error) {
+func (t *Tunnel) newKeypair(res handshake.Result, initiator bool, now time.Time) (*keypair, error) {
 	suite := esp.Suite(res.Suite) // same numbering: 1 AES-256-GCM, 2 ChaCha20-Poly1305
 	send, err := esp.NewSA(esp.Config{SPI: res.Send.SPI, Suite: suite, Keymat: res.Send.KeyMat[:]})
 	if err != nil {
@@ -383,6 +388,14 @@ func newKeypair(res handshake.Result, initiator bool, now time.Time) (*keypair, 
 	recv, err := esp.NewSA(esp.Config{SPI: res.Recv.SPI, Suite: suite, Keymat: res.Recv.KeyMat[:]})
 	if err != nil {
 		return nil, err
+	}
+	if t.cfg.KeyLog != nil {
+		// Outer addresses are "*": the SAs outlive them (RFC 6281 §7.3).
+		line := send.AppendKeyLog(nil, netip.Addr{}, netip.Addr{})
+		line = recv.AppendKeyLog(line, netip.Addr{}, netip.Addr{})
+		if _, err := t.cfg.KeyLog.Write(line); err != nil {
+			t.logf("tunnel: key log: %v", err)
+		}
 	}
 	return &keypair{send: send, recv: recv, created: now, initiator: initiator}, nil
 }
