@@ -27,6 +27,7 @@ import (
 	"github.com/openbtmm/btmm/client/portmap"
 	"github.com/openbtmm/btmm/client/publish"
 	"github.com/openbtmm/btmm/client/tunnel"
+	"github.com/openbtmm/btmm/client/tunnel/esp"
 	"github.com/openbtmm/btmm/client/tunnel/handshake"
 	"github.com/openbtmm/btmm/client/tunnel/tun"
 	"github.com/openbtmm/btmm/client/watch"
@@ -301,6 +302,7 @@ type Status struct {
 	// Tunnels is one entry per peer the tunnel knows; TunnelError says
 	// why there is no tunnel at all.
 	Tunnels     []TunnelStatus `json:"tunnels"`
+	TunnelDrops TunnelCounters `json:"tunnel_drops"`
 	TunnelError string         `json:"tunnel_error,omitempty"`
 }
 
@@ -316,13 +318,32 @@ type TunnelStatus struct {
 	TxPackets        uint64         `json:"tx_packets"`
 	RxBytes          uint64         `json:"rx_bytes"`
 	RxPackets        uint64         `json:"rx_packets"`
-	// Drops: inbound ESP refused (replay, authentication, ...) plus
-	// authentic packets from a wrong inner source.
-	Drops         uint64 `json:"drops"`
-	StagedDropped uint64 `json:"staged_dropped,omitempty"`
-	HandshakeFail uint64 `json:"handshake_failures,omitempty"`
-	HandshakeTO   uint64 `json:"handshake_timeouts,omitempty"`
-	SendErrors    uint64 `json:"send_errors,omitempty"`
+	// Drops: inbound packets of this peer's SAs refused, by reason.
+	Drops         TunnelDrops `json:"drops"`
+	StagedDropped uint64      `json:"staged_dropped,omitempty"`
+	HandshakeFail uint64      `json:"handshake_failures,omitempty"`
+	HandshakeTO   uint64      `json:"handshake_timeouts,omitempty"`
+	SendErrors    uint64      `json:"send_errors,omitempty"`
+	Roams         uint64      `json:"roams,omitempty"`
+}
+
+// TunnelDrops are a peer's refused inbound packets by reason.
+type TunnelDrops struct {
+	Replay    uint64 `json:"replay"`     // sequence number seen already or too old
+	BadICV    uint64 `json:"bad_icv"`    // integrity check failed: forged, corrupted, wrong key
+	Malformed uint64 `json:"malformed"`  // too short, bad padding, unexpected next header
+	BadSource uint64 `json:"bad_source"` // authentic, but the inner source is not the peer's ULA
+}
+
+// Total is the sum of all reasons.
+func (d TunnelDrops) Total() uint64 { return d.Replay + d.BadICV + d.Malformed + d.BadSource }
+
+// TunnelCounters are the tunnel's drops that belong to no peer.
+type TunnelCounters struct {
+	UnknownSPI   uint64 `json:"unknown_spi"`   // ESP for an SPI with no SA here
+	UnknownDest  uint64 `json:"unknown_dest"`  // outbound packets to no peer's tunnel address
+	InvalidUDP   uint64 `json:"invalid_udp"`   // datagrams that are neither ESP, handshake nor keepalive
+	BadHandshake uint64 `json:"bad_handshake"` // handshake messages refused (unknown key, another user, garbage)
 }
 
 func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
@@ -331,11 +352,15 @@ func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
 		ts := TunnelStatus{
 			ULA: p.ULA, Endpoint: p.Endpoint, HasSA: p.HasSA, SAAge: p.SAAge, LastHandshake: p.LastHandshake,
 			HandshakePending: p.HandshakePending, TxBytes: p.TxBytes, TxPackets: p.TxPackets,
-			RxBytes: p.RxBytes, RxPackets: p.RxPackets, Drops: p.BadSource, StagedDropped: p.StagedDropped,
+			RxBytes: p.RxBytes, RxPackets: p.RxPackets, StagedDropped: p.StagedDropped,
 			HandshakeFail: p.HandshakeFailures, HandshakeTO: p.HandshakeTimeouts, SendErrors: p.SendErrors,
-		}
-		for _, n := range p.Drops {
-			ts.Drops += n
+			Roams: p.Roams,
+			Drops: TunnelDrops{
+				Replay:    p.Drops.Get(esp.ErrReplay),
+				BadICV:    p.Drops.Get(esp.ErrAuth),
+				Malformed: p.Drops.Get(esp.ErrMalformed) + p.Drops.Get(esp.ErrPadding) + p.Drops.Get(esp.ErrNextHeader) + p.Drops.Get(esp.ErrSPI),
+				BadSource: p.BadSource,
+			},
 		}
 		out = append(out, ts)
 	}
@@ -376,6 +401,8 @@ func (d *Daemon) Status() Status {
 	}
 	if d.tunnel != nil {
 		st.Tunnels = tunnelStatus(d.tunnel.Status())
+		c := d.tunnel.Counters()
+		st.TunnelDrops = TunnelCounters{UnknownSPI: c.UnknownSPI, UnknownDest: c.UnknownDest, InvalidUDP: c.InvalidUDP, BadHandshake: c.BadHandshake}
 	} else if d.tunnelErr != nil {
 		st.TunnelError = d.tunnelErr.Error()
 	}

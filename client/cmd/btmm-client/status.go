@@ -104,7 +104,7 @@ func printStatus(out io.Writer, st daemon.Status) {
 		return
 	}
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TUNNEL ADDRESS\tENDPOINT\tSA AGE\tIN\tOUT\tDROPS")
+	fmt.Fprintln(tw, "TUNNEL ADDRESS\tENDPOINT\tSA AGE\tLAST HANDSHAKE\tIN\tOUT\tDROPS (replay/bad ICV/malformed/bad source)")
 	for _, tu := range st.Tunnels {
 		age := "no SA"
 		if tu.HasSA {
@@ -112,7 +112,16 @@ func printStatus(out io.Writer, st daemon.Status) {
 		} else if tu.HandshakePending {
 			age = "no SA (handshaking)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d B (%d pkts)\t%d B (%d pkts)\t%d\n", tu.ULA, tu.Endpoint, age, tu.RxBytes, tu.RxPackets, tu.TxBytes, tu.TxPackets, tu.Drops)
+		hs := "never"
+		if !tu.LastHandshake.IsZero() {
+			hs = ago(tu.LastHandshake)
+		}
+		d := tu.Drops
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d B (%d pkts)\t%d B (%d pkts)\t%d (%d/%d/%d/%d)\n", tu.ULA, tu.Endpoint, age, hs,
+			tu.RxBytes, tu.RxPackets, tu.TxBytes, tu.TxPackets, d.Total(), d.Replay, d.BadICV, d.Malformed, d.BadSource)
 	}
 	tw.Flush()
+	c := st.TunnelDrops
+	fmt.Fprintf(out, "dropped for no peer: %d unknown SPI, %d to unknown addresses, %d invalid datagrams, %d refused handshakes\n",
+		c.UnknownSPI, c.UnknownDest, c.InvalidUDP, c.BadHandshake)
 }
