@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -51,7 +50,6 @@ type Daemon struct {
 
 	// The tunnel; nil when the TUN device could not be made (not root).
 	tun       *tun.Device
-	conn      *net.UDPConn
 	tunnel    *tunnel.Tunnel
 	tunnelErr error
 	tpeers    map[netip.Addr]tunnel.Peer // what reconcile last gave the tunnel; Run's goroutine only
@@ -114,21 +112,20 @@ func (d *Daemon) newTunnel(psk [32]byte) error {
 	// The tunnel sends from the port NAT-PMP maps, so that the peers'
 	// packets come in through the mapping and the NAT keeps the source
 	// port the peers know.
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: d.cfg.TunnelPort})
-	if err != nil {
-		dev.Close()
-		return fmt.Errorf("binding the tunnel port: %w", err)
-	}
-	d.tun, d.conn = dev, conn
-	d.tunnel = tunnel.New(tunnel.Config{
+	t, err := tunnel.New(tunnel.Config{
 		TUN:    dev,
-		Conn:   conn,
+		Port:   uint16(d.cfg.TunnelPort),
 		Static: handshake.KeyPair{Private: d.keys.Private, Public: d.keys.Public},
 		PSK:    psk,
 		ULA:    d.id.ULA,
 		Allow:  d.allowPeer,
 		Logf:   d.logf,
 	})
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	d.tun, d.tunnel = dev, t
 	d.tpeers = make(map[netip.Addr]tunnel.Peer)
 	d.logf("tunnel: %s on %s, UDP port %d", d.id.ULA, dev.Name(), d.cfg.TunnelPort)
 	return nil
@@ -203,8 +200,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	sock, err := listenStatus(d.cfg.StatusSocket)
 	if err != nil {
 		if d.tunnel != nil {
-			d.tun.Close()
-			d.conn.Close()
+			d.tunnel.Close()
 		}
 		return err
 	}

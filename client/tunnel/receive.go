@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"github.com/openbtmm/btmm/client/tunnel/esp"
 	"github.com/openbtmm/btmm/client/tunnel/handshake"
 	"github.com/openbtmm/btmm/client/tunnel/tun"
@@ -17,14 +19,24 @@ import (
 // gives up (wireguard-go's deathSpiral).
 const maxReadErrors = 10
 
-// readUDP is the inbound stage: demultiplex each datagram into ESP,
-// handshake or keepalive.
-func (t *Tunnel) readUDP(ctx context.Context) error {
-	buf := make([]byte, maxUDPPacket)
-	wbufs := make([][]byte, 1)
+// readUDP is the inbound stage for one socket: read a batch, demultiplex
+// each datagram into ESP, handshake or keepalive, open the ESP in place and
+// write the batch of inner packets into the TUN device at once.
+func (t *Tunnel) readUDP(ctx context.Context, recv conn.ReceiveFunc) error {
+	batch := t.bind.BatchSize()
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		// Full size: with UDP GRO the kernel hands over a train of
+		// datagrams in one buffer before it is split, and the TUN
+		// device's GRO coalesces TCP segments into the first buffer.
+		bufs[i] = make([]byte, maxUDPPacket)
+	}
+	sizes := make([]int, batch)
+	eps := make([]conn.Endpoint, batch)
+	wbufs := make([][]byte, 0, batch)
 	var spiral int
 	for {
-		n, src, err := t.cfg.Conn.ReadFromUDPAddrPort(buf)
+		n, err := recv(bufs, sizes, eps)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -37,29 +49,55 @@ func (t *Tunnel) readUDP(ctx context.Context) error {
 			continue
 		}
 		spiral = 0
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		kind, payload := esp.Classify(buf[:n])
-		switch kind {
-		case esp.ESP:
-			inner, ok := t.receiveESP(payload, src)
-			if !ok {
+		wbufs = wbufs[:0]
+		for i := range n {
+			if sizes[i] == 0 {
 				continue
 			}
-			// inner sits at buf[esp.HeaderLen:] == buf[tun.Offset:].
-			// TODO: read datagrams in batches (recvmmsg) and write the
-			// opened packets to the TUN device in one Write.
-			wbufs[0] = buf[:tun.Offset+len(inner)]
+			if inner := t.receive(bufs[i][:sizes[i]], eps[i]); inner > 0 {
+				// The inner packet sits at bufs[i][esp.HeaderLen:] ==
+				// bufs[i][tun.Offset:].
+				wbufs = append(wbufs, bufs[i][:tun.Offset+inner])
+			}
+			eps[i] = nil
+		}
+		if len(wbufs) > 0 {
 			if err := t.cfg.TUN.Write(wbufs); err != nil {
 				t.ctr.tunWriteErrors.Add(1)
 			}
-		case esp.NonESP:
-			t.receiveHandshake(payload, src)
-		case esp.Keepalive:
-			// Not a sign of life (RFC 3948 §4).
-		default:
-			t.ctr.invalidUDP.Add(1)
 		}
 	}
+}
+
+// receive handles one datagram and returns the length of the inner packet
+// to deliver (0: nothing).
+func (t *Tunnel) receive(b []byte, ep conn.Endpoint) int {
+	src := endpointAddrPort(ep)
+	kind, payload := esp.Classify(b)
+	switch kind {
+	case esp.ESP:
+		if inner, ok := t.receiveESP(payload, src); ok {
+			return len(inner)
+		}
+	case esp.NonESP:
+		t.receiveHandshake(payload, src, ep)
+	case esp.Keepalive:
+		// Not a sign of life (RFC 3948 §4).
+	default:
+		t.ctr.invalidUDP.Add(1)
+	}
+	return 0
+}
+
+// endpointAddrPort is a received datagram's source, IPv4 unmapped.
+func endpointAddrPort(ep conn.Endpoint) netip.AddrPort {
+	var ap netip.AddrPort
+	if se, ok := ep.(*conn.StdNetEndpoint); ok {
+		ap = se.AddrPort
+	} else {
+		ap, _ = netip.ParseAddrPort(ep.DstToString())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // receiveESP opens pkt in place. On success the inner packet is
@@ -110,7 +148,7 @@ func (t *Tunnel) receiveESP(pkt []byte, src netip.AddrPort) (inner []byte, ok bo
 	if src != p.endpoint {
 		// Roaming (RFC 6281 §7.3): follow the first authentic packet.
 		t.logf("tunnel: peer %v moved %v -> %v", p.ula, p.endpoint, src)
-		p.endpoint = src
+		t.setEndpointLocked(p, src)
 		p.stat.Roams++
 	}
 	p.stat.RxPackets++
@@ -132,10 +170,10 @@ func (t *Tunnel) rotateLocked(p *peer, kp *keypair, now time.Time) {
 	p.lastHS = now
 }
 
-func (t *Tunnel) receiveHandshake(msg []byte, src netip.AddrPort) {
+func (t *Tunnel) receiveHandshake(msg []byte, src netip.AddrPort, ep conn.Endpoint) {
 	switch msg[0] {
 	case handshake.TypeInitiation:
-		t.respond(msg, src)
+		t.respond(msg, src, ep)
 	case handshake.TypeResponse, handshake.TypeCookieReply:
 		if len(msg) < 9 {
 			t.ctr.badHandshake.Add(1)
@@ -200,7 +238,7 @@ func (t *Tunnel) finishLocked(p *peer, msg []byte, src netip.AddrPort) {
 	t.rotateLocked(p, kp, now)
 	// The response authenticated with the PSK: its source is the peer.
 	if src != p.endpoint {
-		p.endpoint = src
+		t.setEndpointLocked(p, src)
 		p.stat.Roams++
 	}
 	t.flushLocked(p, now)
@@ -208,7 +246,7 @@ func (t *Tunnel) finishLocked(p *peer, msg []byte, src netip.AddrPort) {
 
 // respond answers an initiation. The new pair goes to p.next: it receives
 // at once but sends nothing until an ESP packet confirms it.
-func (t *Tunnel) respond(msg []byte, src netip.AddrPort) {
+func (t *Tunnel) respond(msg []byte, src netip.AddrPort, ep conn.Endpoint) {
 	spi, err := t.allocSPI(nil)
 	if err != nil {
 		t.ctr.handshakeErrors.Add(1)
@@ -255,7 +293,7 @@ func (t *Tunnel) respond(msg []byte, src netip.AddrPort) {
 	// endpoint: the initiator is not authenticated until its first ESP.
 	b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(reply)))
 	b = append(b, reply...)
-	if _, err := t.cfg.Conn.WriteToUDPAddrPort(b, src); err != nil {
-		p.stat.SendErrors++
+	if err := t.bind.Send([][]byte{b}, ep); err != nil {
+		t.sendFailedLocked(p, err)
 	}
 }

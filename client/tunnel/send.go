@@ -20,16 +20,18 @@ var (
 
 const ipv6HeaderLen = 40
 
-// readTUN is the outbound stage: read a batch, seal each packet in place and
-// send it to its peer.
+// readTUN is the outbound stage: read a batch, seal each packet in place
+// and send each peer's run of packets in one batch.
 func (t *Tunnel) readTUN(ctx context.Context) error {
 	batch := max(t.cfg.TUN.BatchSize(), 1)
-	bufLen := tun.BufferLen(t.cfg.TUN.MTU())
 	bufs := make([][]byte, batch)
 	for i := range bufs {
-		bufs[i] = make([]byte, bufLen)
+		// Full size, not tun.BufferLen: the Bind coalesces a run of
+		// datagrams into the first one's buffer for UDP GSO.
+		bufs[i] = make([]byte, maxUDPPacket)
 	}
 	sizes := make([]int, batch)
+	out := make([][]byte, 0, batch)
 	for {
 		n, err := t.cfg.TUN.Read(bufs, sizes)
 		if err != nil {
@@ -42,18 +44,31 @@ func (t *Tunnel) readTUN(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
+		// A batch is usually one TCP super-packet split up: all to one
+		// peer. Each run of packets to the same peer is sealed under one
+		// lock and sent in one call.
+		var p *peer
 		for i := range n {
-			t.sendPacket(bufs[i], sizes[i], now)
+			q := t.peerFor(bufs[i], sizes[i])
+			if q != p {
+				out = t.sendRun(p, out, now)
+				p = q
+			}
+			if p != nil {
+				out = t.sealOne(p, out, bufs[i], sizes[i], now)
+			}
 		}
+		out = t.sendRun(p, out, now)
 	}
 }
 
-// sendPacket handles one packet at buf[tun.Offset:tun.Offset+size].
-func (t *Tunnel) sendPacket(buf []byte, size int, now time.Time) {
+// peerFor returns the peer of the packet at buf[tun.Offset:][:size], or nil
+// (counted) if it goes nowhere.
+func (t *Tunnel) peerFor(buf []byte, size int) *peer {
 	pkt := buf[tun.Offset : tun.Offset+size]
 	if len(pkt) < ipv6HeaderLen || pkt[0]>>4 != 6 {
 		t.ctr.notIPv6.Add(1)
-		return
+		return nil
 	}
 	dst := netip.AddrFrom16([16]byte(pkt[24:40]))
 	t.mu.RLock()
@@ -61,51 +76,84 @@ func (t *Tunnel) sendPacket(buf []byte, size int, now time.Time) {
 	t.mu.RUnlock()
 	if p == nil {
 		t.ctr.unknownDest.Add(1)
-		return
 	}
+	return p
+}
+
+// sealOne seals one packet for p and appends the datagram to out, or
+// stages it while a handshake runs.
+func (t *Tunnel) sealOne(p *peer, out [][]byte, buf []byte, size int, now time.Time) [][]byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.removed {
 		t.ctr.unknownDest.Add(1)
-		return
+		return out
 	}
-	if t.sealLocked(p, buf, size, now) {
-		return
+	if b := t.sealLocked(p, buf, size, now); b != nil {
+		return append(out, b)
 	}
-	t.stageLocked(p, pkt)
+	t.stageLocked(p, buf[tun.Offset:tun.Offset+size])
 	t.startHandshakeLocked(p, now)
+	return out
+}
+
+// sendRun sends the datagrams sealed for p in one batch and returns out
+// emptied.
+func (t *Tunnel) sendRun(p *peer, out [][]byte, now time.Time) [][]byte {
+	if p == nil || len(out) == 0 {
+		return out[:0]
+	}
+	p.mu.Lock()
+	ep := p.ep
+	if ep != nil {
+		p.lastSent = now
+	}
+	p.mu.Unlock()
+	if ep == nil {
+		return out[:0]
+	}
+	// Sent outside the peer's lock: the inbound stage must not wait for
+	// the socket. Packets staged during a handshake are flushed by the
+	// stage that finished it and may overtake or trail this run by a
+	// few sequence numbers; the receiver's window takes that.
+	if err := t.bind.Send(out, ep); err != nil {
+		p.mu.Lock()
+		t.sendFailedLocked(p, err)
+		p.mu.Unlock()
+	}
+	clear(out)
+	return out[:0]
 }
 
 // sealLocked seals the packet at buf[tun.Offset:][:size] on the current SA
-// and sends it. It reports false if there is no usable SA; the caller stages.
-func (t *Tunnel) sealLocked(p *peer, buf []byte, size int, now time.Time) bool {
+// and returns the datagram (in buf). It returns nil if there is no usable
+// SA; the caller stages.
+func (t *Tunnel) sealLocked(p *peer, buf []byte, size int, now time.Time) []byte {
 	kp := p.cur
-	if kp == nil {
-		return false
+	if kp == nil || p.ep == nil {
+		return nil
 	}
 	age := now.Sub(kp.created)
 	if age >= RejectAfterTime {
 		t.freeKeypair(kp)
 		p.cur = nil
-		return false
+		return nil
 	}
 	out, err := kp.send.Seal(buf[:0], buf[esp.HeaderLen:esp.HeaderLen+size])
 	if err != nil { // esp.ErrExhausted: an auditable event (RFC 4303 §3.3.3)
 		t.logf("tunnel: peer %v: outbound SA %#x exhausted, rekeying", p.ula, kp.send.SPI())
 		t.freeKeypair(kp)
 		p.cur = nil
-		return false
+		return nil
 	}
 	kp.sent++
-	if t.sendLocked(p, out, now) {
-		p.stat.TxPackets++
-		p.stat.TxBytes += uint64(size)
-	}
+	p.stat.TxPackets++
+	p.stat.TxBytes += uint64(size)
 	if kp.sent >= RekeyAfterPackets ||
 		(kp.initiator && age >= RekeyAfterTime) || age >= RekeyAfterTimeResponder {
 		t.startHandshakeLocked(p, now)
 	}
-	return true
+	return out
 }
 
 // stageLocked copies pkt into the peer's staging queue, dropping the oldest
@@ -125,13 +173,15 @@ func (t *Tunnel) stageLocked(p *peer, pkt []byte) {
 // flushLocked sends the staged packets on the current SA.
 func (t *Tunnel) flushLocked(p *peer, now time.Time) {
 	for i, b := range p.staged {
-		if !t.sealLocked(p, b, len(b)-esp.HeaderLen, now) {
+		out := t.sealLocked(p, b, len(b)-esp.HeaderLen, now)
+		if out == nil {
 			// No SA after all (exhausted); keep the rest staged.
 			n := copy(p.staged, p.staged[i:])
 			clear(p.staged[n:])
 			p.staged = p.staged[:n]
 			return
 		}
+		t.sendLocked(p, out, now) // a failure is counted; go on
 	}
 	clear(p.staged)
 	p.staged = p.staged[:0]

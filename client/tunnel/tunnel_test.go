@@ -56,15 +56,16 @@ func (c *chanTUN) BatchSize() int { return 4 }
 func (c *chanTUN) Close() error   { c.closeOnce.Do(func() { close(c.closed) }); return nil }
 
 type node struct {
-	t    *Tunnel
-	tun  *chanTUN
-	conn *net.UDPConn
-	ula  netip.Addr
-	kp   handshake.KeyPair
+	t   *Tunnel
+	tun *chanTUN
+	ula netip.Addr
+	kp  handshake.KeyPair
 }
 
+// addr is where the node's tunnel port is reached: its Bind listens on
+// every address.
 func (n *node) addr() netip.AddrPort {
-	return n.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), n.t.Port())
 }
 
 func (n *node) peer() Peer { return Peer{ULA: n.ula, Endpoint: n.addr(), Static: n.kp.Public} }
@@ -84,8 +85,11 @@ func startNode(t *testing.T, ula string, psk [32]byte) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{tun: newChanTUN(), conn: listen(t), ula: netip.MustParseAddr(ula), kp: kp}
-	n.t = New(Config{TUN: n.tun, Conn: n.conn, Static: kp, PSK: psk, ULA: n.ula, Logf: t.Logf})
+	n := &node{tun: newChanTUN(), ula: netip.MustParseAddr(ula), kp: kp}
+	n.t, err = New(Config{TUN: n.tun, Static: kp, PSK: psk, ULA: n.ula, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.t.Run(ctx) }()
