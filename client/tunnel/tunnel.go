@@ -202,13 +202,13 @@ type peer struct {
 
 	staged [][]byte // each: esp.HeaderLen headroom, packet, trailer room
 
-	hs        *handshake.Initiation
-	hsSPI     uint32
-	hsSent    time.Time
-	hsTries   int
-	lastHS    time.Time
-	lastSent  time.Time
-	stat      PeerStatus // counters only
+	hs       *handshake.Initiation
+	hsSPI    uint32
+	hsSent   time.Time
+	hsTries  int
+	lastHS   time.Time
+	lastSent time.Time
+	stat     PeerStatus // counters only
 }
 
 // New binds the tunnel port and makes a Tunnel. It fails if the port
