@@ -4,11 +4,11 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build coredns btmm-client btmm-lab test unit interop bench fuzz vet demo lab-up lab-down clean FORCE
+.PHONY: all build coredns btmm-client btmm-lab wireguard-go test unit interop bench bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
 
 all: build
 
-build: coredns btmm-client btmm-lab
+build: coredns btmm-client btmm-lab wireguard-go
 
 coredns:
 	$(GO) build $(GOFLAGS) -o $(BIN)/coredns ./plugin/cmd/coredns
@@ -19,6 +19,12 @@ btmm-client:
 # The network lab's command (root): btmm-lab up | show | down.
 btmm-lab:
 	$(GO) build $(GOFLAGS) -o $(BIN)/btmm-lab ./test/lab/cmd/btmm-lab
+
+# wireguard-go, the peer the tunnel's throughput is compared with: built
+# from the Go module proxy at the version go.mod pins (the module whose tun
+# package the client uses).
+wireguard-go:
+	$(GO) build $(GOFLAGS) -o $(BIN)/wireguard-go golang.zx2c4.com/wireguard
 
 # The whole system on one machine: a lab with the server and two hosts behind
 # two NATs, told in plain words; nothing is left behind (root).
@@ -46,6 +52,12 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 100x -timeout 60m ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./plugin/pkg/store/boltstore/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./plugin/llq/
+
+# TCP throughput through the tunnel and through wireguard-go, in turns in
+# one lab (root; iperf3): prints each run, the medians and "ratio X".
+BENCH_TUNNEL_ARGS ?=
+bench-tunnel: build
+	$(BIN)/btmm-lab bench-tunnel $(BENCH_TUNNEL_ARGS)
 
 # A short run of every fuzz target (FUZZTIME each).
 FUZZTIME ?= 20s

@@ -308,6 +308,7 @@ type TunnelStatus struct {
 	Endpoint         netip.AddrPort `json:"endpoint,omitzero"`
 	HasSA            bool           `json:"has_sa"`
 	SAAge            time.Duration  `json:"sa_age,omitempty"`
+	Suite            string         `json:"suite,omitempty"`
 	LastHandshake    time.Time      `json:"last_handshake,omitzero"`
 	HandshakePending bool           `json:"handshake_pending,omitempty"`
 	TxBytes          uint64         `json:"tx_bytes"`
@@ -345,8 +346,13 @@ type TunnelCounters struct {
 func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
 	out := make([]TunnelStatus, 0, len(ps))
 	for _, p := range ps {
+		var suite string
+		if p.HasSA {
+			suite = p.Suite.String()
+		}
 		ts := TunnelStatus{
-			ULA: p.ULA, Endpoint: p.Endpoint, HasSA: p.HasSA, SAAge: p.SAAge, LastHandshake: p.LastHandshake,
+			Suite: suite,
+			ULA:   p.ULA, Endpoint: p.Endpoint, HasSA: p.HasSA, SAAge: p.SAAge, LastHandshake: p.LastHandshake,
 			HandshakePending: p.HandshakePending, TxBytes: p.TxBytes, TxPackets: p.TxPackets,
 			RxBytes: p.RxBytes, RxPackets: p.RxPackets, StagedDropped: p.StagedDropped,
 			HandshakeFail: p.HandshakeFailures, HandshakeTO: p.HandshakeTimeouts, SendErrors: p.SendErrors,

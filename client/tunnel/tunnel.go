@@ -116,9 +116,10 @@ type PeerStatus struct {
 	ULA      netip.Addr
 	Endpoint netip.AddrPort
 	Static   [32]byte
-	// HasSA reports a confirmed SA pair; SAAge is its age and
-	// LastHandshake when it was made.
+	// HasSA reports a confirmed SA pair; SAAge is its age, Suite its
+	// cipher suite and LastHandshake when it was made.
 	HasSA         bool
+	Suite         esp.Suite
 	SAAge         time.Duration
 	LastHandshake time.Time
 	// HandshakePending reports an initiation waiting for its response.
@@ -350,6 +351,7 @@ func (t *Tunnel) Status() []PeerStatus {
 		s.HasSA = p.cur != nil
 		if p.cur != nil {
 			s.SAAge = now.Sub(p.cur.created)
+			s.Suite = p.cur.send.Suite()
 		}
 		s.LastHandshake = p.lastHS
 		s.HandshakePending = p.hs != nil

@@ -4,6 +4,7 @@
 //
 //	btmm-lab up [-double-nat] [-host NAME=NETWORK]... [-q]
 //	btmm-lab demo [-bin DIR]
+//	btmm-lab bench-tunnel [-bin DIR] [-time D] [-runs N]
 //	btmm-lab down [PREFIX]
 //	btmm-lab show [PREFIX]
 //	btmm-lab move PREFIX HOST NETWORK
@@ -22,9 +23,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/openbtmm/btmm/test/lab"
 	"github.com/openbtmm/btmm/test/lab/demo"
+	"github.com/openbtmm/btmm/test/lab/tunnelbench"
 )
 
 const usage = `btmm-lab: the btmm network lab (network namespaces; needs root)
@@ -42,6 +45,12 @@ Usage:
         NATs, telling what happens (registered, mapped port, peer seen, a
         NAT's new address pushed); then remove everything. DIR holds
         coredns and btmm-client (default bin, as make build leaves them)
+  btmm-lab bench-tunnel [-bin DIR] [-time D] [-runs N]
+        TCP throughput (iperf3) from a host behind one NAT to a host behind
+        another, through the btmm tunnel and through wireguard-go in the
+        same lab, N runs of D each in turns (default 3 of 10s); prints the
+        runs, the medians and "ratio X" (btmm / wireguard-go). DIR holds
+        coredns, btmm-client and wireguard-go (make build)
   btmm-lab down [PREFIX]
         remove the lab with PREFIX, or every lab and leftover (prefix ` + lab.Root + `)
   btmm-lab show [PREFIX]
@@ -127,6 +136,20 @@ func run(args []string, out io.Writer) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return demo.Run(ctx, demo.Options{Bin: *bin, Out: out})
+	case "bench-tunnel":
+		bin := fs.String("bin", "bin", "")
+		d := fs.Duration("time", 10*time.Second, "")
+		runs := fs.Int("runs", 3, "")
+		if err := parse(fs, args, 0, 0); err != nil {
+			return err
+		}
+		if *d < 2*time.Second || *runs < 1 {
+			return fmt.Errorf("bench-tunnel: -time at least 2s and -runs at least 1: %w", errUsage)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		_, err := tunnelbench.Run(ctx, tunnelbench.Options{Bin: *bin, Duration: *d, Runs: *runs, Out: out})
+		return err
 	case "down":
 		if err := parse(fs, args, 0, 1); err != nil {
 			return err

@@ -1,0 +1,465 @@
+// Package tunnelbench measures TCP throughput through the btmm tunnel and
+// through wireguard-go in the same lab, on the same path: a laptop behind
+// NAT A sends to a desktop behind NAT B with iperf3, first through the
+// tunnels that two bin/btmm-client set up (ESP in UDP), then through two
+// wireguard-go processes (built from the Go module proxy at the version
+// go.mod pins, `make wireguard-go`) in the same two namespaces, and so on in
+// turns. It prints each run, the medians and "ratio X" (btmm /
+// wireguard-go). It is `make bench-tunnel` (btmm-lab bench-tunnel).
+//
+// Fairness: both run at the same time in the same namespaces (the idle one
+// costs nothing), cross the same two NATs, carry the same inner MTU (1432,
+// btmm's; WireGuard's own overhead would allow 1440 over IPv4) and use the
+// kernel offloads their code enables. WireGuard's desktop side is made
+// reachable by a NAT-PMP mapping, as btmm-client's is.
+package tunnelbench
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	natpmp "github.com/jackpal/go-nat-pmp"
+
+	"github.com/openbtmm/btmm/client/daemon"
+	"github.com/openbtmm/btmm/test/lab"
+	"github.com/openbtmm/btmm/test/lab/system"
+)
+
+// Options say what to run and how long.
+type Options struct {
+	Bin      string        // coredns, btmm-client and wireguard-go (bin/)
+	Duration time.Duration // of each iperf3 run; 0: 10 s
+	Runs     int           // runs of each, in turns; 0: 3
+	Out      io.Writer     // the report
+	Logf     lab.Logf      // the lab's log (nil: none)
+}
+
+// Result is what Run measured, in bits per second of TCP payload received.
+type Result struct {
+	Btmm, WireGuard []float64
+}
+
+// Ratio is the median btmm run over the median wireguard-go run.
+func (r Result) Ratio() float64 { return median(r.Btmm) / median(r.WireGuard) }
+
+// innerMTU is btmm's TUN MTU (tun.DefaultMTU), given to WireGuard too.
+const innerMTU = 1432
+
+// wgAddr is the tunnel address of host ("hostA", "hostB") in WireGuard.
+func wgAddr(host string) netip.Addr {
+	if host == "hostA" {
+		return netip.MustParseAddr("fd77:6700::a")
+	}
+	return netip.MustParseAddr("fd77:6700::b")
+}
+
+// Run builds a lab, runs both tunnels in it and measures them in turns.
+func Run(ctx context.Context, o Options) (res Result, err error) {
+	if o.Duration == 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Runs == 0 {
+		o.Runs = 3
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	if err := system.Check(o.Bin); err != nil {
+		return res, err
+	}
+	wgBin := filepath.Join(o.Bin, "wireguard-go")
+	if _, err := os.Stat(wgBin); err != nil {
+		return res, fmt.Errorf("%s is missing: run make wireguard-go first", wgBin)
+	}
+	iperf := lab.LookPath("iperf3")
+	if iperf == "" {
+		return res, errors.New("iperf3 is missing (Debian package iperf3)")
+	}
+	l, err := lab.New(o.Logf, lab.Options{})
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, l.Close()) }()
+	sys, err := system.New(l, o.Bin)
+	if err != nil {
+		return res, err
+	}
+	defer sys.Close()
+
+	// btmm: the server and two clients; the tunnel comes up on the first
+	// packet.
+	if _, err := sys.StartServer(); err != nil {
+		return res, err
+	}
+	laptop, err := sys.StartClient("hostA", "laptop")
+	if err != nil {
+		return res, err
+	}
+	desktop, err := sys.StartClient("hostB", "desktop")
+	if err != nil {
+		return res, err
+	}
+	st, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.HasPeer(st, "desktop", "") })
+	if err != nil {
+		return res, fmt.Errorf("the laptop does not see the desktop: %w\n%s", err, laptop.Out)
+	}
+	var btmmDst netip.Addr
+	for _, p := range st.Peers {
+		btmmDst = p.ULA
+	}
+	if err := waitPing(ctx, l, "hostA", btmmDst); err != nil {
+		return res, fmt.Errorf("btmm tunnel: %w\nlaptop:\n%s\ndesktop:\n%s", err, laptop.Out, desktop.Out)
+	}
+
+	// wireguard-go: the same two namespaces, the desktop's port mapped.
+	wg, err := startWireGuard(ctx, l, wgBin, o.Logf)
+	if err != nil {
+		return res, err
+	}
+	defer wg.stop()
+	if err := waitPing(ctx, l, "hostA", wgAddr("hostB")); err != nil {
+		return res, fmt.Errorf("wireguard-go tunnel: %w\n%s", err, wg.out())
+	}
+
+	srv := l.Exec("hostB", iperf, "--server")
+	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := srv.Start(); err != nil {
+		return res, err
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	if err := waitTCP(ctx, l, "hostB", 5201); err != nil {
+		return res, fmt.Errorf("iperf3 server: %w", err)
+	}
+
+	fmt.Fprintf(o.Out, "TCP throughput, laptop (home A, behind NAT) -> desktop (home B, behind NAT), iperf3 %v per run, inner MTU %d\n", o.Duration, innerMTU)
+	for i := range o.Runs {
+		for _, which := range []string{"btmm", "wireguard-go"} {
+			dst := btmmDst
+			if which == "wireguard-go" {
+				dst = wgAddr("hostB")
+			}
+			// What the desktop's end of the tunnel received, before and
+			// after: proof that the stream went through it.
+			rx := func() (uint64, error) { return btmmRx(desktop) }
+			if which == "wireguard-go" {
+				rx = func() (uint64, error) { return wgRx(wg.socks[1]) }
+			}
+			before, err := rx()
+			if err != nil {
+				return res, err
+			}
+			bps, bytes, err := iperf3(ctx, l, iperf, dst, o.Duration)
+			if err != nil {
+				return res, fmt.Errorf("%s run %d: %w", which, i+1, err)
+			}
+			after, err := rx()
+			if err != nil {
+				return res, err
+			}
+			if after-before < bytes {
+				return res, fmt.Errorf("%s run %d: iperf3 received %d bytes but the tunnel only %d", which, i+1, bytes, after-before)
+			}
+			if which == "btmm" {
+				res.Btmm = append(res.Btmm, bps)
+			} else {
+				res.WireGuard = append(res.WireGuard, bps)
+			}
+			fmt.Fprintf(o.Out, "  run %d %-13s %8.0f Mbit/s\n", i+1, which, bps/1e6)
+		}
+	}
+	fmt.Fprintf(o.Out, "btmm (ESP, %s)   median %8.0f Mbit/s\n", suiteOf(desktop), median(res.Btmm)/1e6)
+	fmt.Fprintf(o.Out, "wireguard-go %s median %8.0f Mbit/s\n", wgVersion(wgBin), median(res.WireGuard)/1e6)
+	fmt.Fprintf(o.Out, "ratio %.2f\n", res.Ratio())
+	return res, nil
+}
+
+func suiteOf(c *system.Client) string {
+	st, err := daemon.Fetch(c.Socket)
+	if err != nil {
+		return "?"
+	}
+	for _, t := range st.Tunnels {
+		if t.Suite != "" {
+			return t.Suite
+		}
+	}
+	return "?"
+}
+
+func wgVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 {
+		return "?"
+	}
+	return f[1]
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// btmmRx is the inner octets c's tunnel has received from its peers.
+func btmmRx(c *system.Client) (uint64, error) {
+	st, err := daemon.Fetch(c.Socket)
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, t := range st.Tunnels {
+		n += t.RxBytes
+	}
+	return n, nil
+}
+
+// wgRx is the octets a wireguard-go device has received from its peers
+// (UAPI "get": rx_bytes per peer).
+func wgRx(sock string) (uint64, error) {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "get=1\n\n"); err != nil {
+		return 0, err
+	}
+	var n uint64
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "rx_bytes="); ok {
+			var x uint64
+			fmt.Sscan(v, &x)
+			n += x
+		}
+		if strings.HasPrefix(sc.Text(), "errno=") {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("wireguard-go get: no answer: %v", sc.Err())
+}
+
+// iperf3 runs one client from hostA to dst and returns the bits per second
+// and the octets the server received.
+func iperf3(ctx context.Context, l *lab.Lab, iperf string, dst netip.Addr, d time.Duration) (float64, uint64, error) {
+	secs := fmt.Sprint(int(d.Round(time.Second) / time.Second))
+	cmd := l.Exec("hostA", iperf, "--client", dst.String(), "--time", secs, "--omit", "1", "--json")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.Output()
+	var r struct {
+		Error string `json:"error"`
+		End   struct {
+			SumReceived struct {
+				Bytes         uint64  `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if jerr := json.Unmarshal(out, &r); jerr != nil {
+		return 0, 0, fmt.Errorf("iperf3: %v (%v)\n%s", err, jerr, out)
+	}
+	if r.Error != "" {
+		return 0, 0, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("iperf3: %w", err)
+	}
+	sum := r.End.SumReceived
+	if sum.BitsPerSecond <= 0 {
+		return 0, 0, errors.New("iperf3: nothing received")
+	}
+	return sum.BitsPerSecond, sum.Bytes, ctx.Err()
+}
+
+// waitPing pings dst from ns until it answers (10 s at most).
+func waitPing(ctx context.Context, l *lab.Lab, ns string, dst netip.Addr) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := l.Exec(ns, "ping", "-6", "-c", "1", "-W", "1", dst.String()).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("ping %v from %s: %v\n%s", dst, ns, err, out)
+		}
+	}
+}
+
+func waitTCP(ctx context.Context, l *lab.Lab, ns string, port int) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := l.Dial(ns, "tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wireGuard is a wireguard-go process in hostA and one in hostB.
+type wireGuard struct {
+	procs []*exec.Cmd
+	outs  []*strings.Builder
+	socks []string
+}
+
+func (w *wireGuard) out() string {
+	var b strings.Builder
+	for _, o := range w.outs {
+		b.WriteString(o.String())
+	}
+	return b.String()
+}
+
+func (w *wireGuard) stop() {
+	for _, p := range w.procs {
+		p.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			p.Process.Kill()
+			<-done
+		}
+	}
+	for _, s := range w.socks {
+		os.Remove(s) // left behind only if it was killed
+	}
+}
+
+// startWireGuard runs wireguard-go in hostA and hostB: interfaces with
+// names of this lab's own (the UAPI sockets are in the machine-wide
+// /var/run/wireguard), keys made here, the desktop's port mapped by
+// NAT-PMP and given to the laptop as its peer's endpoint.
+func startWireGuard(ctx context.Context, l *lab.Lab, bin string, logf lab.Logf) (w *wireGuard, err error) {
+	w = &wireGuard{}
+	defer func() {
+		if err != nil {
+			w.stop()
+		}
+	}()
+	tag := strings.TrimSuffix(strings.TrimPrefix(l.Prefix, lab.Root), "-")
+	names := map[string]string{"hostA": "wg" + tag + "a", "hostB": "wg" + tag + "b"}
+	keys := map[string]*ecdh.PrivateKey{}
+	for _, h := range []string{"hostA", "hostB"} {
+		k, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err != nil {
+			return w, err
+		}
+		keys[h] = k
+		out := &strings.Builder{}
+		cmd := l.Exec(h, bin, "-f", names[h])
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return w, err
+		}
+		w.procs, w.outs = append(w.procs, cmd), append(w.outs, out)
+		w.socks = append(w.socks, "/var/run/wireguard/"+names[h]+".sock")
+	}
+	const port = 51820
+	var mapped uint16
+	if err := l.Go("hostB", func() error {
+		r, err := natpmp.NewClientWithTimeout(l.Gateway("hostB").AsSlice(), 2*time.Second).AddPortMapping("udp", port, port, 3600)
+		if err != nil {
+			return err
+		}
+		mapped = r.MappedExternalPort
+		return nil
+	}); err != nil {
+		return w, fmt.Errorf("NAT-PMP mapping for wireguard-go: %w", err)
+	}
+	endpoint := netip.AddrPortFrom(l.WAN("routerB"), mapped)
+	logf("wireguard-go: desktop reachable at %v", endpoint)
+
+	pub := func(h string) string { return hex.EncodeToString(keys[h].PublicKey().Bytes()) }
+	conf := map[string]string{
+		"hostB": fmt.Sprintf("private_key=%s\nlisten_port=%d\nreplace_peers=true\npublic_key=%s\nallowed_ip=%s/128\n",
+			hex.EncodeToString(keys["hostB"].Bytes()), port, pub("hostA"), wgAddr("hostA")),
+		"hostA": fmt.Sprintf("private_key=%s\nlisten_port=%d\nreplace_peers=true\npublic_key=%s\nendpoint=%s\nallowed_ip=%s/128\npersistent_keepalive_interval=25\n",
+			hex.EncodeToString(keys["hostA"].Bytes()), port+1, pub("hostB"), endpoint, wgAddr("hostB")),
+	}
+	for i, h := range []string{"hostB", "hostA"} {
+		sock := w.socks[1-i]
+		if err := uapiSet(ctx, sock, conf[h]); err != nil {
+			return w, fmt.Errorf("configuring wireguard-go in %s: %w\n%s", h, err, w.out())
+		}
+		dev := names[h]
+		for _, args := range [][]string{
+			{"link", "set", dev, "mtu", fmt.Sprint(innerMTU), "up"},
+			{"-6", "addr", "add", wgAddr(h).String() + "/64", "dev", dev, "nodad"},
+		} {
+			if out, err := l.Exec(h, "ip", args...).CombinedOutput(); err != nil {
+				return w, fmt.Errorf("ip %s in %s: %v: %s", strings.Join(args, " "), h, err, out)
+			}
+		}
+	}
+	return w, nil
+}
+
+// uapiSet sends one "set" operation to a wireguard-go UAPI socket (the
+// cross-platform userspace interface, wireguard.com/xplatform), waiting
+// for the socket to appear first.
+func uapiSet(ctx context.Context, sock, conf string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	var c net.Conn
+	for {
+		var err error
+		c, err = net.Dial("unix", sock)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "set=1\n"+conf+"\n"); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "errno="); ok {
+			if v != "0" {
+				return fmt.Errorf("errno %s", v)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no answer: %v", sc.Err())
+}
