@@ -239,6 +239,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// A connection from the old address is dead, though neither
 			// end may know it yet.
 			d.watch.Reconnect()
+			d.announce()
 		case <-d.watch.Changed():
 			d.reconcile()
 		case m, ok := <-d.pm.Changes():
@@ -252,6 +253,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
+// announce makes the peers follow this host to its new address at once
+// (tunnel.Announce), ahead of the republished records.
+func (d *Daemon) announce() {
+	if d.tunnel != nil {
+		d.tunnel.Announce()
+	}
+}
+
 // mapped publishes the host's records for a new mapping.
 func (d *Daemon) mapped(m portmap.Mapping) {
 	d.mu.Lock()
@@ -262,6 +271,7 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 		// The NAT changed its address or rebooted: it forgot the
 		// connections through it, the LLQ connection among them.
 		d.watch.Reconnect()
+		d.announce()
 	}
 	public := m.External
 	switch {

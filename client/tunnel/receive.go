@@ -128,13 +128,16 @@ func (t *Tunnel) receiveESP(pkt []byte, src netip.AddrPort) (inner []byte, ok bo
 		return nil, false
 	}
 	inner, nh, err := kp.recv.Open(pkt[esp.HeaderLen:esp.HeaderLen], pkt)
-	if err != nil {
+	// A dummy packet (Announce) is authentic and carries nothing: it
+	// confirms and moves like data, and is delivered nowhere.
+	dummy := err == esp.ErrDummy
+	if err != nil && !dummy {
 		p.stat.Drops.Add(err)
 		return nil, false
 	}
 	// Authentic from here on.
-	if nh != esp.NextHeaderIPv6 || len(inner) < ipv6HeaderLen || inner[0]>>4 != 6 ||
-		netip.AddrFrom16([16]byte(inner[8:24])) != p.ula {
+	if !dummy && (nh != esp.NextHeaderIPv6 || len(inner) < ipv6HeaderLen || inner[0]>>4 != 6 ||
+		netip.AddrFrom16([16]byte(inner[8:24])) != p.ula) {
 		p.stat.BadSource++
 		return nil, false
 	}
@@ -151,11 +154,14 @@ func (t *Tunnel) receiveESP(pkt []byte, src netip.AddrPort) (inner []byte, ok bo
 		t.setEndpointLocked(p, src)
 		p.stat.Roams++
 	}
-	p.stat.RxPackets++
-	p.stat.RxBytes += uint64(len(inner))
 	if kp == p.cur && len(p.staged) > 0 {
 		t.flushLocked(p, now)
 	}
+	if dummy {
+		return nil, false
+	}
+	p.stat.RxPackets++
+	p.stat.RxBytes += uint64(len(inner))
 	return inner, true
 }
 

@@ -249,6 +249,31 @@ func (t *Tunnel) retryHandshakeLocked(p *peer, now time.Time) {
 	t.sendHandshakeLocked(p, msg, now)
 }
 
+// Announce tells every peer with a working SA where this host is now: it
+// sends each one authenticated dummy ESP packet (RFC 4303 §2.6) from the
+// tunnel port, so that the peer moves its endpoint to our new address at
+// once (roaming), before our new address reaches it through the DNS. Call
+// it after the local network or the NAT's public address changed. The
+// sockets need no rebinding: they listen on every address.
+func (t *Tunnel) Announce() {
+	t.mu.RLock()
+	ps := make([]*peer, 0, len(t.peers))
+	for _, p := range t.peers {
+		ps = append(ps, p)
+	}
+	t.mu.RUnlock()
+	now := time.Now()
+	for _, p := range ps {
+		p.mu.Lock()
+		if kp := p.cur; kp != nil && !p.removed && p.ep != nil {
+			if b, err := kp.send.SealDummy(make([]byte, 0, esp.SealedLen(0))); err == nil {
+				t.sendLocked(p, b, now)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
 // timers runs retransmission, SA expiry and NAT keepalives.
 func (t *Tunnel) timers(ctx context.Context) {
 	tick := time.NewTicker(timerTick)

@@ -471,3 +471,33 @@ func TestRekeyByTime(t *testing.T) {
 		t.Errorf("b: current inbound SPI %#x, want %#x; old pair kept: %v", curRecv, newSPI, prev)
 	}
 }
+
+// TestAnnounce: after b moves (here: behind a proxy, a new source port),
+// Announce alone, with no data to send, makes a follow b at once; a
+// delivers nothing for it and counts no drop.
+func TestAnnounce(t *testing.T) {
+	goroutineLeakCheck(t)
+	a, b := pair(t)
+	p := ipv6UDP(a.ula, b.ula, []byte("hello"))
+	a.tun.in <- p
+	expectPacket(t, b, p)
+
+	px := startProxy(t, a.addr(), b.addr())
+	b.t.SetPeer(Peer{ULA: a.ula, Endpoint: px.addr(), Static: a.kp.Public})
+	b.t.Announce()
+	waitFor(t, "a follows b", func() bool { return status(t, a, b.ula).Endpoint == px.addr() })
+	expectNothing(t, a, 100*time.Millisecond)
+	s := status(t, a, b.ula)
+	if s.Roams != 1 || s.RxPackets != 0 {
+		t.Errorf("roams %d, rx packets %d; want 1, 0", s.Roams, s.RxPackets)
+	}
+	for _, d := range []esp.Drop{esp.ErrDummy, esp.ErrAuth, esp.ErrReplay} {
+		if n := dropsOf(t, a, b.ula, d); n != 0 {
+			t.Errorf("%v counted %d times", d, n)
+		}
+	}
+	// a's traffic goes through the proxy now.
+	p2 := ipv6UDP(a.ula, b.ula, []byte("following you"))
+	a.tun.in <- p2
+	expectPacket(t, b, p2)
+}

@@ -252,6 +252,18 @@ func (sa *SA) Seal(dst, inner []byte) ([]byte, error) {
 	return sa.seal(dst, inner, seq, seq, NextHeaderIPv6), nil
 }
 
+// SealDummy appends a dummy packet (Next Header 59, no payload; RFC 4303
+// §2.6) to dst, as Seal does. The receiver authenticates it and discards
+// it silently (Open returns ErrDummy), which is what makes it useful: it
+// proves who sent it from where, and carries nothing.
+func (sa *SA) SealDummy(dst []byte) ([]byte, error) {
+	seq, ok := sa.ctr.Next()
+	if !ok || (!sa.esn && seq > math.MaxUint32) {
+		return dst, ErrExhausted
+	}
+	return sa.seal(dst, nil, seq, seq, NextHeaderNoNext), nil
+}
+
 // seal builds the packet with an explicit IV and Next Header; Seal always
 // uses iv = seq and NH 41. Tests use it to reproduce RFC 7634's vector.
 func (sa *SA) seal(dst, inner []byte, seq, iv uint64, nh byte) []byte {

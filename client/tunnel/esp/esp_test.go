@@ -505,3 +505,32 @@ func TestDropCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestSealDummy: a dummy packet is a well-formed ESP packet (4-octet
+// aligned trailer, NH 59) that takes a sequence number, authenticates,
+// moves the window and is reported as ErrDummy, never as data.
+func TestSealDummy(t *testing.T) {
+	for _, s := range suites {
+		tx, rx := pair(t, s, false)
+		pkt, err := tx.SealDummy(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pkt) != SealedLen(0) || (len(pkt)-HeaderLen-ICVLen)%4 != 0 {
+			t.Errorf("%v: dummy is %d octets", s, len(pkt))
+		}
+		if _, _, err := rx.Open(nil, pkt); err != ErrDummy {
+			t.Errorf("%v: Open: %v, want ErrDummy", s, err)
+		}
+		if rx.win.Highest() != 1 {
+			t.Errorf("%v: window at %d after the dummy", s, rx.win.Highest())
+		}
+		if _, _, err := rx.Open(nil, pkt); err != ErrReplay {
+			t.Errorf("%v: replayed dummy: %v, want ErrReplay", s, err)
+		}
+		data, _ := tx.Seal(nil, []byte{0x60, 0, 0, 0})
+		if _, _, err := rx.Open(nil, data); err != nil {
+			t.Errorf("%v: packet after the dummy: %v", s, err)
+		}
+	}
+}
