@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/flynn/noise"
 	"golang.org/x/crypto/curve25519"
+	"golang.org/x/sys/cpu"
 )
 
 // Message types, the first octet after the non-ESP marker.
@@ -43,9 +45,34 @@ const (
 )
 
 // DefaultSuites is the preference order used when Config.Suites is empty:
-// AES-GCM first because it is hardware accelerated on every current Mac and
-// PC, ChaCha20-Poly1305 for hosts without AES instructions.
-var DefaultSuites = []Suite{SuiteAES256GCM, SuiteChaCha20Poly1305}
+// AES-256-GCM first on a CPU with AES and carry-less multiply instructions
+// (every current Mac and PC: then it is the faster suite, 2.0 against
+// 1.3 GB/s on one core here, and constant time), ChaCha20-Poly1305 first
+// elsewhere, where AES in software is slow and leaks timing. Both ends
+// accept either: the responder picks from its own list what was offered.
+var DefaultSuites = defaultSuites(hasAESGCMHardware())
+
+func defaultSuites(aesHardware bool) []Suite {
+	if aesHardware {
+		return []Suite{SuiteAES256GCM, SuiteChaCha20Poly1305}
+	}
+	return []Suite{SuiteChaCha20Poly1305, SuiteAES256GCM}
+}
+
+// hasAESGCMHardware reports what Go's crypto/aes uses for GCM: AES-NI with
+// PCLMULQDQ on amd64, the AES and PMULL extensions on arm64, the message
+// security assist on s390x.
+func hasAESGCMHardware() bool {
+	switch runtime.GOARCH {
+	case "amd64":
+		return cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ
+	case "arm64":
+		return cpu.ARM64.HasAES && cpu.ARM64.HasPMULL
+	case "s390x":
+		return cpu.S390X.HasAES && cpu.S390X.HasAESGCM
+	}
+	return false
+}
 
 func (s Suite) String() string {
 	switch s {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -380,5 +381,19 @@ func BenchmarkHandshake(b *testing.B) {
 		if _, err := st.Finish(reply); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDefaultSuites: both suites are always offered (any two hosts agree),
+// with AES-GCM first only where the CPU accelerates it.
+func TestDefaultSuites(t *testing.T) {
+	if got := defaultSuites(true); !slices.Equal(got, []Suite{SuiteAES256GCM, SuiteChaCha20Poly1305}) {
+		t.Errorf("with AES hardware: %v", got)
+	}
+	if got := defaultSuites(false); !slices.Equal(got, []Suite{SuiteChaCha20Poly1305, SuiteAES256GCM}) {
+		t.Errorf("without AES hardware: %v", got)
+	}
+	if !slices.Equal(DefaultSuites, defaultSuites(hasAESGCMHardware())) {
+		t.Errorf("DefaultSuites %v", DefaultSuites)
 	}
 }
