@@ -351,6 +351,10 @@ type TunnelCounters struct {
 	UnknownDest  uint64 `json:"unknown_dest"`  // outbound packets to no peer's tunnel address
 	InvalidUDP   uint64 `json:"invalid_udp"`   // datagrams that are neither ESP, handshake nor keepalive
 	BadHandshake uint64 `json:"bad_handshake"` // handshake messages refused (unknown key, another user, garbage)
+	// Under a flood of initiations: cookie replies sent instead of
+	// handshakes, and initiations over a source's rate.
+	CookieReplies uint64 `json:"cookie_replies,omitempty"`
+	RateLimited   uint64 `json:"rate_limited,omitempty"`
 }
 
 func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
@@ -414,7 +418,8 @@ func (d *Daemon) Status() Status {
 	if d.tunnel != nil {
 		st.Tunnels = tunnelStatus(d.tunnel.Status())
 		c := d.tunnel.Counters()
-		st.TunnelDrops = TunnelCounters{UnknownSPI: c.UnknownSPI, UnknownDest: c.UnknownDest, InvalidUDP: c.InvalidUDP, BadHandshake: c.BadHandshake}
+		st.TunnelDrops = TunnelCounters{UnknownSPI: c.UnknownSPI, UnknownDest: c.UnknownDest, InvalidUDP: c.InvalidUDP, BadHandshake: c.BadHandshake,
+			CookieReplies: c.CookieReplies, RateLimited: c.RateLimited}
 	} else if d.tunnelErr != nil {
 		st.TunnelError = d.tunnelErr.Error()
 	}

@@ -43,6 +43,13 @@ const (
 	// after this long.
 	UnconfirmedSATimeout = RekeyTimeout * MaxInitiationAttempts
 
+	// UnderLoadInitiations: more initiations than this within a second
+	// put the responder under load (cookies and a rate per source, as in
+	// WireGuard) for UnderLoadAfterTime. A user's hosts send a few an
+	// hour each; a handshake costs the responder two X25519 operations.
+	UnderLoadInitiations = 50
+	UnderLoadAfterTime   = time.Second
+
 	// KeepaliveInterval: a peer we have sent nothing to for this long gets
 	// a one-octet NAT keepalive (RFC 3948 §4: 20 s).
 	KeepaliveInterval = 20 * time.Second

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -165,6 +166,29 @@ func (t *Tunnel) receiveESP(pkt []byte, src netip.AddrPort) (inner []byte, ok bo
 	return inner, true
 }
 
+// loadMeter tells when initiations come faster than a user's few hosts
+// ever send them: more than UnderLoadInitiations within a second puts the
+// responder under load until a second has passed without that.
+type loadMeter struct {
+	mu          sync.Mutex
+	windowStart time.Time
+	count       int
+	until       time.Time
+}
+
+func (m *loadMeter) initiation(now time.Time) (underLoad bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.windowStart) >= time.Second {
+		m.windowStart, m.count = now, 0
+	}
+	m.count++
+	if m.count > UnderLoadInitiations {
+		m.until = now.Add(UnderLoadAfterTime)
+	}
+	return now.Before(m.until)
+}
+
 // rotateLocked makes kp current, keeping the old current pair's inbound SA
 // for OldSAGrace.
 func (t *Tunnel) rotateLocked(p *peer, kp *keypair, now time.Time) {
@@ -258,9 +282,24 @@ func (t *Tunnel) respond(msg []byte, src netip.AddrPort, ep conn.Endpoint) {
 		t.ctr.handshakeErrors.Add(1)
 		return
 	}
-	// TODO: decide "under load" (e.g. a rate of initiations) and use
-	// RespondFrom so floods get cookie replies instead of X25519 work.
-	reply, res, err := t.resp.Respond(msg, t.cfg.ULA, spi)
+	// Against floods (WireGuard's scheme): under load, an initiation
+	// without a mac2 made from a cookie for its source gets a cookie reply
+	// instead of DH work, and sources that proved their address are held
+	// to a rate each.
+	underLoad := t.load.initiation(time.Now())
+	if underLoad && t.resp.HasValidMAC2(msg, src) && !t.limiter.Allow(src.Addr()) {
+		t.freeSPI(spi)
+		t.ctr.rateLimited.Add(1)
+		return
+	}
+	reply, res, err := t.resp.RespondFrom(msg, src, underLoad, t.cfg.ULA, spi)
+	if errors.Is(err, handshake.ErrCookieRequired) {
+		t.freeSPI(spi)
+		t.ctr.cookieReplies.Add(1)
+		b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(reply)))
+		t.bind.Send([][]byte{append(b, reply...)}, ep)
+		return
+	}
 	if err != nil {
 		t.freeSPI(spi)
 		t.ctr.badHandshake.Add(1)

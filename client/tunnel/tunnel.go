@@ -60,6 +60,7 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/ratelimiter"
 
 	"github.com/openbtmm/btmm/client/tunnel/esp"
 	"github.com/openbtmm/btmm/client/tunnel/handshake"
@@ -158,6 +159,11 @@ type Counters struct {
 	TUNWriteErrors  uint64
 	UDPReadErrors   uint64
 	HandshakeErrors uint64 // local failures (randomness, ...)
+	// Under load (a flood of initiations): initiations answered with a
+	// cookie reply instead of a handshake, and initiations from a proven
+	// source over its rate, dropped.
+	CookieReplies uint64
+	RateLimited   uint64
 }
 
 // Tunnel is the data path for all peers of this host.
@@ -170,6 +176,11 @@ type Tunnel struct {
 	resp *handshake.Responder
 	logf func(string, ...any)
 
+	load      loadMeter
+	limiter   ratelimiter.Ratelimiter // initiations per source address under load
+	closeOnce sync.Once
+	closeErr  error
+
 	mu      sync.RWMutex
 	peers   map[netip.Addr]*peer
 	bySPI   map[uint32]*peer // inbound SPI → peer; nil value: reserved
@@ -178,6 +189,7 @@ type Tunnel struct {
 	ctr struct {
 		unknownSPI, unknownDest, notIPv6, invalidUDP, badHandshake atomic.Uint64
 		tunWriteErrors, udpReadErrors, handshakeErrors             atomic.Uint64
+		cookieReplies, rateLimited                                 atomic.Uint64
 	}
 }
 
@@ -239,6 +251,7 @@ func New(cfg Config) (*Tunnel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: binding UDP port %d: %w", cfg.Port, err)
 	}
+	t.limiter.Init()
 	return t, nil
 }
 
@@ -373,6 +386,8 @@ func (t *Tunnel) Counters() Counters {
 		TUNWriteErrors:  t.ctr.tunWriteErrors.Load(),
 		UDPReadErrors:   t.ctr.udpReadErrors.Load(),
 		HandshakeErrors: t.ctr.handshakeErrors.Load(),
+		CookieReplies:   t.ctr.cookieReplies.Load(),
+		RateLimited:     t.ctr.rateLimited.Load(),
 	}
 }
 
@@ -406,7 +421,11 @@ func (t *Tunnel) Run(ctx context.Context) error {
 // Close closes the TUN device and the sockets, which ends Run. It is for
 // a Tunnel whose Run never started; calling it more than once is harmless.
 func (t *Tunnel) Close() error {
-	return errors.Join(t.cfg.TUN.Close(), t.bind.Close())
+	t.closeOnce.Do(func() {
+		t.limiter.Close()
+		t.closeErr = errors.Join(t.cfg.TUN.Close(), t.bind.Close())
+	})
+	return t.closeErr
 }
 
 // allocSPI picks a random unused inbound SPI ≥ handshake.MinSPI and

@@ -501,3 +501,92 @@ func TestAnnounce(t *testing.T) {
 	a.tun.in <- p2
 	expectPacket(t, b, p2)
 }
+
+// flooder sends initiations to a tunnel from a socket of its own, as
+// anyone who knows the tunnel's public key (it is in the DNS) can.
+type flooder struct {
+	conn *net.UDPConn
+	cfg  handshake.Config
+}
+
+func newFlooder(t *testing.T) *flooder {
+	kp, err := handshake.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flooder{conn: listen(t), cfg: handshake.Config{Static: kp}}
+	copy(f.cfg.PSK[:], "not this user's account secret..")
+	t.Cleanup(func() { f.conn.Close() })
+	return f
+}
+
+func (f *flooder) send(t *testing.T, to *node, msg []byte) {
+	b := append(esp.AppendNonESPMarker(nil), msg...)
+	if _, err := f.conn.WriteToUDPAddrPort(b, to.addr()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *flooder) initiation(t *testing.T, to *node) ([]byte, *handshake.Initiation) {
+	msg, st, err := handshake.Initiate(f.cfg, to.kp.Public, netip.MustParseAddr("fd00::666"), 0x1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg, st
+}
+
+// TestUnderLoad: a flood of initiations puts the responder under load:
+// initiations then get cookie replies instead of DH work, a peer's
+// handshake still completes (it answers the cookie), and a source that
+// proved its address is held to a rate.
+func TestUnderLoad(t *testing.T) {
+	goroutineLeakCheck(t)
+	a, b := pair(t)
+	f := newFlooder(t)
+	stop := make(chan struct{})
+	flooding := make(chan struct{})
+	go func() {
+		defer close(flooding)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			msg, _ := f.initiation(t, b)
+			f.send(t, b, msg)
+		}
+	}()
+	defer func() { close(stop); <-flooding }()
+	waitFor(t, "cookie replies", func() bool { return b.t.Counters().CookieReplies > 0 })
+
+	// a's first packet to b: initiation, cookie reply, initiation with
+	// mac2, response.
+	p := ipv6UDP(a.ula, b.ula, []byte("through the flood"))
+	a.tun.in <- p
+	expectPacket(t, b, p)
+
+	// A flooder that answers its cookie proves its address, and is then
+	// rate limited (WireGuard's 20 a second, 5 at once).
+	msg, st := f.initiation(t, b)
+	f.send(t, b, msg)
+	buf := make([]byte, 1500)
+	f.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, err := f.conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no cookie reply: %v", err)
+		}
+		if n > esp.NonESPMarkerLen && buf[esp.NonESPMarkerLen] == handshake.TypeCookieReply && st.ConsumeCookie(buf[esp.NonESPMarkerLen:n]) == nil {
+			break
+		}
+	}
+	for range 30 {
+		var err error
+		if msg, st, err = st.Retry(); err != nil {
+			t.Fatal(err)
+		}
+		f.send(t, b, msg)
+	}
+	waitFor(t, "rate limited", func() bool { return b.t.Counters().RateLimited > 0 })
+}

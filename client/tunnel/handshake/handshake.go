@@ -563,6 +563,17 @@ func (r *Responder) RespondFrom(msg []byte, src netip.AddrPort, underLoad bool, 
 	return r.respond(msg, localULA, spi)
 }
 
+// HasValidMAC2 reports whether an initiation from src carries a mac2 made
+// with the cookie this responder gave src (and may be rate limited by
+// src's address: it cannot be spoofed). It does no DH.
+func (r *Responder) HasValidMAC2(msg []byte, src netip.AddrPort) bool {
+	n := len(msg)
+	if n < minInitiationLen || n > maxInitiationLen {
+		return false
+	}
+	return r.Cookies.checkMAC2(src, msg[:n-macLen], msg[n-macLen:])
+}
+
 // precheck does the cheap checks: arguments, length, type and mac1.
 func (r *Responder) precheck(msg []byte, localULA netip.Addr, spi uint32) error {
 	if err := checkULA(localULA); err != nil {
