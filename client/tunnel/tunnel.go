@@ -29,9 +29,33 @@
 // StdNetBind); inbound, one recvmmsg (with UDP GRO) fills a batch, each
 // datagram is opened in place and the batch goes into the TUN device in one
 // write, where TCP segments are coalesced again (GRO). Buffers are
-// allocated once per stage and never copied between stages: the ESP header
-// is written into the headroom in front of the inner packet (tun.Offset)
-// and opened inner packets stay where the datagram was read.
+// allocated once per stage and this package copies no packet: the ESP
+// header is written into the headroom in front of the inner packet
+// (tun.Offset) and opened inner packets stay where the datagram was read.
+//
+// Sealing and opening run in those two goroutines, not on a pool of
+// workers as in wireguard-go: one core seals AES-256-GCM at about 2 GB/s
+// (16 Gbit/s, 1400-octet packets), more than a host's links carry, and a
+// single stage per direction keeps sequence numbers in order with no
+// reordering queue. make bench-tunnel compares the result with
+// wireguard-go.
+//
+// # Moving
+//
+// The sockets listen on every address, so a new local address needs no
+// rebinding; the SAs are bound to the ULAs and stay. A peer's endpoint
+// follows the first authentic packet from a new address (RFC 6281
+// §7.3.2) and whatever the daemon learns from the DNS (SetPeer); after a
+// local change the daemon calls Announce, one authenticated dummy packet
+// per peer, so the peers follow before the DNS tells them.
+//
+// # Floods
+//
+// Initiations cost the responder two X25519 operations. Above
+// UnderLoadInitiations a second, an initiation gets WireGuard's answer: a
+// cookie reply unless it carries a mac2 made from a cookie for its source
+// address, and a rate per source that has proven its address
+// (golang.zx2c4.com/wireguard/ratelimiter).
 //
 // # SA life cycle (per peer)
 //
