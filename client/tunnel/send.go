@@ -256,14 +256,8 @@ func (t *Tunnel) retryHandshakeLocked(p *peer, now time.Time) {
 // it after the local network or the NAT's public address changed. The
 // sockets need no rebinding: they listen on every address.
 func (t *Tunnel) Announce() {
-	t.mu.RLock()
-	ps := make([]*peer, 0, len(t.peers))
-	for _, p := range t.peers {
-		ps = append(ps, p)
-	}
-	t.mu.RUnlock()
 	now := time.Now()
-	for _, p := range ps {
+	for _, p := range t.appendPeers(nil) {
 		p.mu.Lock()
 		if kp := p.cur; kp != nil && !p.removed && p.ep != nil {
 			if b, err := kp.send.SealDummy(make([]byte, 0, esp.SealedLen(0))); err == nil {
@@ -284,12 +278,7 @@ func (t *Tunnel) timers(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			t.mu.RLock()
-			ps = ps[:0]
-			for _, p := range t.peers {
-				ps = append(ps, p)
-			}
-			t.mu.RUnlock()
+			ps = t.appendPeers(ps[:0])
 			for _, p := range ps {
 				t.peerTimers(p, now)
 			}

@@ -371,14 +371,20 @@ func (t *Tunnel) resetLocked(p *peer) {
 	p.staged = p.staged[:0]
 }
 
-// Status returns a snapshot of every peer.
-func (t *Tunnel) Status() []PeerStatus {
+// appendPeers appends every peer to ps, for work that takes each peer's
+// lock in turn (which must not be done under Tunnel.mu).
+func (t *Tunnel) appendPeers(ps []*peer) []*peer {
 	t.mu.RLock()
-	ps := make([]*peer, 0, len(t.peers))
+	defer t.mu.RUnlock()
 	for _, p := range t.peers {
 		ps = append(ps, p)
 	}
-	t.mu.RUnlock()
+	return ps
+}
+
+// Status returns a snapshot of every peer.
+func (t *Tunnel) Status() []PeerStatus {
+	ps := t.appendPeers(nil)
 	now := time.Now()
 	out := make([]PeerStatus, 0, len(ps))
 	for _, p := range ps {

@@ -250,6 +250,18 @@ func (px *proxy) lastESPToA(t *testing.T) []byte {
 	return nil
 }
 
+// moveBehindProxy makes the SAs between a and b (one packet a→b), then
+// moves b behind a proxy: b sends to a through it, so a sees b at a new
+// address and port once b sends.
+func moveBehindProxy(t *testing.T, a, b *node) *proxy {
+	p := ipv6UDP(a.ula, b.ula, []byte("hello"))
+	a.tun.in <- p
+	expectPacket(t, b, p)
+	px := startProxy(t, a.addr(), b.addr())
+	b.t.SetPeer(Peer{ULA: a.ula, Endpoint: px.addr(), Static: a.kp.Public})
+	return px
+}
+
 func pair(t *testing.T) (a, b *node) {
 	var psk [32]byte
 	copy(psk[:], "shared account secret, derived..")
@@ -320,12 +332,7 @@ func TestWrongPSK(t *testing.T) {
 func TestRoamReplayTamper(t *testing.T) {
 	goroutineLeakCheck(t)
 	a, b := pair(t)
-	p := ipv6UDP(a.ula, b.ula, []byte("hello"))
-	a.tun.in <- p
-	expectPacket(t, b, p)
-
-	px := startProxy(t, a.addr(), b.addr())
-	b.t.SetPeer(Peer{ULA: a.ula, Endpoint: px.addr(), Static: a.kp.Public})
+	px := moveBehindProxy(t, a, b)
 	r := ipv6UDP(b.ula, a.ula, []byte("from my new port"))
 	b.tun.in <- r
 	expectPacket(t, a, r)
@@ -478,12 +485,7 @@ func TestRekeyByTime(t *testing.T) {
 func TestAnnounce(t *testing.T) {
 	goroutineLeakCheck(t)
 	a, b := pair(t)
-	p := ipv6UDP(a.ula, b.ula, []byte("hello"))
-	a.tun.in <- p
-	expectPacket(t, b, p)
-
-	px := startProxy(t, a.addr(), b.addr())
-	b.t.SetPeer(Peer{ULA: a.ula, Endpoint: px.addr(), Static: a.kp.Public})
+	px := moveBehindProxy(t, a, b)
 	b.t.Announce()
 	waitFor(t, "a follows b", func() bool { return status(t, a, b.ula).Endpoint == px.addr() })
 	expectNothing(t, a, 100*time.Millisecond)
