@@ -72,16 +72,19 @@ type labClient struct {
 	ns     string
 	config string
 	socket string
+	args   []string // more arguments of run
 	cmd    *exec.Cmd
 	out    *coredns.Output
 	done   chan struct{}
 }
 
-func startClient(t *testing.T, l *lab.Lab, dir, ns, host string) *labClient {
+// startClient starts btmm-client run in namespace ns as host; runArgs are
+// added to run's arguments.
+func startClient(t *testing.T, l *lab.Lab, dir, ns, host string, runArgs ...string) *labClient {
 	t.Helper()
 	state := filepath.Join(dir, host)
 	os.MkdirAll(state, 0o700)
-	c := &labClient{t: t, name: host + ".alice.members.example.com.", ns: ns, config: filepath.Join(state, "client.toml"), socket: filepath.Join(state, "status.sock")}
+	c := &labClient{t: t, name: host + ".alice.members.example.com.", ns: ns, config: filepath.Join(state, "client.toml"), socket: filepath.Join(state, "status.sock"), args: runArgs}
 	keyFile := filepath.Join(state, "alice.key")
 	os.WriteFile(keyFile, []byte(alice.block()), 0o600)
 	conf := fmt.Sprintf(`zone = "members.example.com"
@@ -103,7 +106,7 @@ llq_lease = "15m"
 
 func (c *labClient) start(l *lab.Lab) {
 	c.out = &coredns.Output{}
-	c.cmd = l.Exec(c.ns, coredns.Built(c.t, "btmm-client"), "run", "--config", c.config)
+	c.cmd = l.Exec(c.ns, coredns.Built(c.t, "btmm-client"), append([]string{"run", "--config", c.config}, c.args...)...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {

@@ -98,6 +98,14 @@ type Config struct {
 	// LogLevel is "debug", "info", "warn" or "error" (log/slog's names,
 	// with slog's offsets such as "info+2" accepted). Default "info".
 	LogLevel string `toml:"log_level"`
+	// ESPKeyLog, for debugging only, is a file to which the tunnel appends
+	// the keys of every ESP SA it makes, as lines of Wireshark's esp_sa
+	// table (see package client/tunnel/esp, keylog.go), so that Wireshark
+	// or tshark can decrypt captured tunnel packets; like TLS's
+	// SSLKEYLOGFILE. Anyone who can read the file can read the tunnel
+	// traffic of the SAs in it. Default "" (off). run's --esp-keylog flag
+	// overrides it.
+	ESPKeyLog string `toml:"esp_keylog"`
 
 	// source names where the settings came from, for error messages.
 	source string
@@ -208,7 +216,7 @@ func (c *Config) decode(data, name string) error {
 	for _, k := range []struct {
 		name string
 		p    *string
-	}{{"key", &c.Key}, {"tls_ca", &c.TLSCA}, {"state_dir", &c.StateDir}, {"status_socket", &c.StatusSocket}} {
+	}{{"key", &c.Key}, {"tls_ca", &c.TLSCA}, {"state_dir", &c.StateDir}, {"status_socket", &c.StatusSocket}, {"esp_keylog", &c.ESPKeyLog}} {
 		if md.IsDefined(k.name) && *k.p != "" && !filepath.IsAbs(*k.p) {
 			*k.p = filepath.Join(dir, *k.p)
 		}

@@ -130,6 +130,7 @@ lease = "1h"
 llq_lease = "20m"
 status_socket = "btmm.sock"
 log_level = "debug"
+esp_keylog = "debug/esp.keys"  # relative: to the file's directory
 `)
 	c, err := Load(path)
 	if err != nil {
@@ -146,7 +147,8 @@ log_level = "debug"
 		TLSCA: filepath.Join(dir, "ca.pem"), TLSServerName: "dns.example.com",
 		TunnelPort: 14500, Lease: time.Hour, LLQLease: 20 * time.Minute,
 		StatusSocket: filepath.Join(dir, "btmm.sock"), LogLevel: "debug",
-		source: path,
+		ESPKeyLog: filepath.Join(dir, "debug/esp.keys"),
+		source:    path,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -174,7 +176,7 @@ func TestDefaults(t *testing.T) {
 	if c.StateDir != "/var/lib/btmm-client" || c.Transport != "tls" || c.TunnelPort != 4500 ||
 		c.Lease != 90*time.Minute || c.LLQLease != 2*time.Hour ||
 		c.StatusSocket != "/run/btmm-client.sock" || c.LogLevel != "info" ||
-		c.TLSCA != "" || c.TLSPin != "" || c.TLSServerName != "" {
+		c.TLSCA != "" || c.TLSPin != "" || c.TLSServerName != "" || c.ESPKeyLog != "" {
 		t.Errorf("defaults: %+v", c)
 	}
 
@@ -285,6 +287,11 @@ func TestValidateErrors(t *testing.T) {
 		{"negative llq_lease", func(c *Config) { c.LLQLease = -time.Hour }, []string{"llq_lease"}},
 		{"no status_socket", func(c *Config) { c.StatusSocket = "" }, []string{"status_socket"}},
 		{"bad log_level", func(c *Config) { c.LogLevel = "verbose" }, []string{"log_level"}},
+		{"esp_keylog is the TSIG key", func(c *Config) { c.ESPKeyLog = "/etc/btmm-client/./alice.key" }, []string{"esp_keylog"}},
+		{"esp_keylog is the host key", func(c *Config) { c.ESPKeyLog = c.KeyPath() }, []string{"esp_keylog"}},
+		{"esp_keylog is the CA file", func(c *Config) { c.TLSCA, c.ESPKeyLog = "/ca.pem", "/ca.pem" }, []string{"esp_keylog"}},
+		{"esp_keylog is the status socket", func(c *Config) { c.ESPKeyLog = c.StatusSocket }, []string{"esp_keylog"}},
+		{"esp_keylog is a directory", func(c *Config) { c.ESPKeyLog = "/var/tmp/" }, []string{"esp_keylog"}},
 		{"several at once", func(c *Config) { c.User, c.TunnelPort, c.LogLevel = "", -1, "loud" }, []string{"user", "tunnel_port", "log_level"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -422,5 +429,39 @@ func TestLoadKey(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != "key" || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("key file %q: error %v, want one about key saying %q", tc.path, err, tc.want)
 		}
+	}
+}
+
+func TestESPKeyLog(t *testing.T) {
+	fakeSystem(t, "h", "nameserver 192.0.2.1")
+	base := "zone = \"members.example.com\"\nuser = \"alice\"\nkey = \"/k\"\n"
+	c, err := Load(writeConfig(t, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ESPKeyLog != "" {
+		t.Errorf("esp_keylog is on by default: %q", c.ESPKeyLog)
+	}
+	path := writeConfig(t, base+"esp_keylog = \"/var/tmp/esp.keys\"\n")
+	if c, err = Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || c.ESPKeyLog != "/var/tmp/esp.keys" {
+		t.Fatalf("esp_keylog %q, %v", c.ESPKeyLog, err)
+	}
+	// The command line wins, and an empty value turns it off.
+	if err := c.Set("esp_keylog", "other.keys"); err != nil || c.ESPKeyLog != "other.keys" {
+		t.Errorf("Set: %q, %v", c.ESPKeyLog, err)
+	}
+	if err := c.Set("esp_keylog", ""); err != nil || c.ESPKeyLog != "" {
+		t.Errorf("Set empty: %q, %v", c.ESPKeyLog, err)
+	}
+	// An error about a key log from the command line names the command line.
+	c.Set("esp_keylog", "/k")
+	if err := c.Validate(); !strings.HasPrefix(fmtErr(err), "config: --set: esp_keylog: \"/k\" is the TSIG key file") {
+		t.Errorf("error %q", err)
+	}
+	if _, err := Load(writeConfig(t, base+"esp_keylog = true\n")); err == nil || !strings.Contains(err.Error(), "esp_keylog") {
+		t.Errorf("esp_keylog = true: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -106,6 +107,23 @@ func (c *Config) Validate() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		bad("log_level", "%q is not \"debug\", \"info\", \"warn\" or \"error\"", c.LogLevel)
+	}
+	if c.ESPKeyLog != "" {
+		// The key log is appended to: pointing it at one of the client's
+		// own files would corrupt that file.
+		for _, f := range []struct{ what, path string }{
+			{"the TSIG key file (key)", c.Key},
+			{"the CA file (tls_ca)", c.TLSCA},
+			{"the status socket (status_socket)", c.StatusSocket},
+			{"the host's X25519 key (in state_dir)", c.KeyPath()},
+		} {
+			if f.path != "" && filepath.Clean(c.ESPKeyLog) == filepath.Clean(f.path) {
+				bad("esp_keylog", "%q is %s: name a file of its own", c.ESPKeyLog, f.what)
+			}
+		}
+		if strings.HasSuffix(c.ESPKeyLog, "/") {
+			bad("esp_keylog", "%q is a directory: name a file", c.ESPKeyLog)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -52,6 +52,7 @@ type Daemon struct {
 	tun       *tun.Device
 	tunnel    *tunnel.Tunnel
 	tunnelErr error
+	keyLog    *keyLog                    // the ESP key log (esp_keylog); nil when off
 	tpeers    map[netip.Addr]tunnel.Peer // what reconcile last gave the tunnel; Run's goroutine only
 
 	mu      sync.Mutex // guards mapping
@@ -95,6 +96,17 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ESPKeyLog != "" {
+		k, warn, err := openKeyLog(cfg.ESPKeyLog)
+		if err != nil {
+			return nil, err
+		}
+		d.keyLog = k
+		logf("ESP KEY LOG ON: writing SA keys to %s (esp_keylog / --esp-keylog): anyone who can read that file can decrypt this host's tunnel traffic; for debugging only", cfg.ESPKeyLog)
+		if warn != "" {
+			logf("ESP KEY LOG: %s", warn)
+		}
+	}
 	if err := d.newTunnel(psk); err != nil {
 		d.tunnelErr = err
 		logf("TUNNEL DISABLED: %v (creating a TUN device needs root or CAP_NET_ADMIN); running without the tunnel: the other hosts are watched and this one published, but no traffic flows", err)
@@ -112,7 +124,7 @@ func (d *Daemon) newTunnel(psk [32]byte) error {
 	// The tunnel sends from the port NAT-PMP maps, so that the peers'
 	// packets come in through the mapping and the NAT keeps the source
 	// port the peers know.
-	t, err := tunnel.New(tunnel.Config{
+	tc := tunnel.Config{
 		TUN:    dev,
 		Port:   uint16(d.cfg.TunnelPort),
 		Static: handshake.KeyPair{Private: d.keys.Private, Public: d.keys.Public},
@@ -120,7 +132,11 @@ func (d *Daemon) newTunnel(psk [32]byte) error {
 		ULA:    d.id.ULA,
 		Allow:  d.allowPeer,
 		Logf:   d.logf,
-	})
+	}
+	if d.keyLog != nil { // not a typed nil in the interface
+		tc.KeyLog = d.keyLog
+	}
+	t, err := tunnel.New(tc)
 	if err != nil {
 		dev.Close()
 		return err
@@ -195,6 +211,10 @@ func (d *Daemon) reconcile() {
 // its mapping (a clean exit) before it returns.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.started = time.Now()
+	if d.keyLog != nil {
+		// Run returns after the tunnel's goroutines, its only writers.
+		defer d.keyLog.Close()
+	}
 	d.logf("btmm-client: %s, tunnel address %s (%s on %s), key %s", d.cfg.HostName(), d.id.ULA, d.id.Label, d.id.Interface, d.keys.PublicBase64())
 
 	sock, err := listenStatus(d.cfg.StatusSocket)

@@ -24,7 +24,7 @@ import (
 const usage = `btmm-client: Back to My Mac for your own machines (RFC 6281)
 
 Usage:
-  btmm-client run --config FILE [--set NAME=VALUE ...]
+  btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE]
         Run the client: map the tunnel port with NAT-PMP, publish this
         host's records in the user's domain (leased TSIG-signed updates,
         over TLS by default), watch the user's other hosts with
@@ -32,6 +32,9 @@ Usage:
         from the TOML file (see client/config/example.toml); --set
         overrides one, e.g. --set host=laptop. SIGINT or SIGTERM stops
         it cleanly: the records are removed and the mapping deleted.
+        --esp-keylog FILE (debugging only, off by default) appends the
+        keys of every ESP SA to FILE as Wireshark esp_sa lines, so that
+        Wireshark or tshark can decrypt the tunnel's packets.
   btmm-client status [--config FILE | --socket PATH] [--json]
         Show what the running client knows: this host, its mapping, the
         servers it uses, and the user's other hosts (peers).

@@ -165,3 +165,29 @@ func TestKeygenPassword(t *testing.T) {
 		})
 	}
 }
+
+func TestRunESPKeyLogFlag(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "c.toml")
+	os.WriteFile(conf, []byte("zone = \"members.example.com\"\nuser = \"alice\"\nhost = \"h\"\nserver = \"192.0.2.1:53\"\nkey = \"/k\"\nesp_keylog = \"/var/tmp/file.keys\"\n"), 0o600)
+	// The flag wins over the file: pointing it at the key file fails
+	// validation, which shows the flag's value took the file's place.
+	var out, errOut bytes.Buffer
+	err := run([]string{"run", "--config", conf, "--esp-keylog", "/k"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), `esp_keylog: "/k" is the TSIG key file`) {
+		t.Errorf("run --esp-keylog /k: %v", err)
+	}
+	err = run([]string{"run", "--config", conf, "--set", "esp_keylog=/var/tmp/x", "--esp-keylog", "/k"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), `esp_keylog: "/k"`) {
+		t.Errorf("--esp-keylog does not win over --set: %v", err)
+	}
+	errOut.Reset()
+	if err := run([]string{"run", "--help"}, &out, &errOut); err != nil || !strings.Contains(errOut.String(), "-esp-keylog FILE") {
+		t.Errorf("run --help: %v\n%s", err, errOut.String())
+	}
+	out.Reset()
+	run([]string{"help"}, &out, &errOut)
+	if !strings.Contains(out.String(), "--esp-keylog FILE") {
+		t.Errorf("help does not mention --esp-keylog")
+	}
+}

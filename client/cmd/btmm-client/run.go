@@ -20,8 +20,13 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	path := fs.String("config", "", "the configuration file (TOML; required)")
 	var sets config.Overrides
 	fs.Var(&sets, "set", "override one setting, NAME=VALUE (repeatable): "+fmt.Sprint(config.Names()))
+	var keyLog *string
+	fs.Func("esp-keylog", "debugging only: append the keys of every ESP SA to `FILE` (mode 0600) as lines of Wireshark's esp_sa table, so that Wireshark/tshark can decrypt captured tunnel packets; anyone who can read FILE can read the tunnel traffic. Overrides the config's esp_keylog; an empty FILE turns it off. Off by default", func(s string) error {
+		keyLog = &s
+		return nil
+	})
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: btmm-client run --config FILE [--set NAME=VALUE ...]\n\n")
+		fmt.Fprintf(stderr, "Usage: btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -39,6 +44,11 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := cfg.Apply(sets); err != nil {
 		return err
+	}
+	if keyLog != nil { // the flag wins over the file and --set
+		if err := cfg.Set("esp_keylog", *keyLog); err != nil {
+			return err
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

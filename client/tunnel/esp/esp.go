@@ -30,6 +30,11 @@
 // scratch space, so it is unsafe for concurrent use: give it to the one
 // sequential stage that owns the SA, as wireguard-go's per-peer receiver owns
 // its replay filter.
+//
+// For debugging, [SA.AppendKeyLog] renders an SA as a line of Wireshark's
+// esp_sa table, so that Wireshark or tshark can decrypt captured packets
+// independently of this package (btmm-client run --esp-keylog FILE; see
+// keylog.go for the format and what was verified against which Wireshark).
 package esp
 
 import (
