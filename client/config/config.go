@@ -85,6 +85,11 @@ type Config struct {
 	// handshakes), the one NAT-PMP maps. Default 4500 (RFC 3948's NAT-T
 	// port).
 	TunnelPort int `toml:"tunnel_port"`
+	// ESPSuites is the tunnel's preference order of ESP cipher suites,
+	// comma-separated: "AES-256-GCM", "ChaCha20-Poly1305". Default ""
+	// (both, AES-256-GCM first where the CPU has AES instructions).
+	// Listing one suite only refuses peers that do not offer it.
+	ESPSuites string `toml:"esp_suites"`
 	// Lease is the lease asked for the host's records in each update
 	// (RFC 9664 UPDATE-LEASE); the server may grant another, which the
 	// client then follows. Default 90m; RFC 6281 §5.2's range is 30m to 2h.

@@ -282,6 +282,8 @@ func TestValidateErrors(t *testing.T) {
 		{"bad server name", func(c *Config) { c.TLSServerName = "a..b" }, []string{"tls_server_name"}},
 		{"tunnel_port 0", func(c *Config) { c.TunnelPort = 0 }, []string{"tunnel_port"}},
 		{"tunnel_port too big", func(c *Config) { c.TunnelPort = 65536 }, []string{"tunnel_port"}},
+		{"unknown esp_suites", func(c *Config) { c.ESPSuites = "AES-256-GCM, 3DES" }, []string{"esp_suites"}},
+		{"esp_suites twice", func(c *Config) { c.ESPSuites = "aes-256-gcm,AES-256-GCM" }, []string{"esp_suites"}},
 		{"lease too short", func(c *Config) { c.Lease = 29 * time.Second }, []string{"lease"}},
 		{"lease too long", func(c *Config) { c.Lease = 25 * time.Hour }, []string{"lease"}},
 		{"negative llq_lease", func(c *Config) { c.LLQLease = -time.Hour }, []string{"llq_lease"}},

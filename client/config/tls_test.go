@@ -55,7 +55,7 @@ func selfSigned(t *testing.T) tls.Certificate {
 // loopback TCP and returns the client's error. (Not net.Pipe: it has no
 // buffer, so a client that refuses the server's flight blocks sending its
 // alert while the server blocks sending the rest of the flight.)
-func handshake(t *testing.T, conf *tls.Config, cert tls.Certificate) error {
+func tlsHandshake(t *testing.T, conf *tls.Config, cert tls.Certificate) error {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -101,16 +101,16 @@ func TestTLSPin(t *testing.T) {
 		t.Fatalf("pinned config: %+v", conf)
 	}
 	// The pinned key passes without a server name or a trusted chain.
-	if err := handshake(t, conf, good); err != nil {
+	if err := tlsHandshake(t, conf, good); err != nil {
 		t.Errorf("the pinned certificate was refused: %v", err)
 	}
 	// Another key is refused, and the error gives its pin.
-	err = handshake(t, conf, other)
+	err = tlsHandshake(t, conf, other)
 	if err == nil || !strings.Contains(err.Error(), Pin(other.Leaf)) {
 		t.Errorf("another certificate: %v", err)
 	}
 	// Each handshake is checked: the config is not satisfied once for all.
-	if err := handshake(t, conf, good); err != nil {
+	if err := tlsHandshake(t, conf, good); err != nil {
 		t.Errorf("the pinned certificate, again: %v", err)
 	}
 }
@@ -144,15 +144,15 @@ func TestTLSCA(t *testing.T) {
 	}
 	conf = conf.Clone()
 	conf.ServerName = serverName // what the caller does with the SRV target
-	if err := handshake(t, conf, good); err != nil {
+	if err := tlsHandshake(t, conf, good); err != nil {
 		t.Errorf("certificate from the CA refused: %v", err)
 	}
-	if err := handshake(t, conf, other); err == nil {
+	if err := tlsHandshake(t, conf, other); err == nil {
 		t.Error("certificate from another CA accepted")
 	}
 	wrongName := conf.Clone()
 	wrongName.ServerName = "other.example.test"
-	if err := handshake(t, wrongName, good); err == nil {
+	if err := tlsHandshake(t, wrongName, good); err == nil {
 		t.Error("certificate for another name accepted")
 	}
 
@@ -162,7 +162,7 @@ func TestTLSCA(t *testing.T) {
 	if err != nil || named.ServerName != serverName {
 		t.Fatalf("ServerName %q, %v", named.ServerName, err)
 	}
-	if err := handshake(t, named, good); err != nil {
+	if err := tlsHandshake(t, named, good); err != nil {
 		t.Errorf("with tls_server_name: %v", err)
 	}
 }
@@ -177,7 +177,7 @@ func TestTLSSystemRoots(t *testing.T) {
 	if conf.InsecureSkipVerify || conf.RootCAs != nil || conf.VerifyPeerCertificate != nil {
 		t.Fatalf("default config: %+v", conf)
 	}
-	if err := handshake(t, conf, selfSigned(t)); err == nil {
+	if err := tlsHandshake(t, conf, selfSigned(t)); err == nil {
 		t.Error("a self-signed certificate passed the system's roots")
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/client/tunnel/handshake"
 )
 
 // Validate checks every setting without touching the file system or the
@@ -92,6 +94,9 @@ func (c *Config) Validate() error {
 
 	if c.TunnelPort < 1 || c.TunnelPort > 65535 {
 		bad("tunnel_port", "%d is not a port from 1 to 65535", c.TunnelPort)
+	}
+	if _, err := handshake.ParseSuites(c.ESPSuites); err != nil {
+		bad("esp_suites", "%v", err)
 	}
 	for _, l := range []struct {
 		name string

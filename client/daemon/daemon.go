@@ -124,7 +124,13 @@ func (d *Daemon) newTunnel(psk [32]byte) error {
 	// The tunnel sends from the port NAT-PMP maps, so that the peers'
 	// packets come in through the mapping and the NAT keeps the source
 	// port the peers know.
+	suites, err := handshake.ParseSuites(d.cfg.ESPSuites) // checked by Validate
+	if err != nil {
+		dev.Close()
+		return err
+	}
 	tc := tunnel.Config{
+		Suites: suites,
 		TUN:    dev,
 		Port:   uint16(d.cfg.TunnelPort),
 		Static: handshake.KeyPair{Private: d.keys.Private, Public: d.keys.Public},

@@ -115,6 +115,9 @@ type Config struct {
 	// Static is this host's key pair, PSK the account-derived key.
 	Static handshake.KeyPair
 	PSK    [32]byte
+	// Suites is the preference order of ESP suites; nil means
+	// handshake.DefaultSuites.
+	Suites []handshake.Suite
 	// ULA is this host's address on the TUN device.
 	ULA netip.Addr
 	// Allow is asked about an initiator's static key before the responder
@@ -254,7 +257,7 @@ func New(cfg Config) (*Tunnel, error) {
 	t := &Tunnel{
 		cfg:     cfg,
 		bind:    cfg.Bind,
-		hcfg:    handshake.Config{Static: cfg.Static, PSK: cfg.PSK},
+		hcfg:    handshake.Config{Static: cfg.Static, PSK: cfg.PSK, Suites: cfg.Suites},
 		logf:    cfg.Logf,
 		peers:   make(map[netip.Addr]*peer),
 		bySPI:   make(map[uint32]*peer),

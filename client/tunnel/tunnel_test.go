@@ -81,12 +81,22 @@ func listen(t *testing.T) *net.UDPConn {
 
 func startNode(t *testing.T, ula string, psk [32]byte) *node {
 	t.Helper()
+	return startNodeWith(t, ula, psk, nil)
+}
+
+// startNodeWith is startNode with a change to the Config.
+func startNodeWith(t *testing.T, ula string, psk [32]byte, change func(*Config)) *node {
+	t.Helper()
 	kp, err := handshake.GenerateKeyPair(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := &node{tun: newChanTUN(), ula: netip.MustParseAddr(ula), kp: kp}
-	n.t, err = New(Config{TUN: n.tun, Static: kp, PSK: psk, ULA: n.ula, Logf: t.Logf})
+	cfg := Config{TUN: n.tun, Static: kp, PSK: psk, ULA: n.ula, Logf: t.Logf}
+	if change != nil {
+		change(&cfg)
+	}
+	n.t, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,4 +601,23 @@ func TestUnderLoad(t *testing.T) {
 		f.send(t, b, msg)
 	}
 	waitFor(t, "rate limited", func() bool { return b.t.Counters().RateLimited > 0 })
+}
+
+// TestSuitePreference: a host configured for ChaCha20-Poly1305 only gets
+// it from a peer that prefers AES-256-GCM; the status says which.
+func TestSuitePreference(t *testing.T) {
+	goroutineLeakCheck(t)
+	var psk [32]byte
+	a := startNodeWith(t, "fd00::a", psk, func(c *Config) { c.Suites = []handshake.Suite{handshake.SuiteChaCha20Poly1305} })
+	b := startNodeWith(t, "fd00::b", psk, func(c *Config) {
+		c.Suites = []handshake.Suite{handshake.SuiteAES256GCM, handshake.SuiteChaCha20Poly1305}
+	})
+	a.t.SetPeer(b.peer())
+	b.t.SetPeer(a.peer())
+	p := ipv6UDP(a.ula, b.ula, []byte("which cipher?"))
+	a.tun.in <- p
+	expectPacket(t, b, p)
+	if sa, sb := status(t, a, b.ula), status(t, b, a.ula); sa.Suite != esp.ChaCha20Poly1305 || sb.Suite != esp.ChaCha20Poly1305 {
+		t.Errorf("suites: a %v, b %v; want %v", sa.Suite, sb.Suite, esp.ChaCha20Poly1305)
+	}
 }

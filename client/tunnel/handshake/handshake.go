@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,6 +83,33 @@ func (s Suite) String() string {
 		return "ChaCha20-Poly1305"
 	}
 	return fmt.Sprintf("Suite(%d)", uint8(s))
+}
+
+// ParseSuites reads a preference list such as "ChaCha20-Poly1305,
+// AES-256-GCM": suite names as String gives them, in any case, separated
+// by commas. The empty string gives nil: DefaultSuites.
+func ParseSuites(list string) ([]Suite, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	var out []Suite
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		var found Suite
+		for _, s := range []Suite{SuiteAES256GCM, SuiteChaCha20Poly1305} {
+			if strings.EqualFold(name, s.String()) {
+				found = s
+			}
+		}
+		switch {
+		case found == 0:
+			return nil, fmt.Errorf("unknown ESP suite %q (known: %v, %v)", name, SuiteAES256GCM, SuiteChaCha20Poly1305)
+		case slices.Contains(out, found):
+			return nil, fmt.Errorf("ESP suite %v twice", found)
+		}
+		out = append(out, found)
+	}
+	return out, nil
 }
 
 func (s Suite) known() bool { return s == SuiteAES256GCM || s == SuiteChaCha20Poly1305 }

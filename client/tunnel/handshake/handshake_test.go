@@ -397,3 +397,24 @@ func TestDefaultSuites(t *testing.T) {
 		t.Errorf("DefaultSuites %v", DefaultSuites)
 	}
 }
+
+func TestParseSuites(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []Suite
+		err  bool
+	}{
+		{"", nil, false},
+		{"  ", nil, false},
+		{"AES-256-GCM", []Suite{SuiteAES256GCM}, false},
+		{"chacha20-poly1305, aes-256-gcm", []Suite{SuiteChaCha20Poly1305, SuiteAES256GCM}, false},
+		{"aes-128-gcm", nil, true},
+		{"aes-256-gcm,AES-256-GCM", nil, true},
+		{"aes-256-gcm,", nil, true},
+	} {
+		got, err := ParseSuites(c.in)
+		if (err != nil) != c.err || !slices.Equal(got, c.want) {
+			t.Errorf("ParseSuites(%q) = %v, %v", c.in, got, err)
+		}
+	}
+}

@@ -3,9 +3,11 @@
 // NAT A sends to a desktop behind NAT B with iperf3, first through the
 // tunnels that two bin/btmm-client set up (ESP in UDP), then through two
 // wireguard-go processes (built from the Go module proxy at the version
-// go.mod pins, `make wireguard-go`) in the same two namespaces, and so on in
-// turns. It prints each run, the medians and "ratio X" (btmm /
-// wireguard-go). It is `make bench-tunnel` (btmm-lab bench-tunnel).
+// go.mod pins, `make wireguard-go`) in the same two namespaces, then
+// through btmm again with WireGuard's cipher (ChaCha20-Poly1305), and so on
+// in turns. It prints each run, the medians, the ratio with the same
+// cipher and "ratio X" (btmm as it runs by default / wireguard-go). It is
+// `make bench-tunnel` (btmm-lab bench-tunnel).
 //
 // Fairness: both run at the same time in the same namespaces (the idle one
 // costs nothing), cross the same two NATs, carry the same inner MTU (1432,
@@ -50,12 +52,14 @@ type Options struct {
 	Logf     lab.Logf      // the lab's log (nil: none)
 }
 
-// Result is what Run measured, in bits per second of TCP payload received.
+// Result is what Run measured, in bits per second of TCP payload received:
+// btmm with the suite it chose, btmm with ChaCha20-Poly1305, wireguard-go.
 type Result struct {
-	Btmm, WireGuard []float64
+	Btmm, BtmmChaCha, WireGuard []float64
 }
 
-// Ratio is the median btmm run over the median wireguard-go run.
+// Ratio is the median btmm run (its own choice of suite, as a user runs
+// it) over the median wireguard-go run.
 func (r Result) Ratio() float64 { return median(r.Btmm) / median(r.WireGuard) }
 
 // innerMTU is btmm's TUN MTU (tun.DefaultMTU), given to WireGuard too.
@@ -148,43 +152,74 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 
 	fmt.Fprintf(o.Out, "TCP throughput, laptop (home A, behind NAT) -> desktop (home B, behind NAT), iperf3 %v per run, inner MTU %d\n", o.Duration, innerMTU)
+	// btmm twice: with the suite it picks on this CPU, and with
+	// WireGuard's cipher, ChaCha20-Poly1305 (the laptop restarted with
+	// esp_suites set; it initiates, so the desktop takes what it offers).
+	laptopSuites := ""
+	useSuites := func(suites string) error {
+		if suites == laptopSuites {
+			return nil
+		}
+		laptop.Stop()
+		var extra []string
+		if suites != "" {
+			extra = []string{"--set", "esp_suites=" + suites}
+		}
+		if laptop, err = sys.StartClient("hostA", "laptop", extra...); err != nil {
+			return err
+		}
+		laptopSuites = suites
+		if _, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.HasPeer(st, "desktop", "") }); err != nil {
+			return fmt.Errorf("the restarted laptop does not see the desktop: %w\n%s", err, laptop.Out)
+		}
+		return waitPing(ctx, l, "hostA", btmmDst)
+	}
+	type contender struct {
+		name, suites string // suites: the laptop's esp_suites
+		dst          netip.Addr
+		rx           func() (uint64, error) // what the desktop's end received
+		runs         *[]float64
+	}
+	contenders := []contender{
+		{"btmm", "", btmmDst, func() (uint64, error) { return btmmRx(desktop) }, &res.Btmm},
+		{"wireguard-go", "", wgAddr("hostB"), func() (uint64, error) { return wgRx(wg.socks[1]) }, &res.WireGuard},
+		{"btmm-chacha", "ChaCha20-Poly1305", btmmDst, func() (uint64, error) { return btmmRx(desktop) }, &res.BtmmChaCha},
+	}
+	suiteUsed := map[string]string{}
 	for i := range o.Runs {
-		for _, which := range []string{"btmm", "wireguard-go"} {
-			dst := btmmDst
-			if which == "wireguard-go" {
-				dst = wgAddr("hostB")
+		for _, c := range contenders {
+			if c.name != "wireguard-go" {
+				if err := useSuites(c.suites); err != nil {
+					return res, err
+				}
 			}
-			// What the desktop's end of the tunnel received, before and
-			// after: proof that the stream went through it.
-			rx := func() (uint64, error) { return btmmRx(desktop) }
-			if which == "wireguard-go" {
-				rx = func() (uint64, error) { return wgRx(wg.socks[1]) }
-			}
-			before, err := rx()
+			before, err := c.rx()
 			if err != nil {
 				return res, err
 			}
-			bps, bytes, err := iperf3(ctx, l, iperf, dst, o.Duration)
+			bps, bytes, err := iperf3(ctx, l, iperf, c.dst, o.Duration)
 			if err != nil {
-				return res, fmt.Errorf("%s run %d: %w", which, i+1, err)
+				return res, fmt.Errorf("%s run %d: %w", c.name, i+1, err)
 			}
-			after, err := rx()
+			after, err := c.rx()
 			if err != nil {
 				return res, err
 			}
+			// Proof that the stream went through this tunnel.
 			if after-before < bytes {
-				return res, fmt.Errorf("%s run %d: iperf3 received %d bytes but the tunnel only %d", which, i+1, bytes, after-before)
+				return res, fmt.Errorf("%s run %d: iperf3 received %d bytes but the tunnel only %d", c.name, i+1, bytes, after-before)
 			}
-			if which == "btmm" {
-				res.Btmm = append(res.Btmm, bps)
-			} else {
-				res.WireGuard = append(res.WireGuard, bps)
+			if c.name != "wireguard-go" {
+				suiteUsed[c.name] = suiteOf(desktop)
 			}
-			fmt.Fprintf(o.Out, "  run %d %-13s %8.0f Mbit/s\n", i+1, which, bps/1e6)
+			*c.runs = append(*c.runs, bps)
+			fmt.Fprintf(o.Out, "  run %d %-13s %8.0f Mbit/s\n", i+1, c.name, bps/1e6)
 		}
 	}
-	fmt.Fprintf(o.Out, "btmm (ESP, %s)   median %8.0f Mbit/s\n", suiteOf(desktop), median(res.Btmm)/1e6)
-	fmt.Fprintf(o.Out, "wireguard-go %s median %8.0f Mbit/s\n", wgVersion(wgBin), median(res.WireGuard)/1e6)
+	fmt.Fprintf(o.Out, "btmm (ESP, %s)        median %8.0f Mbit/s\n", suiteUsed["btmm"], median(res.Btmm)/1e6)
+	fmt.Fprintf(o.Out, "btmm (ESP, %s)   median %8.0f Mbit/s\n", suiteUsed["btmm-chacha"], median(res.BtmmChaCha)/1e6)
+	fmt.Fprintf(o.Out, "wireguard-go %s      median %8.0f Mbit/s\n", wgVersion(wgBin), median(res.WireGuard)/1e6)
+	fmt.Fprintf(o.Out, "ratio with the same cipher (ChaCha20-Poly1305) %.2f\n", median(res.BtmmChaCha)/median(res.WireGuard))
 	fmt.Fprintf(o.Out, "ratio %.2f\n", res.Ratio())
 	return res, nil
 }

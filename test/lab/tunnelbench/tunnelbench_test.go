@@ -31,11 +31,15 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Btmm) != 1 || len(res.WireGuard) != 1 || res.Btmm[0] <= 0 || res.WireGuard[0] <= 0 {
+	if len(res.Btmm) != 1 || len(res.BtmmChaCha) != 1 || len(res.WireGuard) != 1 ||
+		res.Btmm[0] <= 0 || res.BtmmChaCha[0] <= 0 || res.WireGuard[0] <= 0 {
 		t.Fatalf("result %+v", res)
 	}
 	if !strings.Contains(out.String(), "\nratio ") {
 		t.Errorf("the report has no ratio line")
+	}
+	if !strings.Contains(out.String(), "(ESP, chacha20-poly1305)") {
+		t.Errorf("the ChaCha20-Poly1305 runs did not use it")
 	}
 }
 
