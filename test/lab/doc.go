@@ -3,8 +3,10 @@
 // (nftables masquerade and miniupnpd), homes, a cafe, a server and hosts
 // that can move between networks. Tests build one with Start (or New),
 // run programs in it with Exec, run Go code in it with Go (and its
-// helpers Listen, ListenPacket, Dial), and change it under running
-// programs with Move, SetWAN and RestartNAT. The command btmm-lab
+// helpers Listen, ListenPacket, Dial), give a namespace its own DNS
+// resolver for what Exec runs (SetResolver: /etc/netns/NS/resolv.conf,
+// which `ip netns exec` mounts over /etc/resolv.conf), and change it under
+// running programs with Move, SetWAN and RestartNAT. The command btmm-lab
 // (cmd/btmm-lab) does the same from a shell.
 //
 // It needs root, ip (iproute2), nft (nftables) and miniupnpd
