@@ -251,15 +251,47 @@ func TestLabTunnelIperf(t *testing.T) {
 		from, to *labClient
 		toULA    netip.Addr
 	}{{tl.laptop, tl.desktop, tl.desktopULA}, {tl.desktop, tl.laptop, tl.laptopULA}} {
+		rcvbuf := udpRcvbufErrors(t, tl.l, c.to.ns)
 		srv := startIperfServer(t, tl.l, c.to.ns, c.toULA)
 		cl := startIperf(t, tl.l, c.from.ns, 20*time.Second, "-6", "-c", strings.TrimSuffix(c.to.name, "."), "-p", iperfPort, "-t", "3", "--json")
 		res, sres := cl.wait(), srv.wait()
 		if res.End.SumReceived.Bytes == 0 || sres.End.SumReceived.Bytes == 0 {
 			t.Fatalf("%s → %s: the receiver got no bytes: client says %d, server %d", c.from.ns, c.to.ns, res.End.SumReceived.Bytes, sres.End.SumReceived.Bytes)
 		}
-		t.Logf("iperf3 %s → %s: %d bytes received in 3 s, %.0f Mbit/s, %d retransmits",
-			c.from.ns, c.to.ns, res.End.SumReceived.Bytes, res.End.SumReceived.BitsPerSecond/1e6, res.End.SumSent.Retransmits)
+		// The receiving tunnel's UDP socket overflowing is where the
+		// stream's losses (TCP retransmits) were seen to come from.
+		t.Logf("iperf3 %s → %s: %d bytes received in 3 s, %.0f Mbit/s, %d retransmits; %d datagrams dropped on a full UDP receive buffer at %s",
+			c.from.ns, c.to.ns, res.End.SumReceived.Bytes, res.End.SumReceived.BitsPerSecond/1e6, res.End.SumSent.Retransmits,
+			udpRcvbufErrors(t, tl.l, c.to.ns)-rcvbuf, c.to.ns)
 	}
+}
+
+// udpRcvbufErrors returns the namespace's count of UDP datagrams dropped
+// because a socket's receive buffer was full (/proc/net/snmp).
+func udpRcvbufErrors(t *testing.T, l *lab.Lab, ns string) uint64 {
+	t.Helper()
+	out, err := l.Exec(ns, "cat", "/proc/net/snmp").Output()
+	if err != nil {
+		t.Fatalf("/proc/net/snmp in %s: %v", ns, err)
+	}
+	var head []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if head == nil {
+			head = f
+			continue
+		}
+		if i := slices.Index(head, "RcvbufErrors"); i > 0 && i < len(f) {
+			var n uint64
+			fmt.Sscan(f[i], &n)
+			return n
+		}
+	}
+	t.Fatalf("no Udp RcvbufErrors in %s's /proc/net/snmp:\n%s", ns, out)
+	return 0
 }
 
 // capture is an AF_PACKET socket on one interface of a namespace that
