@@ -28,7 +28,7 @@ func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 	t.Helper()
 	ip := l.Addr("server")
 	cert, key := writeLabCert(t, dir, ip)
-	writeKeys(t, dir, alice)
+	writeKeys(t, dir, alice, bob)
 	block := func(addr, extra string) string {
 		return fmt.Sprintf(`%s {
 %s	btmm members.example.com {
@@ -82,13 +82,20 @@ type labClient struct {
 // added to run's arguments.
 func startClient(t *testing.T, l *lab.Lab, dir, ns, host string, runArgs ...string) *labClient {
 	t.Helper()
+	return startUserClient(t, l, dir, ns, host, alice, runArgs...)
+}
+
+// startUserClient is startClient for a host of the user whose key is key.
+func startUserClient(t *testing.T, l *lab.Lab, dir, ns, host string, key testKey, runArgs ...string) *labClient {
+	t.Helper()
+	user := strings.TrimSuffix(key.name, "."+zone)
 	state := filepath.Join(dir, host)
 	os.MkdirAll(state, 0o700)
-	c := &labClient{t: t, name: host + ".alice.members.example.com.", ns: ns, config: filepath.Join(state, "client.toml"), socket: filepath.Join(state, "status.sock"), args: runArgs}
-	keyFile := filepath.Join(state, "alice.key")
-	os.WriteFile(keyFile, []byte(alice.block()), 0o600)
+	c := &labClient{t: t, name: host + "." + key.name, ns: ns, config: filepath.Join(state, "client.toml"), socket: filepath.Join(state, "status.sock"), args: runArgs}
+	keyFile := filepath.Join(state, user+".key")
+	os.WriteFile(keyFile, []byte(key.block()), 0o600)
 	conf := fmt.Sprintf(`zone = "members.example.com"
-user = "alice"
+user = %q
 host = %q
 key = %q
 state_dir = %q
@@ -98,7 +105,7 @@ tls_ca = %q
 status_socket = %q
 lease = "30s"
 llq_lease = "15m"
-`, host, keyFile, state, l.Addr("server"), filepath.Join(dir, "cert.pem"), c.socket)
+`, user, host, keyFile, state, l.Addr("server"), filepath.Join(dir, "cert.pem"), c.socket)
 	os.WriteFile(c.config, []byte(conf), 0o600)
 	c.start(l)
 	return c

@@ -183,6 +183,9 @@ func New(logf Logf, opts Options) (l *Lab, err error) {
 		return l, fmt.Errorf("lab: %w", err)
 	}
 	l.removeFiles() // a crashed lab's lease file would bring back its mappings
+	if err := removeResolvers(prefix); err != nil {
+		return l, err
+	}
 	if err := l.build(); err != nil {
 		return l, err
 	}
@@ -215,7 +218,8 @@ func freePrefix() (string, error) {
 
 // Close stops the lab's processes (miniupnpd, and anything else still
 // running in its namespaces), deletes its namespaces (and with them every
-// veth and bridge) and its directory. It may be called more than once,
+// veth and bridge), their resolver configurations (SetResolver) and its
+// directory. It may be called more than once,
 // and on a lab that was built only in part.
 func (l *Lab) Close() error {
 	l.mu.Lock()
@@ -232,6 +236,9 @@ func (l *Lab) Close() error {
 	}
 	l.mu.Unlock()
 	if err := removeNamespaces(l.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeResolvers(l.Prefix); err != nil {
 		errs = append(errs, err)
 	}
 	if l.OwnDir {
@@ -265,12 +272,13 @@ func (l *Lab) removeFiles() {
 
 // Cleanup removes what labs whose prefix starts with prefix left behind:
 // it stops every process in their namespaces, deletes the namespaces and
-// their directories under StateRoot. Cleanup(Root) removes every lab.
+// their directories under StateRoot and their resolver configurations
+// (SetResolver). Cleanup(Root) removes every lab.
 func Cleanup(prefix string) error {
 	if !strings.HasPrefix(prefix, Root) {
 		return fmt.Errorf("lab: refusing to clean up %q: a lab prefix starts with %q", prefix, Root)
 	}
-	errs := []error{removeNamespaces(prefix)}
+	errs := []error{removeNamespaces(prefix), removeResolvers(prefix)}
 	dirs, _ := filepath.Glob(filepath.Join(StateRoot, strings.TrimSuffix(prefix, "-")+"*"))
 	for _, d := range dirs {
 		errs = append(errs, os.RemoveAll(d))

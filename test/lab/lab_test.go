@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -305,6 +306,9 @@ func TestCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	go sleeper.Wait()
+	if err := l.SetResolver("laptop", []netip.Addr{l.Addr("server")}); err != nil {
+		t.Fatal(err)
+	}
 	for !slices.Contains(pidsIn(l.NS("laptop")), sleeper.Process.Pid) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -391,6 +395,9 @@ func assertGone(t *testing.T, l *Lab) {
 	}
 	if _, err := os.Stat(l.Dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s is still there (%v)", l.Dir, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(etcNetnsDir, l.Prefix+"*")); len(left) > 0 {
+		t.Errorf("resolver configurations left: %v", left)
 	}
 	procs, _ := os.ReadDir("/proc")
 	for _, p := range procs {
