@@ -5,11 +5,13 @@
 package demo
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/openbtmm/btmm/client/daemon"
@@ -93,6 +95,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 	}
 
+	if err := tunnel(ctx, l, say, desktop, laptop); err != nil {
+		return err
+	}
+
 	next := netip.MustParseAddr("23.1.1.77")
 	say("Home A's NAT gets a new public address, %s, and announces it...", next)
 	changed := time.Now()
@@ -105,7 +111,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	say("...the desktop republished at once, and the laptop knew %v later.", time.Since(changed).Round(time.Millisecond))
 
 	laptop.Stop()
-	say("The laptop stopped cleanly: its records and its NAT mapping are removed.")
+	say("The laptop stopped cleanly: its records are removed (in the cafe it had no NAT mapping to delete).")
 	if _, err := desktop.WaitStatus(ctx, 5*time.Second, func(st daemon.Status) bool { return len(st.Peers) == 0 }); err != nil {
 		return fmt.Errorf("the desktop still lists the laptop: %w", err)
 	}
@@ -113,4 +119,103 @@ func Run(ctx context.Context, o Options) (err error) {
 	desktop.Stop()
 	server.Stop()
 	return nil
+}
+
+// tunnel shows the tunnel: the laptop pings the desktop by name, then a
+// TCP connection from the laptop to the desktop carries on while the
+// laptop moves to the cafe.
+func tunnel(ctx context.Context, l *lab.Lab, say func(string, ...any), desktop, laptop *system.Client) error {
+	for _, ns := range []string{desktop.NS, laptop.NS} {
+		if err := l.SetResolver(ns, []netip.Addr{l.Addr("server")}); err != nil {
+			return err
+		}
+	}
+	st, err := daemon.Fetch(desktop.Socket)
+	if err != nil {
+		return err
+	}
+	ula, err := netip.ParseAddr(st.ULA)
+	if err != nil {
+		return err
+	}
+	name := strings.TrimSuffix(st.Host, ".")
+	out, err := l.Exec(laptop.NS, "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ping %s from the laptop: %v\n%s", name, err, out)
+	}
+	say("The laptop pings %s: the name resolves through the server to the desktop's tunnel address, and the pings go through the tunnel (a Noise handshake, then ESP in UDP across both NATs): %s.",
+		name, pingSummary(string(out)))
+
+	// An echo service on the desktop's tunnel address, and one connection
+	// to it from the laptop.
+	ln, err := l.Listen(desktop.NS, "tcp", netip.AddrPortFrom(ula, 7007).String())
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	conn, err := l.Dial(laptop.NS, "tcp", netip.AddrPortFrom(ula, 7007).String(), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	echo := func(line string) error {
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(conn, line+"\n"); err != nil {
+			return err
+		}
+		got, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if got != line+"\n" {
+			return fmt.Errorf("echo: sent %q, got %q", line, got)
+		}
+		return nil
+	}
+	if err := echo("hello from home B"); err != nil {
+		return fmt.Errorf("a TCP connection through the tunnel: %w", err)
+	}
+	say("The laptop opens a TCP connection to the desktop's tunnel address; a line goes there and back.")
+	moved := time.Now()
+	if err := l.Move(laptop.NS, "cafe"); err != nil {
+		return err
+	}
+	if err := echo("hello from the cafe"); err != nil {
+		return fmt.Errorf("the connection did not survive the move: %w", err)
+	}
+	took := time.Since(moved)
+	st, err = desktop.WaitStatus(ctx, 5*time.Second, func(st daemon.Status) bool {
+		return len(st.Tunnels) > 0 && st.Tunnels[0].Endpoint.Addr() == l.Addr(laptop.NS)
+	})
+	if err != nil {
+		return fmt.Errorf("the desktop does not send to the laptop's new address: %w", err)
+	}
+	say("The laptop moves to the cafe (a new address, %s, and no NAT there); the same TCP connection carried on: the next line went through %v after the move, the desktop following the laptop's first authenticated packet from there (its tunnel now goes to %s).",
+		l.Addr(laptop.NS), took.Round(time.Millisecond), st.Tunnels[0].Endpoint)
+	if _, err := desktop.WaitStatus(ctx, 10*time.Second, func(st daemon.Status) bool {
+		return system.HasPeer(st, laptop.Host, l.Addr(laptop.NS).String())
+	}); err != nil {
+		return fmt.Errorf("the desktop did not hear of the laptop's new address: %w", err)
+	}
+	say("The laptop published its new address too; the desktop heard of it %v after the move.", time.Since(moved).Round(time.Millisecond))
+	return nil
+}
+
+// pingSummary is ping's "3 packets transmitted, 3 received, ..." line.
+func pingSummary(out string) string {
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, "packets transmitted") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return "no summary"
 }

@@ -24,7 +24,8 @@ func TestDemo(t *testing.T) {
 	}
 	story := out.String()
 	t.Log("\n" + story)
-	for _, want := range []string{"desktop (in hostA) is registered", "laptop sees its peer desktop", "desktop sees its peer laptop", "the laptop knew", "stopped cleanly", "The lab is gone"} {
+	for _, want := range []string{"desktop (in hostA) is registered", "laptop sees its peer desktop", "desktop sees its peer laptop", "the pings go through the tunnel",
+		"3 received", "the same TCP connection carried on", "the laptop knew", "stopped cleanly", "The lab is gone"} {
 		if !strings.Contains(story, want) {
 			t.Errorf("the story does not tell %q", want)
 		}
