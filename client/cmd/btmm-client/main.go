@@ -28,16 +28,23 @@ Usage:
         Run the client: map the tunnel port with NAT-PMP, publish this
         host's records in the user's domain (leased TSIG-signed updates,
         over TLS by default), watch the user's other hosts with
-        long-lived queries, and follow network changes. Settings come
-        from the TOML file (see client/config/example.toml); --set
-        overrides one, e.g. --set host=laptop. SIGINT or SIGTERM stops
-        it cleanly: the records are removed and the mapping deleted.
+        long-lived queries, follow network changes, and carry IPv6
+        between this host's tunnel address and theirs (a TUN device,
+        ESP in UDP keyed by a Noise handshake; needs root or
+        CAP_NET_ADMIN, else it runs without the tunnel and says so).
+        Settings come from the TOML file (see
+        client/config/example.toml); --set overrides one, e.g. --set
+        host=laptop or --set esp_suites=ChaCha20-Poly1305. SIGINT or
+        SIGTERM stops it cleanly: the records are removed and the
+        mapping deleted.
         --esp-keylog FILE (debugging only, off by default) appends the
         keys of every ESP SA to FILE as Wireshark esp_sa lines, so that
         Wireshark or tshark can decrypt the tunnel's packets.
   btmm-client status [--config FILE | --socket PATH] [--json]
         Show what the running client knows: this host, its mapping, the
-        servers it uses, and the user's other hosts (peers).
+        servers it uses, the user's other hosts (peers) and the tunnel to
+        each: endpoint, cipher, SA age, last handshake, bytes, drops by
+        reason.
   btmm-client keygen --user USER --zone ZONE [--algorithm ALG]
                      [--password | --password-file FILE]
         Make a TSIG key for USER.ZONE and print it in BIND's key-file

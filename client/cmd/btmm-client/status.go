@@ -104,7 +104,7 @@ func printStatus(out io.Writer, st daemon.Status) {
 		return
 	}
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TUNNEL ADDRESS\tENDPOINT\tSA AGE\tLAST HANDSHAKE\tIN\tOUT\tDROPS (replay/bad ICV/malformed/bad source)")
+	fmt.Fprintln(tw, "TUNNEL ADDRESS\tENDPOINT\tCIPHER\tSA AGE\tLAST HANDSHAKE\tIN\tOUT\tDROPS (replay/bad ICV/malformed/bad source)")
 	for _, tu := range st.Tunnels {
 		age := "no SA"
 		if tu.HasSA {
@@ -117,7 +117,11 @@ func printStatus(out io.Writer, st daemon.Status) {
 			hs = ago(tu.LastHandshake)
 		}
 		d := tu.Drops
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d B (%d pkts)\t%d B (%d pkts)\t%d (%d/%d/%d/%d)\n", tu.ULA, tu.Endpoint, age, hs,
+		suite := tu.Suite
+		if suite == "" {
+			suite = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d B (%d pkts)\t%d B (%d pkts)\t%d (%d/%d/%d/%d)\n", tu.ULA, tu.Endpoint, suite, age, hs,
 			tu.RxBytes, tu.RxPackets, tu.TxBytes, tu.TxPackets, d.Total(), d.Replay, d.BadICV, d.Malformed, d.BadSource)
 	}
 	tw.Flush()
