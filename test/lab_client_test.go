@@ -312,17 +312,24 @@ func readFile(path string) string {
 // peerULA returns host's tunnel address as c's peer table has it.
 func (c *labClient) peerULA(host string) netip.Addr {
 	c.t.Helper()
-	st, err := c.status()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	for _, p := range st.Peers {
-		if p.Host == host && p.ULA.IsValid() {
-			return p.ULA
+	// The peer's records come in one by one: its SRV (and so the peer)
+	// may be known a moment before its AAAA.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := c.status()
+		if err != nil {
+			c.t.Fatal(err)
 		}
+		for _, p := range st.Peers {
+			if p.Host == host && p.ULA.IsValid() {
+				return p.ULA
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s has no tunnel address for %s: %+v", c.name, host, st.Peers)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	c.t.Fatalf("%s has no tunnel address for %s: %+v", c.name, host, st.Peers)
-	return netip.Addr{}
 }
 
 // tunnelTo returns c's tunnel status for ula.

@@ -240,15 +240,16 @@ func HasPeer(st daemon.Status, host, addr string) bool {
 	return false
 }
 
-// HasTunnel reports whether st has a confirmed SA with the peer whose
-// tunnel address is ula.
-func HasTunnel(st daemon.Status, ula netip.Addr) bool {
-	for _, t := range st.Tunnels {
-		if t.ULA == ula && t.HasSA {
-			return true
+// PeerULA is the tunnel address st lists for the peer host (a label), or
+// the zero Addr while it is not known: a peer's records come in one by
+// one, so a peer may be listed a moment before its address.
+func PeerULA(st daemon.Status, host string) netip.Addr {
+	for _, p := range st.Peers {
+		if strings.HasPrefix(p.Host, host+".") {
+			return p.ULA
 		}
 	}
-	return false
+	return netip.Addr{}
 }
 
 func random(n int) []byte {

@@ -119,14 +119,11 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	st, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.HasPeer(st, "desktop", "") })
+	st, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.PeerULA(st, "desktop").IsValid() })
 	if err != nil {
 		return res, fmt.Errorf("the laptop does not see the desktop: %w\n%s", err, laptop.Out)
 	}
-	var btmmDst netip.Addr
-	for _, p := range st.Peers {
-		btmmDst = p.ULA
-	}
+	btmmDst := system.PeerULA(st, "desktop")
 	if err := waitPing(ctx, l, "hostA", btmmDst); err != nil {
 		return res, fmt.Errorf("btmm tunnel: %w\nlaptop:\n%s\ndesktop:\n%s", err, laptop.Out, desktop.Out)
 	}
@@ -169,7 +166,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 			return err
 		}
 		laptopSuites = suites
-		if _, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.HasPeer(st, "desktop", "") }); err != nil {
+		if _, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.PeerULA(st, "desktop") == btmmDst }); err != nil {
 			return fmt.Errorf("the restarted laptop does not see the desktop: %w\n%s", err, laptop.Out)
 		}
 		return waitPing(ctx, l, "hostA", btmmDst)
