@@ -79,13 +79,13 @@ func listen(t *testing.T) *net.UDPConn {
 	return c
 }
 
-func startNode(t *testing.T, ula string, psk [32]byte) *node {
+func startNode(t testing.TB, ula string, psk [32]byte) *node {
 	t.Helper()
 	return startNodeWith(t, ula, psk, nil)
 }
 
 // startNodeWith is startNode with a change to the Config.
-func startNodeWith(t *testing.T, ula string, psk [32]byte, change func(*Config)) *node {
+func startNodeWith(t testing.TB, ula string, psk [32]byte, change func(*Config)) *node {
 	t.Helper()
 	kp, err := handshake.GenerateKeyPair(nil)
 	if err != nil {
@@ -114,7 +114,7 @@ func startNodeWith(t *testing.T, ula string, psk [32]byte, change func(*Config))
 
 // goroutineLeakCheck fails the test if goroutines started during it are
 // still running after the other cleanups (registered later, so run earlier).
-func goroutineLeakCheck(t *testing.T) {
+func goroutineLeakCheck(t testing.TB) {
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
 		deadline := time.Now().Add(2 * time.Second)
@@ -168,7 +168,7 @@ func ipv6UDP(src, dst netip.Addr, payload []byte) []byte {
 	return p
 }
 
-func expectPacket(t *testing.T, n *node, want []byte) {
+func expectPacket(t testing.TB, n *node, want []byte) {
 	t.Helper()
 	select {
 	case got := <-n.tun.out:
@@ -180,7 +180,7 @@ func expectPacket(t *testing.T, n *node, want []byte) {
 	}
 }
 
-func expectNothing(t *testing.T, n *node, d time.Duration) {
+func expectNothing(t testing.TB, n *node, d time.Duration) {
 	t.Helper()
 	select {
 	case got := <-n.tun.out:
@@ -189,7 +189,7 @@ func expectNothing(t *testing.T, n *node, d time.Duration) {
 	}
 }
 
-func status(t *testing.T, n *node, ula netip.Addr) PeerStatus {
+func status(t testing.TB, n *node, ula netip.Addr) PeerStatus {
 	t.Helper()
 	for _, s := range n.t.Status() {
 		if s.ULA == ula {
@@ -200,7 +200,7 @@ func status(t *testing.T, n *node, ula netip.Addr) PeerStatus {
 	return PeerStatus{}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -272,7 +272,7 @@ func moveBehindProxy(t *testing.T, a, b *node) *proxy {
 	return px
 }
 
-func pair(t *testing.T) (a, b *node) {
+func pair(t testing.TB) (a, b *node) {
 	var psk [32]byte
 	copy(psk[:], "shared account secret, derived..")
 	a = startNode(t, "fd00::a", psk)
