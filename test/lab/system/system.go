@@ -128,6 +128,10 @@ func (p *Proc) Stop() {
 	}
 }
 
+// PID is the process's ID (ip netns exec runs the program in its own
+// process, not a child).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 

@@ -216,9 +216,27 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	fmt.Fprintf(o.Out, "btmm (ESP, %s)        median %8.0f Mbit/s\n", suiteUsed["btmm"], median(res.Btmm)/1e6)
 	fmt.Fprintf(o.Out, "btmm (ESP, %s)   median %8.0f Mbit/s\n", suiteUsed["btmm-chacha"], median(res.BtmmChaCha)/1e6)
 	fmt.Fprintf(o.Out, "wireguard-go %s      median %8.0f Mbit/s\n", wgVersion(wgBin), median(res.WireGuard)/1e6)
+	fmt.Fprintf(o.Out, "memory after the runs (RSS): btmm-client %s (laptop) %s (desktop), wireguard-go %s %s\n",
+		rss(laptop.PID()), rss(desktop.PID()), rss(wg.procs[0].Process.Pid), rss(wg.procs[1].Process.Pid))
 	fmt.Fprintf(o.Out, "ratio with the same cipher (ChaCha20-Poly1305) %.2f\n", median(res.BtmmChaCha)/median(res.WireGuard))
 	fmt.Fprintf(o.Out, "ratio %.2f\n", res.Ratio())
 	return res, nil
+}
+
+// rss is a process's resident memory, from /proc/PID/status.
+func rss(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscan(v, &kb)
+			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		}
+	}
+	return "?"
 }
 
 func suiteOf(c *system.Client) string {
