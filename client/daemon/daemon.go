@@ -117,6 +117,10 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 // newTunnel makes the TUN device, binds the mapped tunnel port and makes
 // the tunnel on them.
 func (d *Daemon) newTunnel(psk [32]byte) error {
+	suites, err := handshake.ParseSuites(d.cfg.ESPSuites) // checked by Validate
+	if err != nil {
+		return err
+	}
 	dev, err := tun.Create("", d.id.ULA, 0)
 	if err != nil {
 		return err
@@ -124,11 +128,6 @@ func (d *Daemon) newTunnel(psk [32]byte) error {
 	// The tunnel sends from the port NAT-PMP maps, so that the peers'
 	// packets come in through the mapping and the NAT keeps the source
 	// port the peers know.
-	suites, err := handshake.ParseSuites(d.cfg.ESPSuites) // checked by Validate
-	if err != nil {
-		dev.Close()
-		return err
-	}
 	tc := tunnel.Config{
 		Suites: suites,
 		TUN:    dev,

@@ -11,9 +11,8 @@ import (
 // Wireshark. The tunnel writes each keypair with one Write, possibly from
 // several peers' goroutines at once; mu keeps those writes whole.
 type keyLog struct {
-	path string
-	mu   sync.Mutex // guards f's writes
-	f    *os.File
+	mu sync.Mutex // guards f's writes
+	f  *os.File
 }
 
 // openKeyLog opens path for appending, creating it with mode 0600. It
@@ -28,7 +27,7 @@ func openKeyLog(path string) (*keyLog, string, error) {
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		warn = fmt.Sprintf("%s has mode %#o: others can read the keys written to it", path, fi.Mode().Perm())
 	}
-	return &keyLog{path: path, f: f}, warn, nil
+	return &keyLog{f: f}, warn, nil
 }
 
 func (k *keyLog) Write(b []byte) (int, error) {
