@@ -621,3 +621,31 @@ func TestSuitePreference(t *testing.T) {
 		t.Errorf("suites: a %v, b %v; want %v", sa.Suite, sb.Suite, esp.ChaCha20Poly1305)
 	}
 }
+
+// TestIPv6Outer: peers reached over IPv6 (the Bind's second socket) work
+// as over IPv4; esp's RFC 3948 framing is the same.
+func TestIPv6Outer(t *testing.T) {
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("this machine has no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	goroutineLeakCheck(t)
+	var psk [32]byte
+	a := startNode(t, "fd00::a", psk)
+	b := startNode(t, "fd00::b", psk)
+	at6 := func(n *node) Peer {
+		return Peer{ULA: n.ula, Endpoint: netip.AddrPortFrom(netip.IPv6Loopback(), n.t.Port()), Static: n.kp.Public}
+	}
+	a.t.SetPeer(at6(b))
+	b.t.SetPeer(at6(a))
+	p := ipv6UDP(a.ula, b.ula, []byte("over IPv6"))
+	a.tun.in <- p
+	expectPacket(t, b, p)
+	r := ipv6UDP(b.ula, a.ula, []byte("and back"))
+	b.tun.in <- r
+	expectPacket(t, a, r)
+	if s := status(t, b, a.ula); s.Endpoint != at6(a).Endpoint || s.Roams != 0 {
+		t.Errorf("b sees a at %v (roams %d)", s.Endpoint, s.Roams)
+	}
+}
