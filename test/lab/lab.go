@@ -113,6 +113,9 @@ type Lab struct {
 	mu     sync.Mutex // guards the maps' contents and the fields below
 	closed bool
 	procs  map[string]*proc // running miniupnpd by router
+	// procsMu serializes the changes to procs by startNATLocked, which
+	// build runs for several routers at once (all under mu).
+	procsMu sync.Mutex
 }
 
 // Logf is the type of the logger New takes (testing.TB's Logf fits).

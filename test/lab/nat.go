@@ -77,6 +77,17 @@ deny 0-65535 0.0.0.0/0 0-65535
 `, l.Prefix, r.Name, l.natFile(r.Name, "leases"), u[0:4], u[4:6], u[6:8], u[8:10], u[10:16], n.Subnet)
 }
 
+// setProc records (or, with nil, forgets) a router's miniupnpd. mu is held.
+func (l *Lab) setProc(router string, p *proc) {
+	l.procsMu.Lock()
+	defer l.procsMu.Unlock()
+	if p == nil {
+		delete(l.procs, router)
+		return
+	}
+	l.procs[router] = p
+}
+
 // startNATLocked starts a router's miniupnpd in the foreground (-d, its
 // log appended to ROUTER.log) in a session of its own, so that it
 // outlives `btmm-lab up`, and waits until it listens for NAT-PMP.
@@ -107,7 +118,7 @@ func (l *Lab) startNATLocked(name string) error {
 		cmd.Wait()
 		close(p.done)
 	}()
-	l.procs[name] = p
+	l.setProc(name, p)
 	r.PID = cmd.Process.Pid // `ip netns exec` execs miniupnpd: the same pid
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -117,7 +128,7 @@ func (l *Lab) startNATLocked(name string) error {
 		}
 		select {
 		case <-p.done:
-			delete(l.procs, name)
+			l.setProc(name, nil)
 			r.PID = 0
 			return fmt.Errorf("lab: miniupnpd in %s ended at once: %s", name, tail(b[min(from, int64(len(b))):]))
 		case <-time.After(10 * time.Millisecond):
