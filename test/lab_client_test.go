@@ -349,6 +349,23 @@ func (c *labClient) tunnelTo(ula netip.Addr) (daemon.TunnelStatus, bool) {
 // TestTunnelBehindNATs: two hosts of alice behind two NATs reach each
 // other's tunnel address with ping, both ways. The ESP-in-UDP crosses two
 // real NATs: each router's NAT-PMP mapping of UDP 4500 lets the peer's
+// waitTunnel waits until c's tunnel knows the peer at ula (its route is
+// added on the watcher's change, just after the peer table shows it).
+func (c *labClient) waitTunnel(ula netip.Addr, within time.Duration) daemon.TunnelStatus {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if tu, ok := c.tunnelTo(ula); ok {
+			return tu
+		}
+		if time.Now().After(deadline) {
+			st, _ := c.status()
+			c.t.Fatalf("%s has no tunnel to %s: %+v (%s)", c.name, ula, st.Tunnels, st.TunnelError)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // packets in.
 func TestTunnelBehindNATs(t *testing.T) {
 	l := lab.Start(t, lab.Options{})
@@ -374,19 +391,7 @@ func TestTunnelBehindNATs(t *testing.T) {
 		from *labClient
 		peer netip.Addr
 	}{{desktop, laptopULA}, {laptop, desktopULA}} {
-		// The route to the peer is added on the watcher's change, just
-		// after the peer table shows it.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, ok := c.from.tunnelTo(c.peer); ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				st, _ := c.from.status()
-				t.Fatalf("%s has no tunnel to %s: %+v (%s)", c.from.name, c.peer, st.Tunnels, st.TunnelError)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		c.from.waitTunnel(c.peer, 5*time.Second)
 		start := time.Now()
 		out, err := l.Exec(c.from.ns, "ping", "-6", "-c", "3", "-W", "2", c.peer.String()).CombinedOutput()
 		if err != nil {

@@ -89,17 +89,7 @@ func TestKeylogDecodesESP(t *testing.T) {
 		from *labClient
 		peer netip.Addr
 	}{{desktop, laptopULA}, {laptop, desktopULA}} {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if _, ok := c.from.tunnelTo(c.peer); ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				st, _ := c.from.status()
-				t.Fatalf("%s has no tunnel to %s: %+v (%s)", c.from.name, c.peer, st.Tunnels, st.TunnelError)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		c.from.waitTunnel(c.peer, 5*time.Second)
 		out, err := l.Exec(c.from.ns, "ping", "-6", "-c", fmt.Sprint(pings), "-i", "0.2", "-W", "2", c.peer.String()).CombinedOutput()
 		if err != nil {
 			t.Fatalf("ping -6 %s from %s: %v\n%s", c.peer, c.from.ns, err, out)

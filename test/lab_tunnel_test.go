@@ -67,23 +67,6 @@ func startTunnelLab(t *testing.T, opts lab.Options, tools ...string) *tunnelLab 
 	return tl
 }
 
-// waitTunnel waits until c's tunnel knows the peer at ula (its route is
-// added on the watcher's change, just after the peer table shows it).
-func (c *labClient) waitTunnel(ula netip.Addr, within time.Duration) daemon.TunnelStatus {
-	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if tu, ok := c.tunnelTo(ula); ok {
-			return tu
-		}
-		if time.Now().After(deadline) {
-			st, _ := c.status()
-			c.t.Fatalf("%s has no tunnel to %s: %+v (%s)", c.name, ula, st.Tunnels, st.TunnelError)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // ping pings target (an address or a name) from c's namespace and returns
 // ping's output; it fails the test unless a reply came.
 func (tl *tunnelLab) ping(c *labClient, target string) string {
