@@ -346,9 +346,6 @@ func (c *labClient) tunnelTo(ula netip.Addr) (daemon.TunnelStatus, bool) {
 	return daemon.TunnelStatus{}, false
 }
 
-// TestTunnelBehindNATs: two hosts of alice behind two NATs reach each
-// other's tunnel address with ping, both ways. The ESP-in-UDP crosses two
-// real NATs: each router's NAT-PMP mapping of UDP 4500 lets the peer's
 // waitTunnel waits until c's tunnel knows the peer at ula (its route is
 // added on the watcher's change, just after the peer table shows it).
 func (c *labClient) waitTunnel(ula netip.Addr, within time.Duration) daemon.TunnelStatus {
@@ -366,6 +363,9 @@ func (c *labClient) waitTunnel(ula netip.Addr, within time.Duration) daemon.Tunn
 	}
 }
 
+// TestTunnelBehindNATs: two hosts of alice behind two NATs reach each
+// other's tunnel address with ping, both ways. The ESP-in-UDP crosses two
+// real NATs: each router's NAT-PMP mapping of UDP 4500 lets the peer's
 // packets in.
 func TestTunnelBehindNATs(t *testing.T) {
 	l := lab.Start(t, lab.Options{})
