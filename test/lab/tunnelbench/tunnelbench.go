@@ -359,6 +359,7 @@ func waitPing(ctx context.Context, l *lab.Lab, ns string, dst netip.Addr) error 
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("ping %v from %s: %v\n%s", dst, ns, err, out)
 		}
+		time.Sleep(50 * time.Millisecond) // no route yet fails at once
 	}
 }
 
