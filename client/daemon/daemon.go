@@ -387,7 +387,8 @@ func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
 	for _, p := range ps {
 		var suite string
 		if p.HasSA {
-			suite = p.Suite.String()
+			// The names esp_suites takes.
+			suite = handshake.Suite(p.Suite).String()
 		}
 		ts := TunnelStatus{
 			Suite: suite,

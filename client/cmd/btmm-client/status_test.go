@@ -15,7 +15,7 @@ func TestPrintStatusTunnels(t *testing.T) {
 		Tunnels: []daemon.TunnelStatus{{
 			ULA:      netip.MustParseAddr("fd00:1::b"),
 			Endpoint: netip.MustParseAddrPort("23.2.2.2:4500"),
-			HasSA:    true, SAAge: 42 * time.Second, Suite: "aes256-gcm16",
+			HasSA:    true, SAAge: 42 * time.Second, Suite: "AES-256-GCM",
 			LastHandshake: time.Now().Add(-42 * time.Second),
 			RxBytes:       624, RxPackets: 6, TxBytes: 520, TxPackets: 5,
 			Drops: daemon.TunnelDrops{Replay: 1, BadICV: 2, BadSource: 4},
@@ -25,7 +25,7 @@ func TestPrintStatusTunnels(t *testing.T) {
 	var b strings.Builder
 	printStatus(&b, st)
 	out := b.String()
-	for _, want := range []string{"1 tunnels", "fd00:1::b", "23.2.2.2:4500", "42s", "624 B (6 pkts)", "520 B (5 pkts)", "aes256-gcm16",
+	for _, want := range []string{"1 tunnels", "fd00:1::b", "23.2.2.2:4500", "42s", "624 B (6 pkts)", "520 B (5 pkts)", "AES-256-GCM",
 		"7 (1/2/0/4)", "5 unknown SPI", "6 refused handshakes"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)

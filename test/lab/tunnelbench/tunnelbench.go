@@ -213,9 +213,16 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 			fmt.Fprintf(o.Out, "  run %d %-13s %8.0f Mbit/s\n", i+1, c.name, bps/1e6)
 		}
 	}
-	fmt.Fprintf(o.Out, "btmm (ESP, %s)        median %8.0f Mbit/s\n", suiteUsed["btmm"], median(res.Btmm)/1e6)
-	fmt.Fprintf(o.Out, "btmm (ESP, %s)   median %8.0f Mbit/s\n", suiteUsed["btmm-chacha"], median(res.BtmmChaCha)/1e6)
-	fmt.Fprintf(o.Out, "wireguard-go %s      median %8.0f Mbit/s\n", wgVersion(wgBin), median(res.WireGuard)/1e6)
+	for _, m := range []struct {
+		label string
+		runs  []float64
+	}{
+		{"btmm (ESP, " + suiteUsed["btmm"] + ")", res.Btmm},
+		{"btmm (ESP, " + suiteUsed["btmm-chacha"] + ")", res.BtmmChaCha},
+		{"wireguard-go " + wgVersion(wgBin), res.WireGuard},
+	} {
+		fmt.Fprintf(o.Out, "%-30s median %8.0f Mbit/s\n", m.label, median(m.runs)/1e6)
+	}
 	fmt.Fprintf(o.Out, "memory after the runs (RSS): btmm-client %s (laptop) %s (desktop), wireguard-go %s %s\n",
 		rss(laptop.PID()), rss(desktop.PID()), rss(wg.procs[0].Process.Pid), rss(wg.procs[1].Process.Pid))
 	fmt.Fprintf(o.Out, "ratio with the same cipher (ChaCha20-Poly1305) %.2f\n", median(res.BtmmChaCha)/median(res.WireGuard))

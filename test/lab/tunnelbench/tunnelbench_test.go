@@ -38,7 +38,7 @@ func TestRun(t *testing.T) {
 	if !strings.Contains(out.String(), "\nratio ") {
 		t.Errorf("the report has no ratio line")
 	}
-	if !strings.Contains(out.String(), "(ESP, chacha20-poly1305)") {
+	if !strings.Contains(out.String(), "(ESP, ChaCha20-Poly1305)") {
 		t.Errorf("the ChaCha20-Poly1305 runs did not use it")
 	}
 }
