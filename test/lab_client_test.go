@@ -346,6 +346,25 @@ func (c *labClient) tunnelTo(ula netip.Addr) (daemon.TunnelStatus, bool) {
 	return daemon.TunnelStatus{}, false
 }
 
+// startPeers starts two of alice's hosts, hostNameA on hostA (behind NAT
+// A) and hostNameB on hostB (behind NAT B), each with its run arguments;
+// shows their output if the test fails; and waits until each lists the
+// other at its NAT's address and mapped port.
+func startPeers(t *testing.T, l *lab.Lab, dir, hostNameA string, argsA []string, hostNameB string, argsB []string) (a, b *labClient) {
+	t.Helper()
+	a = startClient(t, l, dir, "hostA", hostNameA, argsA...)
+	b = startClient(t, l, dir, "hostB", hostNameB, argsB...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s:\n%s", hostNameA, a.out.String())
+			t.Logf("%s:\n%s", hostNameB, b.out.String())
+		}
+	})
+	b.waitPeer(a.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 5*time.Second)
+	a.waitPeer(b.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 5*time.Second)
+	return a, b
+}
+
 // waitTunnel waits until c's tunnel knows the peer at ula (its route is
 // added on the watcher's change, just after the peer table shows it).
 func (c *labClient) waitTunnel(ula netip.Addr, within time.Duration) daemon.TunnelStatus {
@@ -372,18 +391,9 @@ func TestTunnelBehindNATs(t *testing.T) {
 	dir := t.TempDir()
 	labServer(t, l, dir)
 
-	desktop := startClient(t, l, dir, "hostA", "desktop")
-	laptop := startClient(t, l, dir, "hostB", "laptop")
-	defer func() {
-		if t.Failed() {
-			t.Logf("desktop:\n%s", desktop.out.String())
-			t.Logf("laptop:\n%s", laptop.out.String())
-		}
-	}()
+	desktop, laptop := startPeers(t, l, dir, "desktop", nil, "laptop", nil)
 	wanA := netip.AddrPortFrom(l.WAN("routerA"), 4500)
 	wanB := netip.AddrPortFrom(l.WAN("routerB"), 4500)
-	laptop.waitPeer(desktop.name, wanA, 5*time.Second)
-	desktop.waitPeer(laptop.name, wanB, 5*time.Second)
 
 	desktopULA := laptop.peerULA(desktop.name)
 	laptopULA := desktop.peerULA(laptop.name)

@@ -64,18 +64,9 @@ func TestKeylogDecodesESP(t *testing.T) {
 	// The desktop's key log comes from the flag, the laptop's from the
 	// setting.
 	keysA, keysB := filepath.Join(dir, "desktop-esp.keys"), filepath.Join(dir, "laptop-esp.keys")
-	desktop := startClient(t, l, dir, "hostA", "desktop", "--esp-keylog", keysA)
-	laptop := startClient(t, l, dir, "hostB", "laptop", "--set", "esp_keylog="+keysB)
-	defer func() {
-		if t.Failed() {
-			t.Logf("desktop:\n%s", desktop.out.String())
-			t.Logf("laptop:\n%s", laptop.out.String())
-		}
-	}()
+	desktop, laptop := startPeers(t, l, dir, "desktop", []string{"--esp-keylog", keysA}, "laptop", []string{"--set", "esp_keylog=" + keysB})
 	wanA := netip.AddrPortFrom(l.WAN("routerA"), 4500)
 	wanB := netip.AddrPortFrom(l.WAN("routerB"), 4500)
-	laptop.waitPeer(desktop.name, wanA, 5*time.Second)
-	desktop.waitPeer(laptop.name, wanB, 5*time.Second)
 	for _, c := range []*labClient{desktop, laptop} {
 		if !strings.Contains(c.out.String(), "ESP KEY LOG ON: writing SA keys to ") {
 			t.Errorf("%s does not say loudly that its key log is on:\n%s", c.name, c.out.String())

@@ -48,16 +48,7 @@ func startTunnelLab(t *testing.T, opts lab.Options, tools ...string) *tunnelLab 
 	l := lab.Start(t, opts, append([]string{"ping", "iputils-ping"}, tools...)...)
 	tl := &tunnelLab{l: l, dir: t.TempDir()}
 	tl.server = labServer(t, l, tl.dir)
-	tl.laptop = startClient(t, l, tl.dir, "hostA", "laptop")
-	tl.desktop = startClient(t, l, tl.dir, "hostB", "desktop")
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("laptop:\n%s", tl.laptop.out.String())
-			t.Logf("desktop:\n%s", tl.desktop.out.String())
-		}
-	})
-	tl.laptop.waitPeer(tl.desktop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 5*time.Second)
-	tl.desktop.waitPeer(tl.laptop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 5*time.Second)
+	tl.laptop, tl.desktop = startPeers(t, l, tl.dir, "laptop", nil, "desktop", nil)
 	tl.desktopULA = tl.laptop.peerULA(tl.desktop.name)
 	tl.laptopULA = tl.desktop.peerULA(tl.laptop.name)
 	tl.laptop.waitTunnel(tl.desktopULA, 5*time.Second)
