@@ -98,7 +98,9 @@ type Proc struct {
 	done chan struct{}
 }
 
-func (s *System) start(ns string, name string, args ...string) (*Proc, error) {
+// Start runs a program in namespace ns, its output in Out; Close stops it
+// with the rest.
+func (s *System) Start(ns string, name string, args ...string) (*Proc, error) {
 	p := &Proc{Out: &coredns.Output{}, done: make(chan struct{})}
 	p.cmd = s.Lab.Exec(ns, name, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.Out, p.Out
@@ -163,7 +165,7 @@ func (s *System) StartServer() (*Proc, error) {
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := s.start("server", filepath.Join(s.Bin, "coredns"), "-conf", path)
+	p, err := s.Start("server", filepath.Join(s.Bin, "coredns"), "-conf", path)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +206,7 @@ func (s *System) StartClient(ns, host string, extra ...string) (*Client, error) 
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := s.start(ns, filepath.Join(s.Bin, "btmm-client"), append([]string{"run", "--config", path}, extra...)...)
+	p, err := s.Start(ns, filepath.Join(s.Bin, "btmm-client"), append([]string{"run", "--config", path}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

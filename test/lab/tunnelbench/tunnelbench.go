@@ -129,7 +129,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 
 	// wireguard-go: the same two namespaces, the desktop's port mapped.
-	wg, err := startWireGuard(ctx, l, wgBin, o.Logf)
+	wg, err := startWireGuard(ctx, sys, wgBin, o.Logf)
 	if err != nil {
 		return res, err
 	}
@@ -138,12 +138,9 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, fmt.Errorf("wireguard-go tunnel: %w\n%s", err, wg.out())
 	}
 
-	srv := l.Exec("hostB", iperf, "--server")
-	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := srv.Start(); err != nil {
+	if _, err := sys.Start("hostB", iperf, "--server"); err != nil {
 		return res, err
 	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
 	if err := waitTCP(ctx, l, "hostB", 5201); err != nil {
 		return res, fmt.Errorf("iperf3 server: %w", err)
 	}
@@ -224,7 +221,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		fmt.Fprintf(o.Out, "%-30s median %8.0f Mbit/s\n", m.label, median(m.runs)/1e6)
 	}
 	fmt.Fprintf(o.Out, "memory after the runs (RSS): btmm-client %s (laptop) %s (desktop), wireguard-go %s %s\n",
-		rss(laptop.PID()), rss(desktop.PID()), rss(wg.procs[0].Process.Pid), rss(wg.procs[1].Process.Pid))
+		rss(laptop.PID()), rss(desktop.PID()), rss(wg.procs[0].PID()), rss(wg.procs[1].PID()))
 	fmt.Fprintf(o.Out, "ratio with the same cipher (ChaCha20-Poly1305) %.2f\n", median(res.BtmmChaCha)/median(res.WireGuard))
 	fmt.Fprintf(o.Out, "ratio %.2f\n", res.Ratio())
 	return res, nil
@@ -387,30 +384,21 @@ func waitTCP(ctx context.Context, l *lab.Lab, ns string, port int) error {
 
 // wireGuard is a wireguard-go process in hostA and one in hostB.
 type wireGuard struct {
-	procs []*exec.Cmd
-	outs  []*strings.Builder
-	socks []string
+	procs []*system.Proc
+	socks []string // their UAPI sockets
 }
 
 func (w *wireGuard) out() string {
 	var b strings.Builder
-	for _, o := range w.outs {
-		b.WriteString(o.String())
+	for _, p := range w.procs {
+		b.WriteString(p.Out.String())
 	}
 	return b.String()
 }
 
 func (w *wireGuard) stop() {
 	for _, p := range w.procs {
-		p.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			p.Process.Kill()
-			<-done
-		}
+		p.Stop()
 	}
 	for _, s := range w.socks {
 		os.Remove(s) // left behind only if it was killed
@@ -421,7 +409,8 @@ func (w *wireGuard) stop() {
 // names of this lab's own (the UAPI sockets are in the machine-wide
 // /var/run/wireguard), keys made here, the desktop's port mapped by
 // NAT-PMP and given to the laptop as its peer's endpoint.
-func startWireGuard(ctx context.Context, l *lab.Lab, bin string, logf lab.Logf) (w *wireGuard, err error) {
+func startWireGuard(ctx context.Context, sys *system.System, bin string, logf lab.Logf) (w *wireGuard, err error) {
+	l := sys.Lab
 	w = &wireGuard{}
 	defer func() {
 		if err != nil {
@@ -437,14 +426,11 @@ func startWireGuard(ctx context.Context, l *lab.Lab, bin string, logf lab.Logf) 
 			return w, err
 		}
 		keys[h] = k
-		out := &strings.Builder{}
-		cmd := l.Exec(h, bin, "-f", names[h])
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
+		p, err := sys.Start(h, bin, "-f", names[h])
+		if err != nil {
 			return w, err
 		}
-		w.procs, w.outs = append(w.procs, cmd), append(w.outs, out)
+		w.procs = append(w.procs, p)
 		w.socks = append(w.socks, "/var/run/wireguard/"+names[h]+".sock")
 	}
 	const port = 51820
