@@ -24,7 +24,7 @@ func fullServer(t *testing.T) (*coredns.Server, *tls.Config) {
 	dir := t.TempDir()
 	cert, key, pool := writeCert(t, dir)
 	writeKeys(t, dir, alice, bob)
-	zoneBlock := func(addr, extra string) string {
+	zoneBlock := func(addr, extra, update string) string {
 		return fmt.Sprintf(`%s {
 %s	btmm members.example.com {
 		keys users.keys
@@ -36,16 +36,16 @@ func fullServer(t *testing.T) (*coredns.Server, *tls.Config) {
 		max 30s
 		default 30s
 	}
-	tsig-update
+	tsig-update%s
 	srv-discovery {
-		update ns1.members.example.com. {{TLSPORT}} tls
+		update ns1.members.example.com. {{UPDATETLSPORT}} tls
 		llq    ns1.members.example.com. {{LLQTLSPORT}} tls
 	}
 %s}
-`, addr, extra, "")
+`, addr, extra, update, "")
 	}
-	cf := zoneBlock("members.example.com:{{PORT}}", "") +
-		zoneBlock("tls://members.example.com:{{TLSPORT}}", "\ttls "+cert+" "+key+"\n")
+	cf := zoneBlock("members.example.com:{{PORT}}", "", " {\n\t\ttls 127.0.0.1:{{UPDATETLSPORT}} "+cert+" "+key+"\n\t}") +
+		zoneBlock("tls://members.example.com:{{TLSPORT}}", "\ttls "+cert+" "+key+"\n", "")
 	cf = cf[:len(cf)-2] + fmt.Sprintf("\tllq {\n\t\tudp 127.0.0.1:{{LLQPORT}}\n\t\ttcp off\n\t\ttls 127.0.0.1:{{LLQTLSPORT}} %s %s\n\t}\n}\n", cert, key)
 	s := coredns.New(t, dir, cf)
 	s.Start(zone)
@@ -169,7 +169,7 @@ func TestWatchPollsWithoutLLQ(t *testing.T) {
 	res := &discover.Resolver{Server: s.Addr()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p := publish.New(publish.Config{Resolver: res, Zone: zone, Key: aliceKey(), Transport: "udp", Server: s.Addr(), Lease: time.Hour, Logf: t.Logf})
+	p := publish.New(publish.Config{Resolver: res, Zone: zone, Key: aliceKey(), Transport: "udp", Server: s.UpdateAddr(), Lease: time.Hour, Logf: t.Logf})
 	p.Set(host("desktop", "AutoTunnel-02-11-22-FF-FE-33-44-56", "198.51.100.7:4500"))
 	go p.Run(ctx)
 	w := watch.New(watch.Config{Resolver: res, Zone: zone, Key: aliceKey(), Self: "laptop.alice.members.example.com.", Transport: "udp", PollInterval: 200 * time.Millisecond, Logf: t.Logf})

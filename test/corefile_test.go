@@ -26,7 +26,8 @@ func TestExampleCorefiles(t *testing.T) {
 			dir := t.TempDir()
 			writeKeys(t, dir, alice)
 			writeCert(t, dir) // cert.pem and key.pem, as Corefile.tls names them
-			cf := strings.NewReplacer(":5300", ":{{PORT}}", ":8853", ":{{TLSPORT}}", ":5352", ":{{LLQPORT}}", ":8854", ":{{LLQTLSPORT}}", " 5300\n", " {{PORT}}\n", " 5352\n", " {{LLQPORT}}\n", " 8853 tls", " {{TLSPORT}} tls", " 8854 tls", " {{LLQTLSPORT}} tls").Replace(string(text))
+			cf := strings.NewReplacer(":5300", ":{{PORT}}", ":8853", ":{{TLSPORT}}", ":5352", ":{{LLQPORT}}", ":8854", ":{{LLQTLSPORT}}", " 5300\n", " {{PORT}}\n", " 5352\n", " {{LLQPORT}}\n", " 8853 tls", " {{TLSPORT}} tls", " 8854 tls", " {{LLQTLSPORT}} tls",
+				":5301", ":{{UPDATEPORT}}", " 5301\n", " {{UPDATEPORT}}\n", ":8855", ":{{UPDATETLSPORT}}", " 8855 tls", " {{UPDATETLSPORT}} tls").Replace(string(text))
 			s := coredns.New(t, dir, cf)
 			s.Start(zone)
 			if out, err := nsupdate(t, s, alice, "update add laptop.alice.members.example.com. 60 AAAA fd00::1"); err != nil {

@@ -82,7 +82,8 @@ func needTool(t *testing.T, name, pkg string) string {
 }
 
 // corefile is a Corefile for the members zone on the test's ports, with
-// the given extra lines in the ddul-lease and tsig-update blocks.
+// UPDATEs on {{UPDATEPORT}} (UDP and TCP) and the given extra lines in the
+// ddul-lease and tsig-update blocks.
 func corefile(lease, update string) string {
 	return fmt.Sprintf(`members.example.com:{{PORT}} {
 	btmm members.example.com {
@@ -94,6 +95,8 @@ func corefile(lease, update string) string {
 		%s
 	}
 	tsig-update {
+		udp 127.0.0.1:{{UPDATEPORT}}
+		tcp 127.0.0.1:{{UPDATEPORT}}
 		%s
 	}
 	errors
@@ -142,7 +145,7 @@ func nsupdate(t *testing.T, s *coredns.Server, key testKey, commands string, ext
 	if key.name != "" {
 		args = append(args, "-y", key.ySpec())
 	}
-	script := fmt.Sprintf("server 127.0.0.1 %d\nzone %s\n%s\nsend\n", s.Port, zone, commands)
+	script := fmt.Sprintf("server 127.0.0.1 %d\nzone %s\n%s\nsend\n", s.UpdatePort, zone, commands)
 	return run(t, script, bin, args...)
 }
 

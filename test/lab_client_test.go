@@ -29,9 +29,8 @@ func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 	ip := l.Addr("server")
 	cert, key := writeLabCert(t, dir, ip)
 	writeKeys(t, dir, alice, bob)
-	block := func(addr, extra string) string {
-		return fmt.Sprintf(`%s {
-%s	btmm members.example.com {
+	cf := fmt.Sprintf(`members.example.com:53 {
+	btmm members.example.com {
 		keys users.keys
 		store members.db
 		ns ns1.members.example.com. %s
@@ -41,16 +40,20 @@ func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 		max 20s
 		default 20s
 	}
-	tsig-update
+	tsig-update {
+		tls :853 %s %s
+	}
 	srv-discovery {
 		update ns1.members.example.com. 853 tls
 		llq    ns1.members.example.com. 5353 tls
 	}
-%s}
-`, addr, extra, ip, "")
+	llq {
+		udp :5352
+		tcp :5352
+		tls :5353 %s %s
 	}
-	cf := block("members.example.com:53", "") + block("tls://members.example.com:853", "\ttls "+cert+" "+key+"\n")
-	cf = strings.TrimSuffix(cf, "}\n") + fmt.Sprintf("\tllq {\n\t\tudp :5352\n\t\ttcp :5352\n\t\ttls :5353 %s %s\n\t}\n}\n", cert, key)
+}
+`, ip, cert, key, cert, key)
 	s := coredns.New(t, dir, cf)
 	s.Port, s.Host = 53, ip.String()
 	s.Command = func(name string, args ...string) *exec.Cmd { return l.Exec("server", name, args...) }

@@ -57,12 +57,12 @@ func grantedLease(t *testing.T, r *dns.Msg) (uint32, bool) {
 func TestLeaseClamping(t *testing.T) {
 	s := startServer(t, shortLeases, alice)
 	for _, tc := range []struct{ ask, want int }{{1, 2}, {3, 3}, {100, 4}, {1 << 31, 2}} {
-		r := leasedUpdate(t, s.Addr(), tc.ask, "h.alice.members.example.com. 60 IN A 192.0.2.1")
+		r := leasedUpdate(t, s.UpdateAddr(), tc.ask, "h.alice.members.example.com. 60 IN A 192.0.2.1")
 		if got, ok := grantedLease(t, r); !ok || int(got) != tc.want {
 			t.Errorf("asked for %ds: granted %d (option present: %v), want %ds", tc.ask, got, ok, tc.want)
 		}
 	}
-	r := leasedUpdate(t, s.Addr(), -1, "h.alice.members.example.com. 60 IN A 192.0.2.1")
+	r := leasedUpdate(t, s.UpdateAddr(), -1, "h.alice.members.example.com. 60 IN A 192.0.2.1")
 	if _, ok := grantedLease(t, r); ok {
 		t.Errorf("an update without the option got one back: %v", r)
 	}
@@ -85,7 +85,7 @@ func waitGone(t *testing.T, addr, name string, limit time.Duration) time.Time {
 func TestLeaseExpiryAndRenewal(t *testing.T) {
 	s := startServer(t, shortLeases, alice)
 	name := "h.alice.members.example.com."
-	leasedUpdate(t, s.Addr(), 2, name+" 60 IN A 192.0.2.1")
+	leasedUpdate(t, s.UpdateAddr(), 2, name+" 60 IN A 192.0.2.1")
 	acked := time.Now()
 	before := serial(t, s.Addr())
 	time.Sleep(1500 * time.Millisecond)
@@ -103,10 +103,10 @@ func TestLeaseExpiryAndRenewal(t *testing.T) {
 	}
 
 	// Renewal: the same record sent again before the end keeps it.
-	leasedUpdate(t, s.Addr(), 2, name+" 60 IN A 192.0.2.1")
+	leasedUpdate(t, s.UpdateAddr(), 2, name+" 60 IN A 192.0.2.1")
 	time.Sleep(1200 * time.Millisecond)
 	renewedSerial := serial(t, s.Addr())
-	leasedUpdate(t, s.Addr(), 2, name+" 60 IN A 192.0.2.1")
+	leasedUpdate(t, s.UpdateAddr(), 2, name+" 60 IN A 192.0.2.1")
 	renewed := time.Now()
 	if serial(t, s.Addr()) != renewedSerial {
 		t.Errorf("a renewal changed the serial")
@@ -122,8 +122,8 @@ func TestLeaseExpiryAndRenewal(t *testing.T) {
 // when it is back, before it answers anything.
 func TestExpiryAcrossRestart(t *testing.T) {
 	s := startServer(t, shortLeases, alice)
-	leasedUpdate(t, s.Addr(), 2, "short.alice.members.example.com. 60 IN A 192.0.2.1")
-	leasedUpdate(t, s.Addr(), 4, "long.alice.members.example.com. 60 IN A 192.0.2.2")
+	leasedUpdate(t, s.UpdateAddr(), 2, "short.alice.members.example.com. 60 IN A 192.0.2.1")
+	leasedUpdate(t, s.UpdateAddr(), 4, "long.alice.members.example.com. 60 IN A 192.0.2.2")
 	before := serial(t, s.Addr())
 	s.Kill()
 	time.Sleep(2500 * time.Millisecond)
@@ -146,7 +146,7 @@ func TestAcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	s := startServer(t, corefile("", ""), alice)
 	const n = 30
 	for i := range n {
-		leasedUpdate(t, s.Addr(), 3600, fmt.Sprintf("h%d.alice.members.example.com. 60 IN A 192.0.2.%d", i, i+1))
+		leasedUpdate(t, s.UpdateAddr(), 3600, fmt.Sprintf("h%d.alice.members.example.com. 60 IN A 192.0.2.%d", i, i+1))
 	}
 	s.Kill() // SIGKILL at once after the last acknowledgement
 	s.Start(zone)
@@ -157,23 +157,24 @@ func TestAcknowledgedUpdatesSurviveKill9(t *testing.T) {
 	}
 }
 
-// TestOverTLS: a tls:// server block with the same plugins takes signed
-// updates; kdig reads them over TLS.
+// TestOverTLS: tsig-update's TLS listener takes signed updates; a tls://
+// server block with the same zone answers kdig's queries over TLS.
 func TestOverTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, _ := writeCert(t, dir)
 	writeKeys(t, dir, alice)
-	block := func(addr, extra string) string {
-		return addr + " {\n" + extra + "\tbtmm members.example.com {\n\t\tkeys users.keys\n\t\tstore members.db\n\t}\n\tddul-lease\n\ttsig-update\n}\n"
+	block := func(addr, extra, update string) string {
+		return addr + " {\n" + extra + "\tbtmm members.example.com {\n\t\tkeys users.keys\n\t\tstore members.db\n\t}\n\tddul-lease\n\ttsig-update" + update + "\n}\n"
 	}
-	cf := block("members.example.com:{{PORT}}", "") + block("tls://members.example.com:{{TLSPORT}}", "\ttls "+cert+" "+key+"\n")
+	cf := block("members.example.com:{{PORT}}", "", " {\n\t\ttls 127.0.0.1:{{UPDATETLSPORT}} "+cert+" "+key+"\n\t}") +
+		block("tls://members.example.com:{{TLSPORT}}", "\ttls "+cert+" "+key+"\n", "")
 	s := coredns.New(t, dir, cf)
 	s.Start(zone)
 
 	m := new(dns.Msg).SetUpdate(zone)
 	rr, _ := dns.NewRR("tls.alice.members.example.com. 60 IN AAAA fd00::7")
 	m.Insert([]dns.RR{rr})
-	r, _, _, err := signed(t, "tcp-tls", s.TLSAddr(), alice, m, time.Now())
+	r, _, _, err := signed(t, "tcp-tls", s.UpdateTLSAddr(), alice, m, time.Now())
 	if err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("update over TLS: %v, %v", err, r)
 	}

@@ -36,7 +36,10 @@ func llqServer(t *testing.T, extra string) (*coredns.Server, *x509.CertPool) {
 		min 2s
 		max 4s
 	}
-	tsig-update
+	tsig-update {
+		udp 127.0.0.1:{{UPDATEPORT}}
+		tcp 127.0.0.1:{{UPDATEPORT}}
+	}
 	llq {
 		limit 4
 		udp 127.0.0.1:{{LLQPORT}}
@@ -139,7 +142,7 @@ func TestLLQEveryTransport(t *testing.T) {
 				t.Fatalf("remove event: %+v", ev)
 			}
 			// A lease's end is a removal too (ddul-lease's minimum here is 2 s).
-			leasedUpdate(t, s.Addr(), 2, host+" 60 IN AAAA fd00::3")
+			leasedUpdate(t, s.UpdateAddr(), 2, host+" 60 IN AAAA fd00::3")
 			if ev = nextEvent(t, c, 3*time.Second); len(ev.Added) != 1 {
 				t.Fatalf("leased add: %+v", ev)
 			}

@@ -50,7 +50,7 @@ func TestNsupdateKeyFileFromTsigKeygen(t *testing.T) {
 	s := newServerWithKeyFile(t, dir, out)
 	bin := needTool(t, "nsupdate", "bind9-dnsutils")
 	// -v: over TCP this time.
-	script := "server 127.0.0.1 " + itoa(s.Port) + "\nzone members.example.com\nupdate add pc.erin.members.example.com. 60 A 192.0.2.7\nsend\n"
+	script := "server 127.0.0.1 " + itoa(s.UpdatePort) + "\nzone members.example.com\nupdate add pc.erin.members.example.com. 60 A 192.0.2.7\nsend\n"
 	if out, err := run(t, script, bin, "-v", "-k", dir+"/users.keys"); err != nil {
 		t.Fatalf("nsupdate -k: %v\n%s", err, out)
 	}
@@ -127,7 +127,7 @@ func TestTsigErrors(t *testing.T) {
 	for _, tc := range cases {
 		for _, netw := range []string{"udp", "tcp"} {
 			t.Run(tc.name+"/"+netw, func(t *testing.T) {
-				r, raw, mac, _ := signed(t, netw, s.Addr(), tc.key, add(), tc.at)
+				r, raw, mac, _ := signed(t, netw, s.UpdateAddr(), tc.key, add(), tc.at)
 				sig := r.IsTsig()
 				if r.Rcode != dns.RcodeNotAuth || sig == nil || sig.Error != tc.tsigError {
 					t.Fatalf("reply rcode %s, TSIG %v; want NOTAUTH with TSIG error %s", dns.RcodeToString[r.Rcode], sig, dns.RcodeToString[int(tc.tsigError)])

@@ -98,7 +98,7 @@ func (b *Btmm) Answer(m *dns.Msg, qname string, qtype uint16) (int, error) {
 			return dns.RcodeServerFailure, err
 		}
 		if !exists {
-			m.Ns = append(m.Ns, b.negativeSOA())
+			m.Ns = append(m.Ns, b.negativeSOA(qname))
 			return dns.RcodeNameError, nil
 		}
 		var answer []dns.RR
@@ -121,7 +121,7 @@ func (b *Btmm) Answer(m *dns.Msg, qname string, qtype uint16) (int, error) {
 			continue
 		}
 		if len(answer) == 0 {
-			m.Ns = append(m.Ns, b.negativeSOA())
+			m.Ns = append(m.Ns, b.negativeSOA(qname))
 			return dns.RcodeSuccess, nil
 		}
 		m.Answer = append(m.Answer, answer...)
@@ -130,18 +130,23 @@ func (b *Btmm) Answer(m *dns.Msg, qname string, qtype uint16) (int, error) {
 	return dns.RcodeServerFailure, nil // a CNAME loop in the zone
 }
 
-// records returns the records at name: the stored ones, and at the apex and
-// the in-zone name servers the ones this plugin makes from its config.
+// records returns the records at name: the stored ones, and at the apex,
+// at each user's domain and at the in-zone name servers the ones this
+// plugin makes from its config.
 func (b *Btmm) records(name string) ([]dns.RR, bool, error) {
 	rrs, exists, err := b.store.Lookup(name)
 	if err != nil {
 		return nil, false, err
 	}
-	if name == b.zone {
+	if _, user := b.keys[name]; name == b.zone || user {
+		// Each user's domain is a zone of its own to clients: it has an
+		// SOA and the apex's name servers, so that a client finding the
+		// zone of a name by SOA queries (as Apple's and BIND's do) stops
+		// at the user's domain and signs for it with the user's key.
 		exists = true
-		rrs = append(rrs, b.soa())
+		rrs = append(rrs, b.soa(name))
 		for _, ns := range b.ns {
-			rrs = append(rrs, &dns.NS{Hdr: b.hdr(b.zone, dns.TypeNS), Ns: ns.name})
+			rrs = append(rrs, &dns.NS{Hdr: b.hdr(name, dns.TypeNS), Ns: ns.name})
 		}
 	}
 	for _, ns := range b.ns {
@@ -186,22 +191,44 @@ func (b *Btmm) additional(m *dns.Msg, answer []dns.RR) error {
 	return nil
 }
 
-func (b *Btmm) soa() *dns.SOA {
+// UserZone returns the user's domain that name (lowercase, fully
+// qualified) is at or under: the name of a user's key.
+func (b *Btmm) UserZone(name string) (string, bool) {
+	if !dns.IsSubDomain(b.zone, name) {
+		return "", false
+	}
+	for off, end := 0, false; !end && len(name)-off > len(b.zone); off, end = dns.NextLabel(name, off) {
+		if _, ok := b.keys[name[off:]]; ok {
+			return name[off:], true
+		}
+	}
+	return "", false
+}
+
+// soa returns the SOA of the zone at owner, the apex or a user's domain.
+// All share the store's serial, which changes with every change in the
+// zone, and so with every change in each user's domain.
+func (b *Btmm) soa(owner string) *dns.SOA {
 	serial, _ := b.store.Serial()
 	mname := b.zone
 	if len(b.ns) > 0 {
 		mname = b.ns[0].name
 	}
 	return &dns.SOA{
-		Hdr: b.hdr(b.zone, dns.TypeSOA), Ns: mname, Mbox: "hostmaster." + b.zone,
+		Hdr: b.hdr(owner, dns.TypeSOA), Ns: mname, Mbox: "hostmaster." + b.zone,
 		Serial: serial, Refresh: soaRefresh, Retry: soaRetry, Expire: soaExpire, Minttl: soaMinimum,
 	}
 }
 
-// negativeSOA is the SOA for the authority section of a negative answer,
-// its TTL lowered to the negative caching time (RFC 2308 §3).
-func (b *Btmm) negativeSOA() *dns.SOA {
-	soa := b.soa()
+// negativeSOA is the SOA for the authority section of a negative answer
+// for qname: that of the user's domain qname is in, else the apex's, its
+// TTL lowered to the negative caching time (RFC 2308 §3).
+func (b *Btmm) negativeSOA(qname string) *dns.SOA {
+	owner, ok := b.UserZone(qname)
+	if !ok {
+		owner = b.zone
+	}
+	soa := b.soa(owner)
 	soa.Hdr.Ttl = min(soa.Hdr.Ttl, soa.Minttl)
 	return soa
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
 	"github.com/openbtmm/btmm/plugin/pkg/store/storetest"
 )
@@ -105,5 +106,52 @@ func TestUpdateWithoutTsigUpdateIsNotImplemented(t *testing.T) {
 	rcode, _ := b.ServeDNS(context.Background(), dnstest.NewRecorder(&test.ResponseWriter{}), m)
 	if rcode != dns.RcodeNotImplemented {
 		t.Fatalf("UPDATE reaching btmm got rcode %d, want NOTIMP", rcode)
+	}
+}
+
+// TestUserZones: each user's domain answers its own SOA and NS in the
+// Answer section, and negative answers below it carry its SOA; names
+// outside every user's domain get the apex's.
+func TestUserZones(t *testing.T) {
+	b := newTestBtmm(t, "laptop.alice.members.example.com. 60 IN AAAA fd00::1")
+	b.keys = map[string]keyfile.Key{"alice.members.example.com.": {Name: "alice.members.example.com."}}
+	ask := func(name string, qtype uint16) *dns.Msg {
+		m := new(dns.Msg)
+		rcode, err := b.Answer(m, name, qtype)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Rcode = rcode
+		return m
+	}
+	m := ask("alice.members.example.com.", dns.TypeSOA)
+	if len(m.Answer) != 1 || m.Answer[0].Header().Name != "alice.members.example.com." || m.Rcode != dns.RcodeSuccess {
+		t.Errorf("SOA at alice's domain: %v", m)
+	}
+	serial, _ := b.store.Serial()
+	if soa, ok := m.Answer[0].(*dns.SOA); !ok || soa.Serial != serial {
+		t.Errorf("alice's SOA %v, want the store's serial %d", m.Answer, serial)
+	}
+	if m := ask("alice.members.example.com.", dns.TypeNS); len(m.Answer) != 1 || m.Answer[0].(*dns.NS).Ns != "ns1."+zone || len(m.Extra) != 1 {
+		t.Errorf("NS at alice's domain: %v, want ns1 with its address", m)
+	}
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		rcode int
+		soa   string
+	}{
+		{"nosuch.alice.members.example.com.", dns.TypeA, dns.RcodeNameError, "alice.members.example.com."},
+		{"laptop.alice.members.example.com.", dns.TypeA, dns.RcodeSuccess, "alice.members.example.com."},
+		{"laptop.alice.members.example.com.", dns.TypeSOA, dns.RcodeSuccess, "alice.members.example.com."},
+		{"a.b.laptop.alice.members.example.com.", dns.TypeSOA, dns.RcodeNameError, "alice.members.example.com."},
+		{"alice.members.example.com.", dns.TypeA, dns.RcodeSuccess, "alice.members.example.com."},
+		{"bob.members.example.com.", dns.TypeSOA, dns.RcodeNameError, zone},
+		{"x.alicia.members.example.com.", dns.TypeA, dns.RcodeNameError, zone},
+	} {
+		m := ask(tc.name, tc.qtype)
+		if m.Rcode != tc.rcode || len(m.Answer) != 0 || len(m.Ns) != 1 || m.Ns[0].Header().Name != tc.soa || m.Ns[0].Header().Rrtype != dns.TypeSOA {
+			t.Errorf("%s %s: %v; want %s with the SOA of %s", tc.name, dns.TypeToString[tc.qtype], m, dns.RcodeToString[tc.rcode], tc.soa)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package ddullease implements the ddul-lease plugin: the lease of RFC 9664's
 // UPDATE-LEASE option (the "DDUL" of RFC 6281 §5.2), clamped into the
-// configured bounds and handed to tsig-update, which records it with the
-// records an UPDATE adds and echoes it in the reply.
+// configured bounds, for the plugin that applies UPDATEs (tsig-update),
+// which records it with the records an UPDATE adds and echoes it in the
+// reply.
 package ddullease
 
 import (
@@ -10,14 +11,14 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin"
-	"github.com/coredns/coredns/plugin/metrics"
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
-	"github.com/openbtmm/btmm/plugin/tsigupdate"
 )
 
-// DdulLease is the ddul-lease plugin's handler.
+// DdulLease is the ddul-lease plugin's handler. It answers nothing itself:
+// the plugin that applies UPDATEs finds it in the server block and asks it
+// for each UPDATE's lease (it is an updatelease.Granter).
 type DdulLease struct {
 	Next plugin.Handler
 
@@ -28,34 +29,32 @@ type DdulLease struct {
 // Name implements plugin.Handler.
 func (d *DdulLease) Name() string { return pluginName }
 
-// ServeDNS implements plugin.Handler.
+// ServeDNS implements plugin.Handler: every message goes on.
 func (d *DdulLease) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	if r.Opcode != dns.OpcodeUpdate {
-		return plugin.NextOrFailure(d.Name(), d.Next, ctx, w, r)
-	}
-	asked, ok, err := updatelease.From(r)
-	if err != nil {
-		// tsig-update answers FORMERR, signed if the request was.
-		log.Debugf("malformed UPDATE-LEASE option: %v", err)
-		ctx = tsigupdate.WithLease(ctx, tsigupdate.Lease{Malformed: true})
-		return plugin.NextOrFailure(d.Name(), d.Next, ctx, w, r)
-	}
-	ctx = tsigupdate.WithLease(ctx, d.grant(asked, ok))
-	if ok {
-		leases.WithLabelValues(metrics.WithServer(ctx)).Inc()
-	}
 	return plugin.NextOrFailure(d.Name(), d.Next, ctx, w, r)
 }
 
-// grant turns the asked lease into the granted one. Without an option the
-// default applies and none is echoed. An 8-octet option is answered with
-// an 8-octet one, a 4-octet option with 4 octets, whose lease then covers
-// KEY records too (RFC 9664 §4.3).
-func (d *DdulLease) grant(asked updatelease.Lease, ok bool) tsigupdate.Lease {
-	if !ok {
-		return tsigupdate.Lease{Records: d.def, Keys: d.def}
+// Grant implements updatelease.Granter. Without an option the default
+// applies and none is echoed. An 8-octet option is answered with an
+// 8-octet one, a 4-octet option with 4 octets, whose lease then covers KEY
+// records too (RFC 9664 §4.3).
+func (d *DdulLease) Grant(r *dns.Msg) (updatelease.Grant, error) {
+	asked, ok, err := updatelease.From(r)
+	if err != nil {
+		log.Debugf("malformed UPDATE-LEASE option: %v", err)
+		return updatelease.Grant{}, err
 	}
-	l := tsigupdate.Lease{Records: clamp(asked.Lease, d.min, d.max)}
+	if ok {
+		leases.Inc()
+	}
+	return d.grant(asked, ok), nil
+}
+
+func (d *DdulLease) grant(asked updatelease.Lease, ok bool) updatelease.Grant {
+	if !ok {
+		return updatelease.Grant{Records: d.def, Keys: d.def}
+	}
+	l := updatelease.Grant{Records: clamp(asked.Lease, d.min, d.max)}
 	l.Keys = l.Records
 	granted := updatelease.Lease{Lease: seconds(l.Records)}
 	if asked.HasKeyLease {

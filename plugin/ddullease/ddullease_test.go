@@ -10,7 +10,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
-	"github.com/openbtmm/btmm/plugin/tsigupdate"
 )
 
 // btmmLease is the plugin as the defaults make it.
@@ -85,9 +84,8 @@ func TestGrant(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := btmmLease().grant(tc.asked, tc.ok)
-			if got.Records != tc.records || got.Keys != tc.keys || got.Malformed {
-				t.Errorf("granted records %v, keys %v, malformed %t; want %v, %v, false",
-					got.Records, got.Keys, got.Malformed, tc.records, tc.keys)
+			if got.Records != tc.records || got.Keys != tc.keys {
+				t.Errorf("granted records %v, keys %v; want %v, %v", got.Records, got.Keys, tc.records, tc.keys)
 			}
 			l, ok := reply(t, got.Reply)
 			switch {
@@ -109,7 +107,7 @@ func TestGrant(t *testing.T) {
 	}
 }
 
-func TestServeDNS(t *testing.T) {
+func TestGrantFromMessage(t *testing.T) {
 	const zone = "members.example.com."
 	update := func(opts ...dns.EDNS0) *dns.Msg {
 		m := new(dns.Msg).SetUpdate(zone)
@@ -136,9 +134,6 @@ func TestServeDNS(t *testing.T) {
 		return r
 	}
 	ask := func(secs uint32) dns.EDNS0 { return updatelease.Lease{Lease: secs}.Option() }
-	query := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
-	query.SetEdns0(1232, false)
-	query.IsEdns0().Option = append(query.IsEdns0().Option, ask(60))
 
 	tests := []struct {
 		name    string
@@ -146,9 +141,8 @@ func TestServeDNS(t *testing.T) {
 		records time.Duration
 		keys    time.Duration
 		reply   *updatelease.Lease // nil: no reply option
-		bad     bool               // Malformed
+		bad     bool               // malformed: an error
 	}{
-		{name: "a query has no lease", req: wire(query)},
 		{name: "UPDATE with EDNS but not the option", req: wire(update(&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})),
 			records: 90 * time.Minute, keys: 90 * time.Minute},
 		{name: "UPDATE without EDNS", req: wire(update()), records: 90 * time.Minute, keys: 90 * time.Minute},
@@ -164,31 +158,19 @@ func TestServeDNS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			called := false
-			var got tsigupdate.Lease
-			var seen *dns.Msg
-			next := test.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-				called = true
-				got = tsigupdate.LeaseFrom(ctx)
-				seen = r
-				return dns.RcodeNotImplemented, nil
-			})
-			d := btmmLease()
-			d.Next = next
 			before := tc.req.String()
-
-			rcode, err := d.ServeDNS(context.Background(), dnstest.NewRecorder(&test.ResponseWriter{}), tc.req)
-			if !called {
-				t.Fatal("next plugin not called")
+			got, err := btmmLease().Grant(tc.req)
+			if tc.req.String() != before {
+				t.Error("Grant changed the request")
 			}
-			if rcode != dns.RcodeNotImplemented || err != nil {
-				t.Errorf("rcode %d, error %v; want the next plugin's NOTIMP", rcode, err)
+			if (err != nil) != tc.bad {
+				t.Fatalf("error %v, want malformed %t", err, tc.bad)
 			}
-			if seen != tc.req || seen.String() != before {
-				t.Error("the request reached the next plugin changed")
+			if tc.bad {
+				return
 			}
-			if got.Records != tc.records || got.Keys != tc.keys || got.Malformed != tc.bad {
-				t.Errorf("lease %+v; want records %v, keys %v, malformed %t", got, tc.records, tc.keys, tc.bad)
+			if got.Records != tc.records || got.Keys != tc.keys {
+				t.Errorf("lease %+v; want records %v, keys %v", got, tc.records, tc.keys)
 			}
 			l, ok := reply(t, got.Reply)
 			switch {
@@ -198,5 +180,24 @@ func TestServeDNS(t *testing.T) {
 				t.Errorf("reply option %+v, want %+v", l, *tc.reply)
 			}
 		})
+	}
+}
+
+// TestServeDNS: the plugin answers nothing and changes nothing; every
+// message goes on.
+func TestServeDNS(t *testing.T) {
+	req := new(dns.Msg).SetUpdate("members.example.com.")
+	req.SetEdns0(1232, false)
+	req.IsEdns0().Option = append(req.IsEdns0().Option, updatelease.Lease{Lease: 60}.Option())
+	before := req.String()
+	var seen *dns.Msg
+	d := btmmLease()
+	d.Next = test.HandlerFunc(func(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+		seen = r
+		return dns.RcodeNotImplemented, nil
+	})
+	rcode, err := d.ServeDNS(context.Background(), dnstest.NewRecorder(&test.ResponseWriter{}), req)
+	if rcode != dns.RcodeNotImplemented || err != nil || seen != req || req.String() != before {
+		t.Errorf("rcode %d, error %v, next saw the request: %t (unchanged: %t)", rcode, err, seen == req, req.String() == before)
 	}
 }

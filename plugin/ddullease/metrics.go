@@ -7,9 +7,9 @@ import (
 )
 
 // leases counts the UPDATEs that asked for a lease.
-var leases = promauto.NewCounterVec(prometheus.CounterOpts{
+var leases = promauto.NewCounter(prometheus.CounterOpts{
 	Namespace: plugin.Namespace,
 	Subsystem: "ddul_lease",
 	Name:      "requests_total",
 	Help:      "Counter of UPDATE requests that carried an UPDATE-LEASE option.",
-}, []string{"server"})
+})

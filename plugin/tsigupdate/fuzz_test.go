@@ -1,12 +1,17 @@
 package tsigupdate
 
 import (
+	"encoding/binary"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/btmm"
 	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
+	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
+	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
 )
 
 // FuzzUpdate runs arbitrary UPDATE messages through the whole RFC 2136 path
@@ -32,7 +37,7 @@ func FuzzUpdate(f *testing.F) {
 			return
 		}
 		r.Opcode = dns.OpcodeUpdate
-		u.update(st, alice, r, Lease{})
+		u.update(st, alice, r, updatelease.Grant{}, nil)
 		for {
 			select {
 			case ev, ok := <-sub.C:
@@ -43,6 +48,53 @@ func FuzzUpdate(f *testing.F) {
 				for _, c := range ev.Changes {
 					if !dns.IsSubDomain(alice, c.Name) {
 						t.Fatalf("key %s changed %s", alice, c.Name)
+					}
+				}
+			default:
+				return
+			}
+		}
+	})
+}
+
+// FuzzRespond feeds arbitrary octets to the update listeners' handler, over
+// UDP and TCP: no panic, a reply (if any) that parses and answers the
+// request's ID, and no change outside alice's subtree.
+func FuzzRespond(f *testing.F) {
+	m := new(dns.Msg).SetUpdate(zone)
+	m.Insert(rrs(host + " 3600 IN A 192.0.2.1"))
+	m.SetTsig(alice, dns.HmacMD5, 300, time.Now().Unix())
+	seed, _, _ := dns.TsigGenerateWithProvider(m, tsigauth.HMAC(aliceMD5.Secret), "", false)
+	f.Add(seed, true)
+	q, _ := new(dns.Msg).SetQuestion(host, dns.TypeSOA).Pack()
+	f.Add(q, false)
+	st, err := boltstore.Open(filepath.Join(f.TempDir(), "zone.db"), zone, boltstore.Options{NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	u := newUpdater()
+	u.zone = btmm.NewForTest(zone, st, aliceMD5)
+	u.Next = u.zone
+	sub := st.Subscribe(1 << 16)
+	f.Fuzz(func(t *testing.T, raw []byte, udp bool) {
+		out := u.respond(raw, udp, nil)
+		if out != nil {
+			r := new(dns.Msg)
+			if err := r.Unpack(out); err != nil || !r.Response || r.Id != binary.BigEndian.Uint16(raw) {
+				t.Fatalf("reply %x: %v %v", out, r, err)
+			}
+		}
+		for {
+			select {
+			case ev, ok := <-sub.C:
+				if !ok {
+					sub = st.Subscribe(1 << 16)
+					return
+				}
+				for _, c := range ev.Changes {
+					if !dns.IsSubDomain(alice, c.Name) {
+						t.Fatalf("changed %s", c.Name)
 					}
 				}
 			default:

@@ -9,9 +9,10 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
-	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/btmm"
+	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
+	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
 )
 
 const pluginName = "tsig-update"
@@ -33,14 +34,30 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	cfg := dnsserver.GetConfig(c)
-	cfg.AllowOpcode(dns.OpcodeUpdate)
 	c.OnStartup(func() error {
 		h, ok := cfg.Handler("btmm").(*btmm.Btmm)
 		if !ok {
 			return plugin.Error(pluginName, fmt.Errorf("needs the btmm plugin in the same server block"))
 		}
 		u.zone = h
+		// ddul-lease, if the block has it, grants each UPDATE's lease.
+		u.lease, _ = cfg.Handler("ddul-lease").(updatelease.Granter)
+		if u.addrs.Empty() {
+			log.Infof("zone %s: no update listener in this server block, which takes no UPDATEs", h.Zone())
+			return nil
+		}
+		if _, running, err := rawdns.Acquire(u.addrs, u.serveRaw); err != nil {
+			return plugin.Error(pluginName, err)
+		} else if !running {
+			log.Infof("zone %s: taking UPDATEs on %s", h.Zone(), u.addrs)
+		}
 		return nil
+	})
+	c.OnShutdown(func() error {
+		if u.addrs.Empty() {
+			return nil
+		}
+		return rawdns.Release(u.addrs)
 	})
 	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
 		u.Next = next
@@ -52,6 +69,9 @@ func setup(c *caddy.Controller) error {
 // parse reads
 //
 //	tsig-update {
+//	    udp         ADDRESS
+//	    tcp         ADDRESS
+//	    tls         ADDRESS CERT KEY
 //	    max_records N
 //	    max_bytes   N
 //	}
@@ -68,6 +88,12 @@ func parse(c *caddy.Controller) (*TsigUpdate, error) {
 			return nil, c.Errf("%s given more than once", prop)
 		}
 		seen[prop] = true
+		if ok, err := rawdns.ParseProperty(c, &u.addrs); ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		switch prop {
 		case "max_records", "max_bytes":
 			a := c.RemainingArgs()

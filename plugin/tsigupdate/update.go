@@ -1,12 +1,15 @@
 package tsigupdate
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
 )
 
 // rcodeError aborts an UPDATE's transaction with the RCODE to answer.
@@ -14,18 +17,37 @@ type rcodeError int
 
 func (e rcodeError) Error() string { return dns.RcodeToString[int(e)] }
 
-// update applies the UPDATE r, signed with key, to st in one transaction,
-// following RFC 2136 §3, and returns the RCODE to answer. A non-nil error
-// is a fault of the server (SERVFAIL), to be logged.
-func (u *TsigUpdate) update(st store.Store, key string, r *dns.Msg, lease Lease) (int, error) {
-	zone := st.Zone()
-	// §3.1: the zone section names the zone, once, as an SOA question.
+// update applies the UPDATE r, signed with key (lowercase) and sig, to st
+// in one transaction, following RFC 2136 §3, and returns the RCODE to
+// answer. A non-nil error is a fault of the server (SERVFAIL), to be
+// logged.
+//
+// Replays: the signature's identity is remembered in the store with the
+// records, in the same transaction, so an UPDATE that was taken before,
+// even by the process before a crash, is refused: update returns
+// dns.RcodeBadTime for it and changes nothing. One that failed a
+// prerequisite or the quota is remembered in a transaction of its own, so
+// that it cannot be sent again once the zone has changed. (One refused
+// before the transaction, for its form or its scope, would be refused
+// again whatever the zone holds.) sig may be nil in tests.
+func (u *TsigUpdate) update(st store.Store, key string, r *dns.Msg, lease updatelease.Grant, sig *dns.TSIG) (int, error) {
+	// §3.1: the zone section names the zone, once, as an SOA question: the
+	// members zone, or the user's own domain, which clients that find the
+	// zone by SOA queries name (each user's domain answers its own SOA).
 	if len(r.Question) != 1 || r.Question[0].Qtype != dns.TypeSOA {
 		return dns.RcodeFormatError, nil
 	}
 	zclass := r.Question[0].Qclass
-	if dns.CanonicalName(r.Question[0].Name) != zone || zclass != dns.ClassINET {
+	zone := dns.CanonicalName(r.Question[0].Name)
+	if zclass != dns.ClassINET {
 		return dns.RcodeNotAuth, nil
+	}
+	if zone != st.Zone() {
+		// Only the signing key's own domain: another user's zone, or a
+		// name that is no zone here, is not ours to update with this key.
+		if user, ok := u.zone.UserZone(zone); !ok || user != zone || zone != key {
+			return dns.RcodeNotAuth, nil
+		}
 	}
 	if rcode := prescan(zone, zclass, r.Answer, r.Ns); rcode != dns.RcodeSuccess {
 		return rcode, nil
@@ -48,14 +70,29 @@ func (u *TsigUpdate) update(st store.Store, key string, r *dns.Msg, lease Lease)
 		}
 	}
 
+	id, signed := signature(sig)
+	remember := func(tx store.Tx) error {
+		if id == nil {
+			return nil
+		}
+		fresh, err := tx.Remember(id, signed)
+		if err == nil && !fresh {
+			log.Debugf("UPDATE with key %s: a replay (time signed %d), refused", key, sig.TimeSigned)
+			return rcodeError(dns.RcodeBadTime)
+		}
+		return err
+	}
 	_, err := st.Update(func(tx store.Tx) error {
+		if err := remember(tx); err != nil {
+			return err
+		}
 		if rcode, err := checkPrerequisites(tx, zclass, r.Answer); err != nil || rcode != dns.RcodeSuccess {
 			if err != nil {
 				return err
 			}
 			return rcodeError(rcode)
 		}
-		owner := store.Owner(zone, dns.CanonicalName(key))
+		owner := store.Owner(st.Zone(), key)
 		before, err := tx.Usage(owner)
 		if err != nil {
 			return err
@@ -83,11 +120,30 @@ func (u *TsigUpdate) update(st store.Store, key string, r *dns.Msg, lease Lease)
 	var rc rcodeError
 	switch {
 	case errors.As(err, &rc):
+		if rc != dns.RcodeBadTime && id != nil {
+			if _, err := st.Update(remember); err != nil && !errors.As(err, new(rcodeError)) {
+				return dns.RcodeServerFailure, err
+			}
+		}
 		return int(rc), nil
 	case err != nil:
 		return dns.RcodeServerFailure, err
 	}
 	return dns.RcodeSuccess, nil
+}
+
+// signature returns the identity of a signed message (its key's name and
+// its MAC) and its time signed; nil for none.
+func signature(sig *dns.TSIG) ([]byte, time.Time) {
+	if sig == nil {
+		return nil, time.Time{}
+	}
+	mac, err := hex.DecodeString(sig.MAC)
+	if err != nil {
+		return nil, time.Time{}
+	}
+	id := append([]byte(dns.CanonicalName(sig.Hdr.Name)), 0)
+	return append(id, mac...), time.Unix(int64(sig.TimeSigned), 0)
 }
 
 // prescan checks the form of the prerequisite (§2.4, §3.2) and update
@@ -276,10 +332,11 @@ func (w *working) get(name string) (*[]store.Record, error) {
 }
 
 // apply carries out one RR of the update section (§3.4.2).
-func (w *working) apply(rr dns.RR, zclass uint16, lease Lease) error {
+func (w *working) apply(rr dns.RR, zclass uint16, lease updatelease.Grant) error {
 	h := rr.Header()
 	name := dns.CanonicalName(h.Name)
-	// The apex SOA and NS come from the server's configuration.
+	// The SOA and NS of the zone named (the members zone or the user's
+	// domain) come from the server's configuration.
 	if name == w.zone && (h.Rrtype == dns.TypeSOA || h.Rrtype == dns.TypeNS) {
 		return nil
 	}

@@ -9,9 +9,12 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/btmm"
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
 	"github.com/openbtmm/btmm/plugin/pkg/store/storetest"
+	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
 )
 
 const (
@@ -43,8 +46,11 @@ func newStore(t testing.TB, records ...string) (*boltstore.Store, *clock) {
 	return st, clk
 }
 
+// newUpdater returns the plugin for zone, whose users are alice and bob,
+// with a memory of replays that starts now.
 func newUpdater() *TsigUpdate {
-	return &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now}
+	users := btmm.NewForTest(zone, nil, keyfile.Key{Name: alice}, keyfile.Key{Name: "bob.members.example.com."})
+	return &TsigUpdate{zone: users, maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now}
 }
 
 func mustRR(s string) dns.RR {
@@ -200,7 +206,7 @@ func runUpdateTests(t *testing.T, tests []updateTest) {
 			}
 			serialBefore := serial(t, st)
 
-			rcode, err := newUpdater().update(st, key, m, Lease{})
+			rcode, err := newUpdater().update(st, key, m, updatelease.Grant{}, nil)
 			if err != nil {
 				t.Fatalf("update: %v", err)
 			}
@@ -247,10 +253,30 @@ func TestZoneSection(t *testing.T) {
 			m.Question[0].Name = "example.org."
 			insert(m)
 		}, rcode: dns.RcodeNotAuth},
-		{name: "a name below the zone", build: func(m *dns.Msg) {
+		{name: "the key's own user zone", build: func(m *dns.Msg) {
 			m.Question[0].Name = alice
 			insert(m)
+		}, want: added},
+		{name: "the key's own user zone in other case", build: func(m *dns.Msg) {
+			m.Question[0].Name = "ALICE.members.example.com."
+			insert(m)
+		}, want: added},
+		{name: "another user's zone", build: func(m *dns.Msg) {
+			m.Question[0].Name = "bob.members.example.com."
+			m.Insert(rrs("x.bob.members.example.com. 3600 IN A 192.0.2.9"))
 		}, rcode: dns.RcodeNotAuth},
+		{name: "a name below the key's user zone, no zone", build: func(m *dns.Msg) {
+			m.Question[0].Name = host
+			insert(m)
+		}, rcode: dns.RcodeNotAuth},
+		{name: "a name below the zone that is no user's", build: func(m *dns.Msg) {
+			m.Question[0].Name = "carol.members.example.com."
+			m.Insert(rrs("x.carol.members.example.com. 3600 IN A 192.0.2.9"))
+		}, rcode: dns.RcodeNotAuth},
+		{name: "the user zone, a name outside it", build: func(m *dns.Msg) {
+			m.Question[0].Name = alice
+			m.Insert(rrs("x.members.example.com. 3600 IN A 192.0.2.9"))
+		}, rcode: dns.RcodeNotZone},
 		{name: "another class", build: func(m *dns.Msg) {
 			m.Question[0].Qclass = dns.ClassCHAOS
 		}, rcode: dns.RcodeNotAuth},
@@ -573,7 +599,7 @@ func TestQuota(t *testing.T) {
 		u := newUpdater()
 		u.maxRecords = 3
 		m := upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2), a(3), a(4))) })
-		if rcode, err := u.update(st, alice, m, Lease{}); rcode != dns.RcodeRefused || err != nil {
+		if rcode, err := u.update(st, alice, m, updatelease.Grant{}, nil); rcode != dns.RcodeRefused || err != nil {
 			t.Fatalf("4 records with a quota of 3: %s, %v; want REFUSED", dns.RcodeToString[rcode], err)
 		}
 		if got := lookup(t, st, host); len(got) != 0 {
@@ -587,13 +613,13 @@ func TestQuota(t *testing.T) {
 		// Another user's records count for them, not for alice.
 		bob := "bob.members.example.com."
 		seedBob := upd(t, func(m *dns.Msg) { m.Insert(rrs(bob+" 3600 IN A 192.0.2.1", bob+" 3600 IN A 192.0.2.2")) })
-		if rcode, _ := u.update(st, bob, seedBob, Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, bob, seedBob, updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("bob's update: %s", dns.RcodeToString[rcode])
 		}
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2), a(3))) }), Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2), a(3))) }), updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("3 records with a quota of 3: %s", dns.RcodeToString[rcode])
 		}
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(other + " 3600 IN A 192.0.2.9")) }), Lease{}); rcode != dns.RcodeRefused {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(other + " 3600 IN A 192.0.2.9")) }), updatelease.Grant{}, nil); rcode != dns.RcodeRefused {
 			t.Fatalf("a 4th record with a quota of 3: %s, want REFUSED", dns.RcodeToString[rcode])
 		}
 		if got := lookup(t, st, other); len(got) != 0 {
@@ -603,7 +629,7 @@ func TestQuota(t *testing.T) {
 			t.Errorf("alice holds %d records, want 3", got.Records)
 		}
 		// A refresh of what is there does not grow: it stays allowed.
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2), a(3))) }), Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2), a(3))) }), updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Errorf("refreshing 3 records at the quota: %s", dns.RcodeToString[rcode])
 		}
 		// Swapping a record for one of the same size is no growth either.
@@ -611,7 +637,7 @@ func TestQuota(t *testing.T) {
 			m.Remove(rrs(a(3)))
 			m.Insert(rrs(a(4)))
 		})
-		if rcode, _ := u.update(st, alice, swap, Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, swap, updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Errorf("swapping a record at the quota: %s", dns.RcodeToString[rcode])
 		}
 	})
@@ -619,13 +645,13 @@ func TestQuota(t *testing.T) {
 		st, _ := newStore(t)
 		u := newUpdater()
 		u.maxBytes = 2 * dns.Len(mustRR(a(1)))
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2), a(3))) }), Lease{}); rcode != dns.RcodeRefused {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2), a(3))) }), updatelease.Grant{}, nil); rcode != dns.RcodeRefused {
 			t.Fatalf("3 records with room for 2: %s, want REFUSED", dns.RcodeToString[rcode])
 		}
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2))) }), Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(a(1), a(2))) }), updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("2 records with room for 2: %s", dns.RcodeToString[rcode])
 		}
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(host + " 3600 IN TXT \"x\"")) }), Lease{}); rcode != dns.RcodeRefused {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(host + " 3600 IN TXT \"x\"")) }), updatelease.Grant{}, nil); rcode != dns.RcodeRefused {
 			t.Fatalf("a TXT beyond the byte quota: %s, want REFUSED", dns.RcodeToString[rcode])
 		}
 		if got := lookup(t, st, host); !slices.Equal(got, canon([]string{a(1), a(2)})) {
@@ -637,16 +663,16 @@ func TestQuota(t *testing.T) {
 		st, _ := newStore(t, a(1), a(2), a(3), a(4), a(5))
 		u := newUpdater()
 		u.maxRecords = 3
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(other + " 3600 IN A 192.0.2.9")) }), Lease{}); rcode != dns.RcodeRefused {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(other + " 3600 IN A 192.0.2.9")) }), updatelease.Grant{}, nil); rcode != dns.RcodeRefused {
 			t.Fatalf("adding while over quota: %s, want REFUSED", dns.RcodeToString[rcode])
 		}
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Remove(rrs(a(5))) }), Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Remove(rrs(a(5))) }), updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("deleting while over quota: %s", dns.RcodeToString[rcode])
 		}
 		if got := usage(t, st, alice); got.Records != 4 {
 			t.Errorf("after deleting one of 5 records alice holds %d, want 4", got.Records)
 		}
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.RemoveRRset(rrs(a(1))) }), Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.RemoveRRset(rrs(a(1))) }), updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("deleting an RRset while over quota: %s", dns.RcodeToString[rcode])
 		}
 		if got := usage(t, st, alice); got.Records != 0 {
@@ -658,12 +684,12 @@ func TestQuota(t *testing.T) {
 func TestLeases(t *testing.T) {
 	const key = "alice.members.example.com. 3600 IN KEY 0 3 15 l02Woi0iS8Aa25FQkUd9RMzZHJpBoRQwAQEX1SxZJA4="
 	addr := host + " 3600 IN A 192.0.2.1"
-	lease := Lease{Records: 30 * time.Minute, Keys: 7 * 24 * time.Hour}
+	lease := updatelease.Grant{Records: 30 * time.Minute, Keys: 7 * 24 * time.Hour}
 
 	t.Run("records and keys", func(t *testing.T) {
 		st, _ := newStore(t)
 		m := upd(t, func(m *dns.Msg) { m.Insert(rrs(addr, key)) })
-		if rcode, err := newUpdater().update(st, alice, m, lease); rcode != dns.RcodeSuccess || err != nil {
+		if rcode, err := newUpdater().update(st, alice, m, lease, nil); rcode != dns.RcodeSuccess || err != nil {
 			t.Fatalf("update: %s, %v", dns.RcodeToString[rcode], err)
 		}
 		for _, tc := range []struct {
@@ -685,7 +711,7 @@ func TestLeases(t *testing.T) {
 
 	t.Run("no lease", func(t *testing.T) {
 		st, _ := newStore(t)
-		if rcode, _ := newUpdater().update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr, key)) }), Lease{}); rcode != dns.RcodeSuccess {
+		if rcode, _ := newUpdater().update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr, key)) }), updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("update: %s", dns.RcodeToString[rcode])
 		}
 		for _, name := range []string{host, alice} {
@@ -700,7 +726,7 @@ func TestLeases(t *testing.T) {
 	t.Run("renewal", func(t *testing.T) {
 		st, clk := newStore(t)
 		u := newUpdater()
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr)) }), lease); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr)) }), lease, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("update: %s", dns.RcodeToString[rcode])
 		}
 		before := serial(t, st)
@@ -708,7 +734,7 @@ func TestLeases(t *testing.T) {
 		defer sub.Close()
 
 		clk.Advance(20 * time.Minute)
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr)) }), lease); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr)) }), lease, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("refresh: %s", dns.RcodeToString[rcode])
 		}
 		recs := stored(t, st, host)
@@ -735,12 +761,12 @@ func TestLeases(t *testing.T) {
 	t.Run("an expired record is no longer a prerequisite", func(t *testing.T) {
 		st, clk := newStore(t)
 		u := newUpdater()
-		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr)) }), lease); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.Insert(rrs(addr)) }), lease, nil); rcode != dns.RcodeSuccess {
 			t.Fatalf("update: %s", dns.RcodeToString[rcode])
 		}
 		clk.Advance(31 * time.Minute)
 		m := upd(t, func(m *dns.Msg) { m.NameNotUsed(rrs(addr)) })
-		if rcode, _ := u.update(st, alice, m, lease); rcode != dns.RcodeSuccess {
+		if rcode, _ := u.update(st, alice, m, lease, nil); rcode != dns.RcodeSuccess {
 			t.Errorf("name-not-in-use on an expired name: %s", dns.RcodeToString[rcode])
 		}
 	})
@@ -754,10 +780,10 @@ func TestUpdateEvent(t *testing.T) {
 	before := serial(t, st)
 
 	// Neither a refused nor an empty update is an event.
-	if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.NameUsed(rrs(other + " A 192.0.2.1")) }), Lease{}); rcode != dns.RcodeNameError {
+	if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.NameUsed(rrs(other + " A 192.0.2.1")) }), updatelease.Grant{}, nil); rcode != dns.RcodeNameError {
 		t.Fatalf("failing prerequisite: %s", dns.RcodeToString[rcode])
 	}
-	if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.RemoveName(rrs(other + " A 192.0.2.1")) }), Lease{}); rcode != dns.RcodeSuccess {
+	if rcode, _ := u.update(st, alice, upd(t, func(m *dns.Msg) { m.RemoveName(rrs(other + " A 192.0.2.1")) }), updatelease.Grant{}, nil); rcode != dns.RcodeSuccess {
 		t.Fatalf("no-op: %s", dns.RcodeToString[rcode])
 	}
 
@@ -766,7 +792,7 @@ func TestUpdateEvent(t *testing.T) {
 		m.Remove(rrs(host + " 3600 IN TXT \"hello\""))
 		m.Insert(rrs(host + " 3600 IN AAAA 2001:db8::1"))
 	})
-	if rcode, err := u.update(st, alice, m, Lease{}); rcode != dns.RcodeSuccess || err != nil {
+	if rcode, err := u.update(st, alice, m, updatelease.Grant{}, nil); rcode != dns.RcodeSuccess || err != nil {
 		t.Fatalf("update: %s, %v", dns.RcodeToString[rcode], err)
 	}
 	if n := len(sub.C); n != 1 {

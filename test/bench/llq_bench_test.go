@@ -65,7 +65,7 @@ func BenchmarkLLQEventLatency(b *testing.B) {
 				m.Insert([]dns.RR{rr})
 				m.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
 				sent := time.Now()
-				r, _, err := c.Exchange(m, s.Addr())
+				r, _, err := c.Exchange(m, s.UpdateAddr())
 				acked := time.Now()
 				if err != nil || r.Rcode != dns.RcodeSuccess {
 					b.Fatalf("update: %v %v", err, r)
@@ -99,7 +99,9 @@ func startLLQServer(b *testing.B, limit int) *coredns.Server {
 		store members.db
 	}
 	ddul-lease
-	tsig-update
+	tsig-update {
+		udp 127.0.0.1:{{UPDATEPORT}}
+	}
 	llq {
 		tsig optional
 		limit %d

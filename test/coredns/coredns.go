@@ -41,8 +41,9 @@ type Server struct {
 	Dir      string // the working directory, where relative paths resolve
 	Corefile string // its path
 	// Ports found free for the test; the Corefile may use them as
-	// {{PORT}}, {{TLSPORT}}, {{LLQPORT}} and {{LLQTLSPORT}}.
-	Port, TLSPort, LLQPort, LLQTLSPort int
+	// {{PORT}}, {{TLSPORT}}, {{LLQPORT}}, {{LLQTLSPORT}}, {{UPDATEPORT}}
+	// (tsig-update's UDP and TCP listeners) and {{UPDATETLSPORT}}.
+	Port, TLSPort, LLQPort, LLQTLSPort, UpdatePort, UpdateTLSPort int
 
 	// Host is the address the server answers on (default 127.0.0.1).
 	Host string
@@ -83,10 +84,12 @@ func FreePort(t testing.TB) int {
 // returns a server that is not started yet.
 func New(t testing.TB, dir, corefile string) *Server {
 	t.Helper()
-	s := &Server{t: t, Dir: dir, Port: FreePort(t), TLSPort: FreePort(t), LLQPort: FreePort(t), LLQTLSPort: FreePort(t)}
+	s := &Server{t: t, Dir: dir, Port: FreePort(t), TLSPort: FreePort(t), LLQPort: FreePort(t), LLQTLSPort: FreePort(t),
+		UpdatePort: FreePort(t), UpdateTLSPort: FreePort(t)}
 	corefile = strings.NewReplacer(
 		"{{PORT}}", fmt.Sprint(s.Port), "{{TLSPORT}}", fmt.Sprint(s.TLSPort),
 		"{{LLQPORT}}", fmt.Sprint(s.LLQPort), "{{LLQTLSPORT}}", fmt.Sprint(s.LLQTLSPort),
+		"{{UPDATEPORT}}", fmt.Sprint(s.UpdatePort), "{{UPDATETLSPORT}}", fmt.Sprint(s.UpdateTLSPort),
 	).Replace(corefile)
 	s.Corefile = filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(s.Corefile, []byte(corefile), 0o600); err != nil {
@@ -108,6 +111,12 @@ func (s *Server) Addr() string { return net.JoinHostPort(s.host(), fmt.Sprint(s.
 
 // TLSAddr is the DNS-over-TLS address, host:port.
 func (s *Server) TLSAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.TLSPort) }
+
+// UpdateAddr is tsig-update's UDP and TCP address, host:port.
+func (s *Server) UpdateAddr() string { return net.JoinHostPort(s.host(), fmt.Sprint(s.UpdatePort)) }
+
+// UpdateTLSAddr is tsig-update's TLS address, host:port.
+func (s *Server) UpdateTLSAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.UpdateTLSPort) }
 
 // LLQAddr is the LLQ listeners' address (UDP and TCP), host:port.
 func (s *Server) LLQAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.LLQPort) }

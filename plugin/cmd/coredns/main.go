@@ -50,10 +50,12 @@ import (
 )
 
 // btmmDirectives sit in the chain in this order, just before CoreDNS's own
-// dynupdate and file: ddul-lease must see an UPDATE before tsig-update
-// applies it (it hands the granted lease down), and btmm answers last.
-// llq adds no handler to the chain (it has listeners of its own), but is
-// set up after btmm, whose store it watches from start-up on.
+// dynupdate and file. The plugins find each other in the server block at
+// start-up, not through the chain, so the order matters little:
+// tsig-update comes before srv-discovery and btmm because queries on its
+// update listeners are answered by the plugins after it, and llq, which
+// adds no handler (it has listeners of its own), is set up after btmm,
+// whose store it watches from start-up on.
 var btmmDirectives = []string{"ddul-lease", "tsig-update", "srv-discovery", "btmm", "llq"}
 
 func init() {

@@ -71,7 +71,19 @@ type Tx interface {
 	HasDescendants(name string) (bool, error)
 	// Usage returns what owner holds, as of this transaction.
 	Usage(owner string) (Usage, error)
+	// Remember records id, a signed message's identity (its key and MAC),
+	// as signed at the given time, and reports whether it was new: false
+	// means the same message was remembered before, and is a replay. Ids
+	// are kept with the records, so a restart forgets none, for
+	// ReplayWindow after the time signed, then dropped.
+	Remember(id []byte, signed time.Time) (fresh bool, err error)
 }
+
+// ReplayWindow is how long after its time signed a message's identity is
+// remembered: as long as the message could be accepted at all, since TSIG
+// refuses a time signed further than 300 s from the server's clock (RFC
+// 8945's recommended fudge, the most the server honours).
+const ReplayWindow = 300 * time.Second
 
 // Event is one committed transaction's effect on the zone.
 type Event struct {

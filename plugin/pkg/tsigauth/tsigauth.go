@@ -67,6 +67,10 @@ func Check(w dns.ResponseWriter, r *dns.Msg, keys Keys, now time.Time) Result {
 	if res.Key.Algorithm == dns.HmacMD5 {
 		status = verifyMD5(r, res.Key.Secret, now)
 	}
+	if status == nil || errors.Is(status, dns.ErrTime) {
+		// The MAC is good; judge the time by our clock and MaxFudge.
+		status = checkTime(r.IsTsig(), now)
+	}
 	return withStatus(res, status)
 }
 
@@ -80,7 +84,8 @@ func CheckRaw(raw []byte, r *dns.Msg, keys Keys, now time.Time) Result {
 	}
 	status := dns.TsigVerifyWithProvider(append([]byte(nil), raw...), HMAC(res.Key.Secret), "", false)
 	if status == nil || errors.Is(status, dns.ErrTime) {
-		// The MAC is good; judge the time by our clock, not the library's.
+		// The MAC is good; judge the time by our clock and MaxFudge, not
+		// the library's.
 		status = checkTime(t, now)
 	}
 	return withStatus(res, status)
@@ -123,12 +128,19 @@ func withStatus(res Result, status error) Result {
 	return res
 }
 
+// MaxFudge is the most clock difference a request may claim in its fudge
+// field; a larger fudge is read as this (RFC 8945 §10 recommends 300 s).
+// It bounds how long a signed message stays acceptable, and so how long a
+// server must remember it to refuse replays.
+const MaxFudge = 300
+
+// checkTime judges the time signed by now and the fudge, at most MaxFudge.
 func checkTime(t *dns.TSIG, now time.Time) error {
 	skew := now.Unix() - int64(t.TimeSigned)
 	if skew < 0 {
 		skew = -skew
 	}
-	if skew > int64(t.Fudge) {
+	if skew > int64(min(t.Fudge, MaxFudge)) {
 		return dns.ErrTime
 	}
 	return nil
@@ -210,8 +222,9 @@ func (w *Writer) WriteMsg(m *dns.Msg) error {
 // wants unsigned.
 func ReplyTSIG(reqSig *dns.TSIG, tsigError uint16, id uint16, now time.Time) *dns.TSIG {
 	sig := &dns.TSIG{
-		Hdr:       dns.RR_Header{Name: reqSig.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
-		Algorithm: reqSig.Algorithm,
+		// Fqdn: a root name parses as "", which would pack as nothing.
+		Hdr:       dns.RR_Header{Name: dns.Fqdn(reqSig.Hdr.Name), Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: dns.Fqdn(reqSig.Algorithm),
 		Fudge:     reqSig.Fudge,
 		OrigId:    id,
 		Error:     tsigError,
@@ -226,4 +239,17 @@ func ReplyTSIG(reqSig *dns.TSIG, tsigError uint16, id uint16, now time.Time) *dn
 		sig.TimeSigned = uint64(now.Unix())
 	}
 	return sig
+}
+
+// PackReply packs m, the reply to a request that carried reqSig and was
+// judged res, with its TSIG RR last: signed over the octets returned with
+// the request's MAC, or, for BADKEY and BADSIG, unsigned as RFC 8945
+// §5.3.2 asks. It is for servers that send the bytes themselves.
+func PackReply(m *dns.Msg, reqSig *dns.TSIG, res Result, now time.Time) ([]byte, error) {
+	m.Extra = append(m.Extra, ReplyTSIG(reqSig, res.Error, m.Id, now))
+	if res.Error == dns.RcodeBadKey || res.Error == dns.RcodeBadSig {
+		return m.Pack()
+	}
+	buf, _, err := dns.TsigGenerateWithProvider(m, HMAC(res.Key.Secret), reqSig.MAC, false)
+	return buf, err
 }

@@ -143,24 +143,28 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 func (s *System) StartServer() (*Proc, error) {
 	l, dir := s.Lab, s.Dir
 	ip := l.Addr("server")
-	block := func(addr, extra string) string {
-		return fmt.Sprintf(`%s {
-%s	btmm %s {
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cf := fmt.Sprintf(`%s:53 {
+	btmm %s {
 		keys %s/users.keys
 		store %s/members.db
 		ns ns1.%s. %s
 	}
 	ddul-lease
-	tsig-update
+	tsig-update {
+		tls :853 %s %s
+	}
 	srv-discovery {
 		update ns1.%s. 853 tls
 		llq    ns1.%s. 5353 tls
 	}
-`, addr, extra, Zone, dir, dir, Zone, ip, Zone, Zone)
+	llq {
+		udp :5352
+		tcp :5352
+		tls :5353 %s %s
 	}
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	cf := block(Zone+":53", "") + fmt.Sprintf("\tllq {\n\t\tudp :5352\n\t\ttcp :5352\n\t\ttls :5353 %s %s\n\t}\n}\n", cert, key) +
-		block("tls://"+Zone+":853", "\ttls "+cert+" "+key+"\n") + "}\n"
+}
+`, Zone, Zone, dir, dir, Zone, ip, cert, key, Zone, Zone, cert, key)
 	path := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
 		return nil, err

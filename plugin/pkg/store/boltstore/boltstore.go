@@ -31,6 +31,7 @@ var (
 	bucketExpiry = []byte("expiry") // big-endian unix nanos ‖ name key -> nothing
 	bucketUsage  = []byte("usage")  // owner key -> records u64 ‖ bytes u64
 	bucketMeta   = []byte("meta")   // metaZone, metaSerial
+	bucketSigned = []byte("signed") // big-endian unix seconds signed ‖ message id -> nothing
 	metaZone     = []byte("zone")
 	metaSerial   = []byte("serial")
 	metaVersion  = []byte("version")
@@ -107,7 +108,7 @@ func Open(path, zone string, opts Options) (*Store, error) {
 	}
 	s := &Store{db: db, zone: zone, key: zkey, now: opts.Now, stop: make(chan struct{}), wake: make(chan struct{}, 1)}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketNames, bucketExpiry, bucketUsage, bucketMeta} {
+		for _, b := range [][]byte{bucketNames, bucketExpiry, bucketUsage, bucketMeta, bucketSigned} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

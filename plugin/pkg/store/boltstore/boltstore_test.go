@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 )
@@ -321,4 +322,44 @@ func FuzzDecodeRecords(f *testing.F) {
 			t.Fatalf("round trip: %d records, %v; want %d", len(back), err, len(recs))
 		}
 	})
+}
+
+// TestRemember: an id is fresh once, stays remembered across a reopen,
+// and is dropped once its time signed is past the replay window; a
+// transaction that fails remembers nothing.
+func TestRemember(t *testing.T) {
+	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	path := filepath.Join(t.TempDir(), "z.db")
+	s := open(t, path, c)
+	remember := func(s *Store, id string, signed time.Time) bool {
+		t.Helper()
+		var fresh bool
+		if _, err := s.Update(func(tx store.Tx) (err error) { fresh, err = tx.Remember([]byte(id), signed); return }); err != nil {
+			t.Fatal(err)
+		}
+		return fresh
+	}
+	signed := c.Now()
+	if !remember(s, "a", signed) || remember(s, "a", signed) {
+		t.Fatal("the same id twice: want fresh, then not")
+	}
+	if !remember(s, "b", signed) || !remember(s, "a", signed.Add(time.Second)) {
+		t.Fatal("another id, or the same one at another time: want fresh")
+	}
+	s.Update(func(tx store.Tx) error { tx.Remember([]byte("rolled back"), signed); return errors.New("fail") })
+	s.Close()
+	s = open(t, path, c)
+	if remember(s, "a", signed) {
+		t.Error("forgotten across a reopen")
+	}
+	if !remember(s, "rolled back", signed) {
+		t.Error("a failed transaction remembered its id")
+	}
+	c.Add(store.ReplayWindow + 2*time.Second) // past every id above, the latest signed a second later
+	remember(s, "c", c.Now())                 // prunes
+	var n int
+	s.db.View(func(btx *bolt.Tx) error { n = btx.Bucket(bucketSigned).Stats().KeyN; return nil })
+	if n != 1 {
+		t.Errorf("%d ids kept past the window, want 1 (the new one)", n)
+	}
 }

@@ -100,6 +100,26 @@ func (t *tx) Set(name string, recs []store.Record) error {
 	return names.Put(key, v)
 }
 
+// Remember implements store.Tx. Ids are keyed by their time signed, so
+// the ones past store.ReplayWindow are a prefix of the bucket, dropped
+// here as they age.
+func (t *tx) Remember(id []byte, signed time.Time) (bool, error) {
+	b := t.btx.Bucket(bucketSigned)
+	cutoff := t.now.Add(-store.ReplayWindow).Unix()
+	c := b.Cursor()
+	for k, _ := c.First(); len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) < cutoff; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return false, err
+		}
+	}
+	key := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(id)), uint64(signed.Unix()))
+	key = append(key, id...)
+	if b.Get(key) != nil {
+		return false, nil
+	}
+	return true, b.Put(key, []byte{1})
+}
+
 func (t *tx) Usage(owner string) (store.Usage, error) {
 	key, err := t.s.keyInZone(owner)
 	if err != nil {

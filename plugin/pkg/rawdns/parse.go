@@ -1,0 +1,54 @@
+package rawdns
+
+import (
+	"crypto/tls"
+	"net"
+
+	"github.com/coredns/caddy"
+)
+
+// ParseProperty reads the listener property under c's cursor into a:
+//
+//	udp ADDRESS|off
+//	tcp ADDRESS|off
+//	tls ADDRESS CERT KEY
+//
+// It reports false, and reads nothing, for any other property.
+func ParseProperty(c *caddy.Controller, a *Addrs) (bool, error) {
+	prop := c.Val()
+	switch prop {
+	case "udp", "tcp":
+		args := c.RemainingArgs()
+		if len(args) != 1 {
+			return true, c.ArgErr()
+		}
+		addr := args[0]
+		if addr == "off" {
+			addr = ""
+		} else if _, _, err := net.SplitHostPort(addr); err != nil {
+			return true, c.Errf("%s needs HOST:PORT or off, not %q", prop, args[0])
+		}
+		if prop == "udp" {
+			a.UDP = addr
+		} else {
+			a.TCP = addr
+		}
+	case "tls":
+		args := c.RemainingArgs()
+		if len(args) != 3 {
+			return true, c.Errf("tls needs ADDRESS CERT KEY")
+		}
+		if _, _, err := net.SplitHostPort(args[0]); err != nil {
+			return true, c.Errf("tls needs HOST:PORT, not %q", args[0])
+		}
+		cert, err := tls.LoadX509KeyPair(args[1], args[2])
+		if err != nil {
+			return true, c.Errf("tls certificate: %v", err)
+		}
+		a.TLS = args[0]
+		a.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	default:
+		return false, nil
+	}
+	return true, nil
+}
