@@ -3,6 +3,7 @@ package boltstore
 import (
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -12,9 +13,9 @@ import (
 )
 
 // BenchmarkSet replaces one name's record in zones of growing size, with
-// and without fsync, to show that an update costs what it touches (plus a
-// B+tree's log n), not the zone. test/bench compares the whole server with
-// CoreDNS's dynupdate.
+// and without the log's sync, to show that an update costs what it
+// touches, not the zone. test/bench compares the whole server with
+// CoreDNS's dynupdate, BIND and Knot.
 func BenchmarkSet(b *testing.B) {
 	for _, n := range []int{1_000, 100_000, 1_000_000} {
 		for _, durable := range []bool{false, true} {
@@ -43,6 +44,31 @@ func BenchmarkSet(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkOpen loads a store of n records (the start-up of a server) and
+// reports the memory the zone takes per record.
+func BenchmarkOpen(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "z.db")
+			seed(b, path, n)
+			b.ResetTimer()
+			for range b.N {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				s, err := Open(path, zone, Options{ManualSweep: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-B/record")
+				s.Close()
+			}
+		})
 	}
 }
 

@@ -1,11 +1,31 @@
-// Package boltstore is the embedded zone store: one local bbolt file that
-// holds a zone's records keyed by name, an index of lease deadlines, the
-// per-owner usage and the SOA serial.
+// Package boltstore is the embedded zone store: the zone in memory, a
+// write-ahead log that makes each commit durable, and a bbolt file that
+// holds the checkpoint the log is replayed onto.
 //
-// Each name's records are one value, so an update reads and writes only the
-// names it touches (plus O(log n) B+tree pages): its cost does not grow with
-// the zone. A commit is synced to disk before Update returns, and bbolt's
-// copy-on-write pages make the file consistent after a crash at any moment.
+// Queries read the zone in memory: a map lookup, no storage read and no
+// decode, and never behind a sync. An Update runs its transaction on the
+// zone under a lock (microseconds), appends its log record to the group
+// of records waiting for the disk, and waits. One goroutine writes each
+// group with one write and one fdatasync, then publishes the group's
+// events in commit order and releases its Updates: however many UPDATEs
+// arrive together, they share a sync (group commit). A transaction that
+// fails is undone in memory and logs nothing, so it changes nothing of
+// its own and nothing of the others in its group, and each transaction
+// sees the ones applied before it.
+//
+// Each time a log segment fills, the names changed since the previous
+// checkpoint are written into the bbolt file in one transaction (bbolt
+// syncs it), beside the sequence number of the last record they include,
+// and the segments before it are deleted. Open loads the file and replays
+// the log after that number, so an acknowledged update survives kill -9
+// at any moment, and a torn last record (never acknowledged) is dropped.
+//
+// Why not bbolt alone: a bbolt commit syncs twice (its pages, then its
+// meta page) and takes one writer at a time, so every UPDATE paid two
+// syncs and waited for the others'. Why not an LSM engine with a log of
+// its own: the zone must be in memory for the read path anyway, and the
+// log plus a checkpoint every few hundred thousand updates is all the
+// durability a zone this size needs.
 package boltstore
 
 import (
@@ -24,18 +44,21 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 )
 
-// Buckets of the file. Keys in names, usage and the tail of expiry keys
-// are store.Key encodings of names.
+// Buckets of the file, the checkpoint. Keys in names are store.Key
+// encodings of names.
 var (
 	bucketNames  = []byte("names")  // name key -> encoded records
-	bucketExpiry = []byte("expiry") // big-endian unix nanos ‖ name key -> nothing
-	bucketUsage  = []byte("usage")  // owner key -> records u64 ‖ bytes u64
-	bucketMeta   = []byte("meta")   // metaZone, metaSerial
-	bucketSigned = []byte("signed") // big-endian unix seconds signed ‖ message id -> nothing
+	bucketMeta   = []byte("meta")   // metaZone, metaSerial, metaVersion, metaApplied
+	bucketSigned = []byte("signed") // big-endian unix seconds signed ‖ id hash -> nothing
 	metaZone     = []byte("zone")
 	metaSerial   = []byte("serial")
 	metaVersion  = []byte("version")
+	metaApplied  = []byte("applied") // last log record in the file, u64
 	formatV1     = []byte("1")
+	formatV2     = []byte("2")
+	// Buckets of format 1 that format 2 keeps in memory only.
+	bucketExpiryV1 = []byte("expiry")
+	bucketUsageV1  = []byte("usage")
 )
 
 // Options tune a Store. The zero value is ready to use.
@@ -52,37 +75,59 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process's lock on the
 	// file (default 5s).
 	LockTimeout time.Duration
-	// NoSync skips fsync on commit: for benchmarks of the in-memory cost
-	// only, never for a server.
+	// NoSync skips every sync: for benchmarks of the in-memory cost only,
+	// never for a server.
 	NoSync bool
+	// SegmentSize is the size of a log segment (default 16 MiB); each
+	// time one fills, the store checkpoints.
+	SegmentSize int64
 }
 
-// Store is the bbolt implementation of store.Store.
+// Store is the embedded implementation of store.Store.
 type Store struct {
 	db   *bolt.DB
-	zone string
-	key  []byte // store.Key(zone)
-	now  func() time.Time
+	opts Options
 
-	// mu serialises writers, so that events are published in commit order.
-	mu   sync.Mutex
+	// mu guards the zone and the group being gathered; queries take it
+	// shared, transactions exclusive.
+	mu     sync.RWMutex
+	z      *memZone
+	seq    uint64 // the last log record's sequence number
+	group  *group
+	failed error // the log could not be written: no more updates
+
 	feed store.Feed
+	log  *wal
 
-	stop     chan struct{}
-	wake     chan struct{} // a commit may have set an earlier lease end
-	sweeping sync.WaitGroup
-	closed   sync.Once
+	commitMu    sync.Mutex       // held by the one transaction writing a group
+	checkpoints chan *checkpoint // to the checkpointer, in order
+	stop        chan struct{}
+	wake        chan struct{} // a commit may have set an earlier lease end
+	loops       sync.WaitGroup
+	closed      sync.Once
+}
+
+// group is the transactions waiting for one sync.
+type group struct {
+	buf    []byte // the frame of their log records (see newFrame)
+	first  uint64 // sequence number of the first record in buf
+	events []store.Event
+	done   chan struct{} // closed when they are durable, or failed
+	err    error
+}
+
+func newGroup(first uint64) *group {
+	return &group{buf: newFrame(), first: first, done: make(chan struct{})}
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens or creates the store file at path for zone. A file made for
-// another zone is refused. Records whose lease ended while the file was
-// closed are swept at once.
+// Open opens or creates the store file at path for zone, and its log in
+// the directory path+".wal". A file made for another zone is refused.
+// Records whose lease ended while the store was closed are swept at once.
 func Open(path, zone string, opts Options) (*Store, error) {
 	zone = store.Canonical(zone)
-	zkey, err := store.Key(zone)
-	if err != nil {
+	if _, err := store.Key(zone); err != nil {
 		return nil, fmt.Errorf("zone %q: %w", zone, err)
 	}
 	if opts.Now == nil {
@@ -93,6 +138,9 @@ func Open(path, zone string, opts Options) (*Store, error) {
 	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = 16 << 20
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if _, err := os.Stat(dir); err != nil {
@@ -106,63 +154,206 @@ func Open(path, zone string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	s := &Store{db: db, zone: zone, key: zkey, now: opts.Now, stop: make(chan struct{}), wake: make(chan struct{}, 1)}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketNames, bucketExpiry, bucketUsage, bucketMeta, bucketSigned} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch z := meta.Get(metaZone); {
-		case z == nil:
-			if err := meta.Put(metaZone, []byte(zone)); err != nil {
-				return err
-			}
-			if err := meta.Put(metaVersion, formatV1); err != nil {
-				return err
-			}
-			// Start from the clock, as zone files conventionally do, so
-			// that a recreated store does not go back to serial 1.
-			return meta.Put(metaSerial, binary.BigEndian.AppendUint32(nil, uint32(s.now().Unix())))
-		case string(z) != zone:
-			return fmt.Errorf("store %s holds zone %q, not %q", path, z, zone)
-		case !bytes.Equal(meta.Get(metaVersion), formatV1):
-			return fmt.Errorf("store %s has format %q, this server reads %q", path, meta.Get(metaVersion), formatV1)
-		}
-		return nil
-	})
-	if err != nil {
+	s := &Store{
+		db: db, opts: opts,
+		checkpoints: make(chan *checkpoint, 16),
+		stop:        make(chan struct{}),
+		wake:        make(chan struct{}, 1),
+	}
+	if err := s.load(path, zone); err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.group = newGroup(s.seq + 1)
+	s.loops.Add(1)
+	go s.checkpointLoop()
 	if _, err := s.Sweep(); err != nil {
-		db.Close()
+		s.Close()
 		return nil, fmt.Errorf("sweeping expired leases: %w", err)
 	}
 	if !opts.ManualSweep {
-		s.sweeping.Add(1)
+		s.loops.Add(1)
 		go s.sweepLoop(opts.SweepInterval)
 	}
 	return s, nil
 }
 
+// load reads the checkpoint into memory, replays the log onto it, writes
+// what the log added into the file and starts a fresh log.
+func (s *Store) load(path, zone string) error {
+	var applied uint64
+	var serial uint32
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketNames, bucketMeta, bucketSigned} {
+			if _, err := btx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := btx.Bucket(bucketMeta)
+		switch z := meta.Get(metaZone); {
+		case z == nil:
+			// Start from the clock, as zone files conventionally do, so
+			// that a recreated store does not go back to serial 1.
+			for k, v := range map[string][]byte{
+				string(metaZone): []byte(zone), string(metaVersion): formatV2,
+				string(metaSerial): binary.BigEndian.AppendUint32(nil, uint32(s.opts.Now().Unix())),
+				string(metaApplied): make([]byte, 8),
+			} {
+				if err := meta.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		case string(z) != zone:
+			return fmt.Errorf("store %s holds zone %q, not %q", path, z, zone)
+		case bytes.Equal(meta.Get(metaVersion), formatV1):
+			if err := upgradeV1(btx); err != nil {
+				return fmt.Errorf("store %s: upgrading from format 1: %w", path, err)
+			}
+		case !bytes.Equal(meta.Get(metaVersion), formatV2):
+			return fmt.Errorf("store %s has format %q, this server reads %q", path, meta.Get(metaVersion), formatV2)
+		}
+		serial = binary.BigEndian.Uint32(meta.Get(metaSerial))
+		applied = binary.BigEndian.Uint64(meta.Get(metaApplied))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if s.z, err = newZone(zone, serial); err != nil {
+		return err
+	}
+	err = s.db.View(func(btx *bolt.Tx) error {
+		if err := btx.Bucket(bucketNames).ForEach(func(k, v []byte) error {
+			name, err := store.KeyName(k)
+			if err != nil {
+				return err
+			}
+			recs, err := decodeRecords(v)
+			if err != nil {
+				return fmt.Errorf("name %s: %w", name, err)
+			}
+			s.z.set(string(k), name, recs)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return btx.Bucket(bucketSigned).ForEach(func(k, _ []byte) error {
+			if len(k) != 8+idLen {
+				return errCorrupt
+			}
+			var id seenID
+			id.signed = int64(binary.BigEndian.Uint64(k))
+			copy(id.id[:], k[8:])
+			s.z.seen.add(id)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("loading store %s: %w", path, err)
+	}
+	clear(s.z.dirty)
+
+	logDir := path + ".wal"
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return err
+	}
+	s.seq, err = replay(logDir, applied, func(payload []byte) error {
+		l, err := decodeTx(payload)
+		if err != nil {
+			return err
+		}
+		for i, key := range l.keys {
+			name, _ := store.KeyName([]byte(key))
+			if !bytes.HasPrefix([]byte(key), []byte(s.z.apexKey)) {
+				return fmt.Errorf("name %s outside the zone", name)
+			}
+			s.z.set(key, name, l.recs[i])
+		}
+		for _, id := range l.seen {
+			if !s.z.seen.has(id.id) {
+				s.z.seen.add(id)
+			}
+		}
+		s.z.fresh = append(s.z.fresh, l.seen...)
+		s.z.serial = l.serial
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replaying the log of %s: %w", path, err)
+	}
+	if s.seq > applied {
+		if err := s.writeCheckpoint(s.snapshotLocked()); err != nil {
+			return fmt.Errorf("checkpointing the replayed log of %s: %w", path, err)
+		}
+	}
+	s.log, err = openWAL(logDir, s.opts.SegmentSize, s.opts.NoSync, s.seq+1)
+	return err
+}
+
+// upgradeV1 turns a file of format 1, which kept the lease index and the
+// usage counters on disk and remembered ids whole, into format 2.
+func upgradeV1(btx *bolt.Tx) error {
+	for _, b := range [][]byte{bucketExpiryV1, bucketUsageV1} {
+		if btx.Bucket(b) != nil {
+			if err := btx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+	}
+	signed := btx.Bucket(bucketSigned)
+	var keys [][]byte
+	signed.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil })
+	for _, k := range keys {
+		if err := signed.Delete(k); err != nil {
+			return err
+		}
+		if len(k) < 8 {
+			continue
+		}
+		at := int64(binary.BigEndian.Uint64(k))
+		h := hashID(k[8:], at)
+		if err := signed.Put(append(binary.BigEndian.AppendUint64(nil, uint64(at)), h[:]...), []byte{1}); err != nil {
+			return err
+		}
+	}
+	meta := btx.Bucket(bucketMeta)
+	if err := meta.Put(metaApplied, make([]byte, 8)); err != nil {
+		return err
+	}
+	return meta.Put(metaVersion, formatV2)
+}
+
 // Zone implements store.Store.
-func (s *Store) Zone() string { return s.zone }
+func (s *Store) Zone() string { return s.z.apex }
 
 // Path returns the file's path.
 func (s *Store) Path() string { return s.db.Path() }
 
-// Close implements store.Store.
+// Close implements store.Store: it writes what is pending, checkpoints
+// (so that the next Open has no log to replay) and closes the file.
 func (s *Store) Close() error {
 	var err error
 	s.closed.Do(func() {
+		s.mu.Lock()
+		s.failed = store.ErrClosed
+		s.mu.Unlock()
 		close(s.stop)
-		s.sweeping.Wait()
+		// Write what transactions gathered before the store closed; any of
+		// them still to get commitMu will find its group done.
+		s.commitMu.Lock()
+		s.commit()
+		s.commitMu.Unlock()
+		close(s.checkpoints)
+		s.loops.Wait()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.feed.Close()
-		err = s.db.Close()
+		if s.failed == store.ErrClosed {
+			if err = s.writeCheckpoint(s.snapshotLocked()); err == nil {
+				err = s.log.removeBefore(s.seq + 1)
+			}
+		}
+		err = errors.Join(err, s.log.close(), s.db.Close())
 	})
 	return err
 }
@@ -171,46 +362,28 @@ func (s *Store) Close() error {
 func (s *Store) Subscribe(queue int) *store.Subscription { return s.feed.Subscribe(queue) }
 
 // Serial implements store.Store.
-func (s *Store) Serial() (serial uint32, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		serial = binary.BigEndian.Uint32(tx.Bucket(bucketMeta).Get(metaSerial))
-		return nil
-	})
-	return serial, err
+func (s *Store) Serial() (uint32, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.z.serial, nil
 }
 
-// Lookup implements store.Store.
+// Lookup implements store.Store. The records are the store's own: callers
+// must not change them (as with CoreDNS's file plugin, answers share them).
 func (s *Store) Lookup(name string) (rrs []dns.RR, exists bool, err error) {
-	key, err := store.Key(name)
+	key, err := s.z.keyOf(name)
 	if err != nil {
 		return nil, false, err
 	}
-	now := s.now()
-	err = s.db.View(func(tx *bolt.Tx) error {
-		names := tx.Bucket(bucketNames)
-		recs, err := decodeRecords(names.Get(key))
-		if err != nil {
-			return err
+	now := s.opts.Now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.z.records(key) {
+		if r.Live(now) {
+			rrs = append(rrs, r.RR)
 		}
-		for _, r := range recs {
-			if r.Live(now) {
-				rrs = append(rrs, r.RR)
-			}
-		}
-		exists = len(rrs) > 0 || hasDescendants(names, key)
-		return nil
-	})
-	return rrs, exists, err
-}
-
-// hasDescendants reports whether names holds a key strictly below key.
-func hasDescendants(names *bolt.Bucket, key []byte) bool {
-	c := names.Cursor()
-	k, _ := c.Seek(key)
-	if bytes.Equal(k, key) {
-		k, _ = c.Next()
 	}
-	return k != nil && bytes.HasPrefix(k, key)
+	return rrs, len(rrs) > 0 || s.z.hasDescendants(key), nil
 }
 
 // Update implements store.Store.
@@ -220,23 +393,52 @@ func (s *Store) Update(fn func(store.Tx) error) (store.Event, error) {
 
 func (s *Store) update(expiry bool, fn func(store.Tx) error) (store.Event, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ev store.Event
-	err := s.db.Update(func(btx *bolt.Tx) error {
-		tx := &tx{s: s, btx: btx, now: s.now(), touched: make(map[string]*touch)}
-		if err := fn(tx); err != nil {
-			return err
-		}
-		var err error
-		ev, err = tx.finish()
-		return err
-	})
+	if s.failed != nil {
+		s.mu.Unlock()
+		return store.Event{}, s.failed
+	}
+	t := &tx{z: s.z, now: s.opts.Now(), touched: make(map[string]*touch)}
+	if err := fn(t); err != nil {
+		t.undo()
+		s.mu.Unlock()
+		return store.Event{}, err
+	}
+	ev, rec, err := t.finish(s.seq + 1)
 	if err != nil {
+		t.undo()
+		s.mu.Unlock()
 		return store.Event{}, err
 	}
 	ev.Expired = expiry
+	g := s.group
+	if rec != nil {
+		s.seq++
+		g.buf = addRecord(g.buf, rec)
+	}
 	if len(ev.Changes) > 0 {
-		s.feed.Publish(ev)
+		g.events = append(g.events, ev)
+	}
+	s.mu.Unlock()
+
+	// Even a transaction that wrote nothing waits: what it read may be in
+	// this group or the one being written, and it must not answer on the
+	// strength of a change that a crash could still take back.
+	//
+	// Whoever gets commitMu writes the group gathered so far, its own and
+	// those of the transactions that came while the previous write
+	// synced; they find theirs done when they get commitMu in turn. One
+	// transaction alone commits its own, with no hand-off to another
+	// goroutine.
+	s.commitMu.Lock()
+	select {
+	case <-g.done:
+	default:
+		s.commit()
+	}
+	s.commitMu.Unlock()
+	<-g.done
+	if g.err != nil {
+		return store.Event{}, g.err
 	}
 	if !expiry {
 		select {
@@ -247,97 +449,47 @@ func (s *Store) update(expiry bool, fn func(store.Tx) error) (store.Event, error
 	return ev, nil
 }
 
-// Sweep deletes every record whose lease has ended, as one transaction
-// that looks to subscribers like an UPDATE deleting them. It returns how
-// many records it deleted. The store sweeps by itself; Sweep is for tests
-// and for Open.
-func (s *Store) Sweep() (int, error) {
-	now := s.now()
-	due, err := s.dueNames(now)
-	if err != nil || len(due) == 0 {
-		return 0, err
+// commit makes the gathered group durable, publishes its events and
+// releases its transactions. The caller holds commitMu. When the log's segment is full it starts a
+// new one and hands a checkpoint of everything up to this group to the
+// checkpointer.
+func (s *Store) commit() {
+	s.mu.Lock()
+	g := s.group
+	s.group = newGroup(s.seq + 1)
+	var c *checkpoint
+	pending := len(g.buf) > frameHeader
+	if pending && !s.log.fits(len(g.buf)) {
+		c = s.snapshotLocked()
+		c.segment = g.first
 	}
-	deleted := 0
-	_, err = s.update(true, func(t store.Tx) error {
-		deleted = 0
-		for _, name := range due {
-			// Get leaves out the records that are no longer live.
-			live, err := t.Get(name)
-			if err != nil {
-				return err
-			}
-			before, err := t.(*tx).all(name)
-			if err != nil {
-				return err
-			}
-			if len(live) == len(before) {
-				continue
-			}
-			deleted += len(before) - len(live)
-			if err := t.Set(name, live); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return deleted, err
-}
+	s.mu.Unlock()
 
-// dueNames lists the names that hold a record whose lease ended by now.
-func (s *Store) dueNames(now time.Time) (due []string, err error) {
-	limit := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
-	err = s.db.View(func(btx *bolt.Tx) error {
-		c := btx.Bucket(bucketExpiry).Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], limit) <= 0; k, _ = c.Next() {
-			name, err := store.KeyName(k[8:])
-			if err != nil {
-				return err
-			}
-			due = append(due, name)
+	var err error
+	if pending {
+		if c != nil {
+			err = s.log.rotate(g.first, len(g.buf))
 		}
-		return nil
-	})
-	return due, err
-}
-
-// sweepLoop sweeps when the earliest lease ends, so that the delete (and
-// its serial bump and event) comes as the record stops being served, and at
-// least every interval in case the clock jumped.
-func (s *Store) sweepLoop(every time.Duration) {
-	defer s.sweeping.Done()
-	t := time.NewTimer(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.wake:
-		case <-t.C:
-			// A failed sweep is tried again at the next wake-up; a store
-			// that cannot write fails its updates too, which are logged.
-			s.Sweep()
+		if err == nil {
+			err = s.log.append(sealFrame(g.buf))
 		}
-		wait := every
-		if next, ok := s.nextExpiry(); ok {
-			wait = min(wait, max(next.Sub(s.now()), 0))
-		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
-		}
-		t.Reset(wait)
 	}
-}
-
-// nextExpiry returns the earliest lease end in the index.
-func (s *Store) nextExpiry() (at time.Time, ok bool) {
-	s.db.View(func(btx *bolt.Tx) error {
-		if k, _ := btx.Bucket(bucketExpiry).Cursor().First(); len(k) >= 8 {
-			at, ok = time.Unix(0, int64(binary.BigEndian.Uint64(k))), true
+	if err != nil {
+		// After a failed write or sync nothing says what reached the disk:
+		// take no more updates. What the group changed in memory stays
+		// served until a restart replays the log as it is.
+		err = fmt.Errorf("store: writing the log (no more updates until a restart): %w", err)
+		s.mu.Lock()
+		s.failed = err
+		s.mu.Unlock()
+	} else {
+		for _, ev := range g.events {
+			s.feed.Publish(ev)
 		}
-		return nil
-	})
-	return at, ok
+		if c != nil {
+			s.checkpoints <- c
+		}
+	}
+	g.err = err
+	close(g.done)
 }

@@ -1,0 +1,100 @@
+package boltstore
+
+import (
+	"encoding/binary"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/openbtmm/btmm/plugin/pkg/store"
+)
+
+// checkpoint is what the file must take to catch up with the log up to
+// record through: the names changed since the last checkpoint and the ids
+// remembered since.
+type checkpoint struct {
+	through uint64
+	serial  uint32
+	dirty   map[string][]store.Record
+	fresh   []seenID
+	// segment is the first record of the log segment started with this
+	// checkpoint: once it is in the file, the segments before go.
+	segment uint64
+}
+
+// snapshotLocked takes what changed since the last checkpoint, up to the
+// last transaction applied. The caller holds s.mu, and makes sure that
+// the file is written only once the log holds all of it.
+func (s *Store) snapshotLocked() *checkpoint {
+	c := &checkpoint{through: s.seq, serial: s.z.serial, dirty: s.z.dirty, fresh: s.z.fresh}
+	s.z.dirty = make(map[string][]store.Record)
+	s.z.fresh = nil
+	return c
+}
+
+// checkpointLoop writes the checkpoints that commit hands it, in order,
+// while the log goes on in a new segment.
+func (s *Store) checkpointLoop() {
+	defer s.loops.Done()
+	for c := range s.checkpoints {
+		if err := s.writeCheckpoint(c); err != nil {
+			// Keep the log, and what this checkpoint missed for the next
+			// one: names changed again since hold newer records already.
+			s.mu.Lock()
+			for k, v := range c.dirty {
+				if _, ok := s.z.dirty[k]; !ok {
+					s.z.dirty[k] = v
+				}
+			}
+			s.z.fresh = append(c.fresh, s.z.fresh...)
+			s.mu.Unlock()
+			continue
+		}
+		s.log.removeBefore(c.segment)
+	}
+}
+
+// writeCheckpoint brings the file up to c in one bbolt transaction.
+func (s *Store) writeCheckpoint(c *checkpoint) error {
+	return s.db.Update(func(btx *bolt.Tx) error {
+		names := btx.Bucket(bucketNames)
+		for k, recs := range c.dirty {
+			if len(recs) == 0 {
+				if err := names.Delete([]byte(k)); err != nil {
+					return err
+				}
+				continue
+			}
+			v, err := encodeRecords(recs)
+			if err != nil {
+				return err
+			}
+			if err := names.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		// Ids are keyed by their time signed first, so those past the
+		// replay window are a prefix of the bucket.
+		signed := btx.Bucket(bucketSigned)
+		cutoff := s.opts.Now().Add(-store.ReplayWindow).Unix()
+		cur := signed.Cursor()
+		for k, _ := cur.First(); len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) < cutoff; k, _ = cur.First() {
+			if err := cur.Delete(); err != nil {
+				return err
+			}
+		}
+		for _, id := range c.fresh {
+			if id.signed < cutoff {
+				continue
+			}
+			k := append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+idLen), uint64(id.signed)), id.id[:]...)
+			if err := signed.Put(k, []byte{1}); err != nil {
+				return err
+			}
+		}
+		meta := btx.Bucket(bucketMeta)
+		if err := meta.Put(metaSerial, binary.BigEndian.AppendUint32(nil, c.serial)); err != nil {
+			return err
+		}
+		return meta.Put(metaApplied, binary.BigEndian.AppendUint64(nil, c.through))
+	})
+}
