@@ -182,7 +182,7 @@ func (s *Server) setup(req *request, p *policy, q qkey, o llqopt.Option) llqopt.
 		return llqopt.Option{Opcode: llqopt.Setup, Error: llqopt.ServFull, Lease: retryAfter}
 	}
 	l := &llq{id: s.newIDLocked(), q: q, key: req.key, owner: owner, granted: p.clamp(o.Lease), to: req.from.addr}
-	l.expires = now.Add(time.Duration(l.granted) * time.Second).UnixNano()
+	s.t.renew(l, now.Add(time.Duration(l.granted)*time.Second))
 	if req.from.conn != nil {
 		l.state, l.conn = established, req.from.conn
 		if hint := uint16(o.Error); hint != 0 {
@@ -230,7 +230,7 @@ func (s *Server) refresh(req *request, p *policy, q qkey, o llqopt.Option) llqop
 		return llqopt.Option{Opcode: llqopt.Refresh, ID: l.id}
 	}
 	l.granted = p.clamp(o.Lease)
-	l.expires = now.Add(time.Duration(l.granted) * time.Second).UnixNano()
+	s.t.renew(l, now.Add(time.Duration(l.granted)*time.Second))
 	if c := req.from.conn; c != nil && l.conn != c {
 		if l.conn != nil && l.conn.llqs != nil {
 			delete(l.conn.llqs, l.id)

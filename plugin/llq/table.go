@@ -1,6 +1,7 @@
 package llq
 
 import (
+	"container/heap"
 	"net/netip"
 	"time"
 )
@@ -35,7 +36,8 @@ type llq struct {
 	owner   string // what the LLQ counts against for the limit: its key, or the client's address
 	state   state
 	granted uint32 // seconds, as told to the client
-	expires int64  // unix nanoseconds
+	expires int64  // unix nanoseconds; set through table.renew
+	index   int    // in table.byExpiry
 
 	// to is where events go: the client's connection while it is open,
 	// else the UDP address (the setup's source for UDP; for TCP, the
@@ -50,11 +52,13 @@ type llq struct {
 func (l *llq) expired(now time.Time) bool { return now.UnixNano() >= l.expires }
 
 // table holds the live LLQs, indexed so that a change finds its LLQs
-// without looking at the others.
+// without looking at the others, and the sweep finds the LLQs whose lease
+// ended without looking at the others either.
 type table struct {
-	byID    map[uint64]*llq
-	byQ     map[qkey]map[uint64]*llq
-	byOwner map[string]int
+	byID     map[uint64]*llq
+	byQ      map[qkey]map[uint64]*llq
+	byOwner  map[string]int
+	byExpiry expiryHeap
 }
 
 func newTable() *table {
@@ -75,6 +79,7 @@ func (t *table) add(l *llq) {
 	}
 	set[l.id] = l
 	t.byID[l.id] = l
+	heap.Push(&t.byExpiry, l)
 	if l.conn != nil && l.conn.llqs != nil {
 		l.conn.llqs[l.id] = l
 	}
@@ -86,6 +91,7 @@ func (t *table) remove(l *llq) {
 		return
 	}
 	delete(t.byID, l.id)
+	heap.Remove(&t.byExpiry, l.index)
 	if set := t.byQ[l.q]; set != nil {
 		delete(set, l.id)
 		if len(set) == 0 {
@@ -115,4 +121,46 @@ func (t *table) find(q qkey, to netip.AddrPort) *llq {
 		}
 	}
 	return nil
+}
+
+// renew sets when l's lease ends, before or after l is added.
+func (t *table) renew(l *llq, expires time.Time) {
+	l.expires = expires.UnixNano()
+	if t.byID[l.id] == l {
+		heap.Fix(&t.byExpiry, l.index)
+	}
+}
+
+// removeExpired removes the LLQs whose lease ended by now, in O(log n)
+// each, and returns how many.
+func (t *table) removeExpired(now time.Time) int {
+	n := 0
+	for len(t.byExpiry) > 0 && t.byExpiry[0].expired(now) {
+		t.remove(t.byExpiry[0])
+		n++
+	}
+	return n
+}
+
+// expiryHeap orders LLQs by the end of their lease.
+type expiryHeap []*llq
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].expires < h[j].expires }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	l := x.(*llq)
+	l.index = len(*h)
+	*h = append(*h, l)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	l.index = -1
+	return l
 }
