@@ -67,6 +67,7 @@ func Run(cfg Config) (Result, error) {
 	if cfg.Duration <= 0 && cfg.Max <= 0 {
 		return Result{}, errors.New("updateload: neither a duration nor a count")
 	}
+	cfg.Zone = dns.Fqdn(cfg.Zone)
 	cfg.Concurrency = max(cfg.Concurrency, 1)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second

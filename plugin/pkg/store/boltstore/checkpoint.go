@@ -1,7 +1,11 @@
 package boltstore
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/binary"
+	"maps"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -57,7 +61,10 @@ func (s *Store) checkpointLoop() {
 func (s *Store) writeCheckpoint(c *checkpoint) error {
 	return s.db.Update(func(btx *bolt.Tx) error {
 		names := btx.Bucket(bucketNames)
-		for k, recs := range c.dirty {
+		// In key order: bbolt then fills pages one after another instead
+		// of splitting them at random, several times faster.
+		for _, k := range slices.Sorted(maps.Keys(c.dirty)) {
+			recs := c.dirty[k]
 			if len(recs) == 0 {
 				if err := names.Delete([]byte(k)); err != nil {
 					return err
@@ -82,6 +89,9 @@ func (s *Store) writeCheckpoint(c *checkpoint) error {
 				return err
 			}
 		}
+		slices.SortFunc(c.fresh, func(a, b seenID) int {
+			return cmp.Or(cmp.Compare(a.signed, b.signed), bytes.Compare(a.id[:], b.id[:]))
+		})
 		for _, id := range c.fresh {
 			if id.signed < cutoff {
 				continue
