@@ -62,9 +62,11 @@ bench: build
 # allowed its own subtree), the same UPDATE load (test/bench/updateload,
 # also bin/btmm-updateload) at concurrency 1 and 32 in turns, dnsperf
 # against each and against CoreDNS's file plugin; prints medians and
-# ratios. `make test` runs a short version of it.
+# ratios; then 20 trials of kill -9 under 32 clients. `make test` runs a
+# short version of both.
 bench-update: build
 	BTMM_BENCH_UPDATE=full $(GO) test -count=1 -v -run '^TestUpdatePeers$$' -timeout 60m ./test/bench/
+	BTMM_BENCH_UPDATE=full $(GO) test -count=1 -v -run '^TestKillUnderLoad$$' ./test/
 
 # TCP throughput through the tunnel and through wireguard-go, in turns in
 # one lab (root; iperf3): prints each run, the medians and "ratio X".

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,12 +14,16 @@ import (
 
 // TestKillUnderLoad: 32 clients send UPDATEs as fast as they are answered
 // while the server is killed with SIGKILL at a random moment; after the
-// restart every UPDATE that was acknowledged is there. Ten trials on the
-// same store, so that later trials also replay onto checkpoints and logs
+// restart every UPDATE that was acknowledged is there. Ten trials (twenty
+// in make bench-update) on the same store, so that later trials also replay onto checkpoints and logs
 // left by earlier crashes.
 func TestKillUnderLoad(t *testing.T) {
 	s := startServer(t, corefile("", "max_records 1000000\n\t\tmax_bytes 100000000"), alice)
-	const clients, trials = 32, 10
+	const clients = 32
+	trials := 10
+	if os.Getenv("BTMM_BENCH_UPDATE") == "full" { // make bench-update
+		trials = 20
+	}
 	total := 0
 	for trial := range trials {
 		var (

@@ -11,11 +11,17 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 )
 
-// BenchmarkMemoryPerLLQ reports the heap that 100 000 established LLQs
-// hold, per LLQ: their state, index entries and names, set up through the
-// same code as over the wire (from 1000 addresses, 100 names each).
+// BenchmarkMemoryPerLLQ reports the heap that 100 000 and 1 000 000
+// established LLQs hold, per LLQ and in all: their state, index entries
+// and names, set up through the same code as over the wire (from many
+// addresses, 100 names each).
 func BenchmarkMemoryPerLLQ(b *testing.B) {
-	const n = 100_000
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("llqs=%d", n), func(b *testing.B) { memoryPerLLQ(b, n) })
+	}
+}
+
+func memoryPerLLQ(b *testing.B, n int) {
 	for range b.N {
 		f := newFixture(b, false, n)
 		p := f.s.policy.Load()
@@ -44,6 +50,7 @@ func BenchmarkMemoryPerLLQ(b *testing.B) {
 		if live != n {
 			b.Fatalf("%d LLQs live, want %d", live, n)
 		}
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/llq")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "bytes/llq")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
 	}
 }

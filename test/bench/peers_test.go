@@ -43,17 +43,20 @@ func TestUpdatePeers(t *testing.T) {
 	dnsperf := needTool(t, "dnsperf", "dnsperf")
 	cfg := peerConfig{sizes: []int{2_000}, users: 100, duration: time.Second, max: 300, rounds: 1, queryTime: 2}
 	if os.Getenv("BTMM_BENCH_UPDATE") == "full" {
-		cfg = peerConfig{sizes: []int{10_000, 100_000}, users: 1000, duration: 20 * time.Second, max: 20_000, rounds: 3, queryTime: 10}
+		cfg = peerConfig{sizes: []int{10_000, 100_000, 1_000_000}, users: 1000, duration: 20 * time.Second, max: 20_000, rounds: 3, queryTime: 10}
 	}
+	// Beyond this many records, this server alone: the peers' start-up
+	// (loading a zone file of a million records) would take the run's time.
+	const alone = 1_000_000
 	keys := userKeys(cfg.users)
 	var report strings.Builder
 	for _, n := range cfg.sizes {
-		servers := []*peer{
-			startBtmmPeer(t, n, keys),
-			startBIND(t, named, n, keys),
-			startKnot(t, knotd, n, keys),
+		servers := []*peer{startBtmmPeer(t, n, keys)}
+		var file *peer
+		if n < alone {
+			servers = append(servers, startBIND(t, named, n, keys), startKnot(t, knotd, n, keys))
+			file = startFilePeer(t, n)
 		}
-		file := startFilePeer(t, n)
 		type cell struct{ rates, p50, p99 []float64 }
 		results := make(map[string]map[int]*cell)
 		for _, c := range []int{1, 32} {
@@ -66,7 +69,9 @@ func TestUpdatePeers(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if res.Updates == 0 || res.Failures > res.Updates/100 {
+					// A few answers lost in time under load, BIND's and Knot's
+					// journals syncing, are no failure of the comparison.
+					if res.Updates == 0 || res.Failures > res.Updates/10 {
 						t.Fatalf("%s, %d records, c=%d: %v; first failure: %s", s.name, n, c, res, res.FirstError)
 					}
 					if results[s.name] == nil {
@@ -91,15 +96,19 @@ func TestUpdatePeers(t *testing.T) {
 				t.Fatalf("%s does not answer %s that it acknowledged: %v %v", s.name, name, r, err)
 			}
 		}
+		all := servers
+		if file != nil {
+			all = append(all, file)
+		}
 		qps := make(map[string]float64)
-		for _, s := range append(servers, file) {
+		for _, s := range all {
 			qps[s.name] = queryRate(t, dnsperf, s.queryAddr, n, cfg.users, cfg.queryTime)
 		}
 
 		fmt.Fprintf(&report, "\n%d records, %d users (medians of %d runs, servers in turns):\n\n", n, cfg.users, cfg.rounds)
 		tw := tabwriter.NewWriter(&report, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "server\tc=1 updates/s\tp50 ms\tc=32 updates/s\tp99 ms\tqueries/s\t")
-		for _, s := range append(servers, file) {
+		for _, s := range all {
 			if r := results[s.name]; r != nil {
 				fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.0f\t%.2f\t%.0f\t\n", s.name, median(r[1].rates), median(r[1].p50), median(r[32].rates), median(r[32].p99), qps[s.name])
 			} else {
@@ -113,7 +122,9 @@ func TestUpdatePeers(t *testing.T) {
 			fmt.Fprintf(&report, "this server / %s: c=1 %.2fx, c=32 %.2fx, queries %.2fx\n", peer.name,
 				median(us[1].rates)/median(them[1].rates), median(us[32].rates)/median(them[32].rates), qps[servers[0].name]/qps[peer.name])
 		}
-		fmt.Fprintf(&report, "this server / CoreDNS file: queries %.2fx\n", qps[servers[0].name]/qps[file.name])
+		if file != nil {
+			fmt.Fprintf(&report, "this server / CoreDNS file: queries %.2fx\n", qps[servers[0].name]/qps[file.name])
+		}
 	}
 	t.Log(report.String())
 	if os.Getenv("BTMM_BENCH_UPDATE") == "full" {

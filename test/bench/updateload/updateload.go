@@ -32,6 +32,11 @@ type Config struct {
 	// the same zone add names of their own.
 	Prefix  string
 	Timeout time.Duration // per UPDATE (default 2s)
+	// Rate, if set, paces the senders to this many UPDATEs per second in
+	// all: a background load rather than as many as the server takes.
+	Rate float64
+	// Stop, if not nil, ends the run when closed.
+	Stop <-chan struct{}
 }
 
 // Result is what a run measured over the UPDATEs that succeeded.
@@ -64,10 +69,13 @@ func Run(cfg Config) (Result, error) {
 	if len(cfg.Keys) == 0 {
 		return Result{}, errors.New("updateload: no keys")
 	}
-	if cfg.Duration <= 0 && cfg.Max <= 0 {
-		return Result{}, errors.New("updateload: neither a duration nor a count")
+	if cfg.Duration <= 0 && cfg.Max <= 0 && cfg.Stop == nil {
+		return Result{}, errors.New("updateload: neither a duration, a count nor a stop")
 	}
 	cfg.Zone = dns.Fqdn(cfg.Zone)
+	if cfg.Concurrency < 0 || cfg.Rate < 0 {
+		return Result{}, errors.New("updateload: negative concurrency or rate")
+	}
 	cfg.Concurrency = max(cfg.Concurrency, 1)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
@@ -100,10 +108,25 @@ func Run(cfg Config) (Result, error) {
 			defer conn.Close()
 			var mine []time.Duration
 			fails := 0
+			var every time.Duration
+			if cfg.Rate > 0 {
+				every = time.Duration(float64(cfg.Concurrency) / cfg.Rate * float64(time.Second))
+			}
+			slot := time.Now()
+		send:
 			for {
+				if every > 0 {
+					slot = slot.Add(every)
+					time.Sleep(time.Until(slot))
+				}
 				i := int(next.Add(1)) - 1
 				if cfg.Max > 0 && i >= cfg.Max || cfg.Duration > 0 && time.Now().After(deadline) {
 					break
+				}
+				select {
+				case <-cfg.Stop:
+					break send
+				default:
 				}
 				k := cfg.Keys[i%len(cfg.Keys)]
 				name := fmt.Sprintf("%s%d.%s", cfg.Prefix, i, k.Name)

@@ -196,7 +196,7 @@ func (s *Store) load(path, zone string) error {
 			// that a recreated store does not go back to serial 1.
 			for k, v := range map[string][]byte{
 				string(metaZone): []byte(zone), string(metaVersion): formatV2,
-				string(metaSerial): binary.BigEndian.AppendUint32(nil, uint32(s.opts.Now().Unix())),
+				string(metaSerial):  binary.BigEndian.AppendUint32(nil, uint32(s.opts.Now().Unix())),
 				string(metaApplied): make([]byte, 8),
 			} {
 				if err := meta.Put([]byte(k), v); err != nil {

@@ -155,7 +155,10 @@ func TestFailedTransactionInAGroup(t *testing.T) {
 				t.Errorf("%s holds %v", name, rrs)
 			}
 			var fresh bool
-			s.Update(func(tx store.Tx) (err error) { fresh, err = tx.Remember([]byte(name), c.Now()); return errors.New("look only") })
+			s.Update(func(tx store.Tx) (err error) {
+				fresh, err = tx.Remember([]byte(name), c.Now())
+				return errors.New("look only")
+			})
 			if fresh != (i%3 == 0) {
 				t.Errorf("%s: id remembered %v, want %v", name, !fresh, i%3 != 0)
 			}

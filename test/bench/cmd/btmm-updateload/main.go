@@ -25,6 +25,7 @@ func main() {
 	c := flag.Int("c", 1, "concurrent senders")
 	d := flag.Duration("t", 20*time.Second, "stop after this long")
 	n := flag.Int("n", 0, "stop after this many UPDATEs (0: no limit)")
+	rate := flag.Float64("rate", 0, "UPDATEs per second in all (0: as many as the server answers)")
 	prefix := flag.String("prefix", fmt.Sprintf("load%d-", time.Now().Unix()), "first characters of every added name")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s -zone ZONE -keys FILE [flags]\n\n", os.Args[0])
@@ -40,7 +41,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	res, err := updateload.Run(updateload.Config{Addr: *server, Zone: *zone, Keys: ks, Concurrency: *c, Duration: *d, Max: *n, Prefix: *prefix})
+	res, err := updateload.Run(updateload.Config{Addr: *server, Zone: *zone, Keys: ks, Concurrency: *c, Duration: *d, Max: *n, Prefix: *prefix, Rate: *rate})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
