@@ -5,13 +5,15 @@
 // Queries read the zone in memory: a map lookup, no storage read and no
 // decode, and never behind a sync. An Update runs its transaction on the
 // zone under a lock (microseconds), appends its log record to the group
-// of records waiting for the disk, and waits. One goroutine writes each
-// group with one write and one fdatasync, then publishes the group's
-// events in commit order and releases its Updates: however many UPDATEs
-// arrive together, they share a sync (group commit). A transaction that
-// fails is undone in memory and logs nothing, so it changes nothing of
-// its own and nothing of the others in its group, and each transaction
-// sees the ones applied before it.
+// of records waiting for the disk, and waits. One Update at a time (the
+// first to find the disk free) writes the whole group with one write and
+// one fdatasync, then publishes the group's events in commit order and
+// releases the group's Updates: however many UPDATEs arrive together,
+// they share a sync (group commit). A transaction that fails is undone in
+// memory and logs nothing, so it changes nothing of its own and nothing
+// of the others in its group, and each transaction sees the ones applied
+// before it. (A query may see a change some microseconds before its
+// sync; a crash in between takes back a change nobody was told of.)
 //
 // Each time a log segment fills, the names changed since the previous
 // checkpoint are written into the bbolt file in one transaction (bbolt
@@ -78,8 +80,9 @@ type Options struct {
 	// NoSync skips every sync: for benchmarks of the in-memory cost only,
 	// never for a server.
 	NoSync bool
-	// SegmentSize is the size of a log segment (default 16 MiB); each
-	// time one fills, the store checkpoints.
+	// SegmentSize is the most a log segment grows to (default 64 MiB):
+	// the first is 1 MiB, each next one twice as large. Each time one
+	// fills, the store checkpoints.
 	SegmentSize int64
 }
 
@@ -140,7 +143,7 @@ func Open(path, zone string, opts Options) (*Store, error) {
 		opts.LockTimeout = 5 * time.Second
 	}
 	if opts.SegmentSize <= 0 {
-		opts.SegmentSize = 16 << 20
+		opts.SegmentSize = 64 << 20
 	}
 	if dir := filepath.Dir(path); dir != "" {
 		if _, err := os.Stat(dir); err != nil {
@@ -450,9 +453,9 @@ func (s *Store) update(expiry bool, fn func(store.Tx) error) (store.Event, error
 }
 
 // commit makes the gathered group durable, publishes its events and
-// releases its transactions. The caller holds commitMu. When the log's segment is full it starts a
-// new one and hands a checkpoint of everything up to this group to the
-// checkpointer.
+// releases its transactions; the caller holds commitMu. When the log's
+// segment is full it starts a new one and hands a checkpoint of
+// everything up to this group to the checkpointer.
 func (s *Store) commit() {
 	s.mu.Lock()
 	g := s.group

@@ -36,7 +36,8 @@ import (
 // that were acknowledged, and the log is refused.
 type wal struct {
 	dir    string
-	size   int64 // of a new segment
+	size   int64 // of the next segment: the first is small, each next twice as large...
+	max    int64 // ...up to this
 	noSync bool
 
 	f     *os.File // the segment being written
@@ -49,12 +50,17 @@ type wal struct {
 
 type spareResult struct {
 	path string
+	size int64
 	err  error
 }
 
 const (
 	frameHeader = 8
 	spareName   = "spare.tmp"
+	// firstSegment is the size of a log's first segment. A store that
+	// takes few updates never writes more; a busy one grows its segments,
+	// so that checkpoints come every few hundred thousand updates.
+	firstSegment = 1 << 20
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -178,11 +184,11 @@ func replay(dir string, after uint64, apply func(record []byte) error) (last uin
 // openWAL starts a log in dir whose first record will be number first.
 // Segments left in dir must have been replayed and checkpointed: they are
 // removed.
-func openWAL(dir string, size int64, noSync bool, first uint64) (*wal, error) {
+func openWAL(dir string, maxSize int64, noSync bool, first uint64) (*wal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	w := &wal{dir: dir, size: size, noSync: noSync}
+	w := &wal{dir: dir, size: min(firstSegment, maxSize), max: maxSize, noSync: noSync}
 	if err := w.removeBefore(^uint64(0)); err != nil {
 		return nil, err
 	}
@@ -198,15 +204,14 @@ func (w *wal) fits(n int) bool { return w.off+int64(n) <= w.cap }
 // rotate closes the current segment and starts one for records from
 // first on, with room for at least need octets.
 func (w *wal) rotate(first uint64, need int) error {
-	path := ""
+	path, size := "", max(w.size, int64(need))
 	if w.spare != nil {
 		r := <-w.spare
 		w.spare = nil
-		if r.err == nil && int64(need) <= w.size {
-			path = r.path
+		if r.err == nil && int64(need) <= r.size {
+			path, size = r.path, r.size
 		}
 	}
-	size := max(w.size, int64(need))
 	if path == "" {
 		p, err := w.makeSegment(size)
 		if err != nil {
@@ -229,12 +234,13 @@ func (w *wal) rotate(first uint64, need int) error {
 		w.f.Close()
 	}
 	w.f, w.first, w.off, w.cap = f, first, 0, size
-	// Make the next one while this fills.
+	// Make the next one, twice as large up to the most, while this fills.
+	w.size = min(w.size*2, w.max)
 	w.spare = make(chan spareResult, 1)
-	go func(c chan<- spareResult) {
-		p, err := w.makeSegment(w.size)
-		c <- spareResult{p, err}
-	}(w.spare)
+	go func(c chan<- spareResult, size int64) {
+		p, err := w.makeSegment(size)
+		c <- spareResult{p, size, err}
+	}(w.spare, w.size)
 	return nil
 }
 
