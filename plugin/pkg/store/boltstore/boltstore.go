@@ -227,15 +227,12 @@ func (s *Store) load(path, zone string) error {
 	}
 	err = s.db.View(func(btx *bolt.Tx) error {
 		if err := btx.Bucket(bucketNames).ForEach(func(k, v []byte) error {
-			name, err := store.KeyName(k)
-			if err != nil {
-				return err
+			// The layout is checked here, each record's data as it is read.
+			if err := walkPacked(v, func(int64, []byte) error { return nil }); err != nil || !bytes.HasPrefix(k, []byte(s.z.apexKey)) {
+				name, _ := store.KeyName(k)
+				return fmt.Errorf("name %s: %w", name, errCorrupt)
 			}
-			recs, err := decodeRecords(v)
-			if err != nil {
-				return fmt.Errorf("name %s: %w", name, err)
-			}
-			s.z.set(string(k), name, recs)
+			s.z.set(string(k), bytes.Clone(v))
 			return nil
 		}); err != nil {
 			return err
@@ -266,11 +263,11 @@ func (s *Store) load(path, zone string) error {
 			return err
 		}
 		for i, key := range l.keys {
-			name, _ := store.KeyName([]byte(key))
 			if !bytes.HasPrefix([]byte(key), []byte(s.z.apexKey)) {
+				name, _ := store.KeyName([]byte(key))
 				return fmt.Errorf("name %s outside the zone", name)
 			}
-			s.z.set(key, name, l.recs[i])
+			s.z.set(key, bytes.Clone(l.packed[i]))
 		}
 		for _, id := range l.seen {
 			if !s.z.seen.has(id.id) {
@@ -371,8 +368,8 @@ func (s *Store) Serial() (uint32, error) {
 	return s.z.serial, nil
 }
 
-// Lookup implements store.Store. The records are the store's own: callers
-// must not change them (as with CoreDNS's file plugin, answers share them).
+// Lookup implements store.Store. The records are decoded for the caller,
+// who may keep or change them.
 func (s *Store) Lookup(name string) (rrs []dns.RR, exists bool, err error) {
 	key, err := s.z.keyOf(name)
 	if err != nil {
@@ -381,10 +378,8 @@ func (s *Store) Lookup(name string) (rrs []dns.RR, exists bool, err error) {
 	now := s.opts.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, r := range s.z.records(key) {
-		if r.Live(now) {
-			rrs = append(rrs, r.RR)
-		}
+	if rrs, err = s.z.live(key, now); err != nil {
+		return nil, false, fmt.Errorf("store: records at %s: %w", name, err)
 	}
 	return rrs, len(rrs) > 0 || s.z.hasDescendants(key), nil
 }

@@ -18,7 +18,7 @@ import (
 type checkpoint struct {
 	through uint64
 	serial  uint32
-	dirty   map[string][]store.Record
+	dirty   map[string][]byte // packed records by name key; nil: deleted
 	fresh   []seenID
 	// segment is the first record of the log segment started with this
 	// checkpoint: once it is in the file, the segments before go.
@@ -30,7 +30,7 @@ type checkpoint struct {
 // the file is written only once the log holds all of it.
 func (s *Store) snapshotLocked() *checkpoint {
 	c := &checkpoint{through: s.seq, serial: s.z.serial, dirty: s.z.dirty, fresh: s.z.fresh}
-	s.z.dirty = make(map[string][]store.Record)
+	s.z.dirty = make(map[string][]byte)
 	s.z.fresh = nil
 	return c
 }
@@ -64,18 +64,13 @@ func (s *Store) writeCheckpoint(c *checkpoint) error {
 		// In key order: bbolt then fills pages one after another instead
 		// of splitting them at random, several times faster.
 		for _, k := range slices.Sorted(maps.Keys(c.dirty)) {
-			recs := c.dirty[k]
-			if len(recs) == 0 {
-				if err := names.Delete([]byte(k)); err != nil {
-					return err
-				}
-				continue
+			var err error
+			if v := c.dirty[k]; len(v) == 0 {
+				err = names.Delete([]byte(k))
+			} else {
+				err = names.Put([]byte(k), v)
 			}
-			v, err := encodeRecords(recs)
 			if err != nil {
-				return err
-			}
-			if err := names.Put([]byte(k), v); err != nil {
 				return err
 			}
 		}

@@ -271,7 +271,8 @@ func TestCorruptLogRefused(t *testing.T) {
 func FuzzDecodeTx(f *testing.F) {
 	r, _ := dns.NewRR("h.alice.members.example.com. 60 IN A 192.0.2.1")
 	k, _ := store.Key("h.alice.members.example.com.")
-	rec, _ := encodeTx(7, 42, []*touch{{key: string(k), new: []store.Record{{RR: r}}}}, []seenID{{signed: 5}})
+	packed, _ := encodeRecords([]store.Record{{RR: r}})
+	rec, _ := encodeTx(7, 42, []*touch{{key: string(k), newPacked: packed}}, []seenID{{signed: 5}})
 	f.Add(rec)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := decodeTx(b)
@@ -280,7 +281,7 @@ func FuzzDecodeTx(f *testing.F) {
 		}
 		order := make([]*touch, len(l.keys))
 		for i := range l.keys {
-			order[i] = &touch{key: l.keys[i], new: l.recs[i]}
+			order[i] = &touch{key: l.keys[i], newPacked: l.packed[i]}
 		}
 		again, err := encodeTx(l.seq, l.serial, order, l.seen)
 		if err != nil {

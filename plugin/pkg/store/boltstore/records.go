@@ -36,21 +36,45 @@ func containsRR(recs []store.Record, rr dns.RR) bool {
 	return false
 }
 
-func firstExpiry(recs []store.Record) (time.Time, bool) {
-	var first time.Time
-	for _, r := range recs {
-		if !r.Expires.IsZero() && (first.IsZero() || r.Expires.Before(first)) {
-			first = r.Expires
+// walkPacked calls fn for each record of a packed value (encodeRecords):
+// its lease end (unix nanoseconds, 0 for none) and its wire form.
+func walkPacked(b []byte, fn func(expires int64, wire []byte) error) error {
+	for len(b) > 0 {
+		if len(b) < 10 {
+			return errCorrupt
 		}
+		n := int(binary.BigEndian.Uint16(b[8:]))
+		if len(b) < 10+n {
+			return errCorrupt
+		}
+		if err := fn(int64(binary.BigEndian.Uint64(b)), b[10:10+n]); err != nil {
+			return err
+		}
+		b = b[10+n:]
 	}
-	return first, !first.IsZero()
+	return nil
 }
 
-func addUsage(u store.Usage, recs []store.Record, sign int) store.Usage {
-	for _, r := range recs {
+// firstExpiry returns the earliest lease end in a packed value, 0 for none.
+func firstExpiry(packed []byte) int64 {
+	var first int64
+	walkPacked(packed, func(expires int64, _ []byte) error {
+		if expires != 0 && (first == 0 || expires < first) {
+			first = expires
+		}
+		return nil
+	})
+	return first
+}
+
+// addUsage adds (sign 1) or takes away (sign -1) the records of a packed
+// value: how many, and their wire length.
+func addUsage(u store.Usage, packed []byte, sign int) store.Usage {
+	walkPacked(packed, func(_ int64, wire []byte) error {
 		u.Records += sign
-		u.Bytes += sign * dns.Len(r.RR)
-	}
+		u.Bytes += sign * len(wire)
+		return nil
+	})
 	return u
 }
 
@@ -87,25 +111,20 @@ func encodeRecords(recs []store.Record) ([]byte, error) {
 
 func decodeRecords(b []byte) ([]store.Record, error) {
 	var recs []store.Record
-	for len(b) > 0 {
-		if len(b) < 10 {
-			return nil, errCorrupt
-		}
-		exp := binary.BigEndian.Uint64(b)
-		n := int(binary.BigEndian.Uint16(b[8:]))
-		if len(b) < 10+n {
-			return nil, errCorrupt
-		}
-		rr, _, err := dns.UnpackRR(b[10:10+n], 0)
+	err := walkPacked(b, func(expires int64, wire []byte) error {
+		rr, _, err := dns.UnpackRR(wire, 0)
 		if err != nil || rr == nil {
-			return nil, errCorrupt
+			return errCorrupt
 		}
 		r := store.Record{RR: rr}
-		if exp != 0 {
-			r.Expires = time.Unix(0, int64(exp))
+		if expires != 0 {
+			r.Expires = time.Unix(0, expires)
 		}
 		recs = append(recs, r)
-		b = b[10+n:]
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return recs, nil
 }

@@ -22,13 +22,17 @@ func (s *Store) Sweep() (int, error) {
 		t := st.(*tx)
 		deleted = 0
 		for _, key := range t.z.due(t.now) {
-			e := t.z.names[key]
-			live, err := t.Get(e.name)
+			name, err := store.KeyName([]byte(key))
 			if err != nil {
 				return err
 			}
-			deleted += len(e.recs) - len(live)
-			if err := t.Set(e.name, live); err != nil {
+			before := addUsage(store.Usage{}, t.z.packed(key), 1).Records
+			live, err := t.Get(name)
+			if err != nil {
+				return err
+			}
+			deleted += before - len(live)
+			if err := t.Set(name, live); err != nil {
 				return err
 			}
 		}

@@ -22,10 +22,12 @@ type tx struct {
 }
 
 // touch is one name this transaction set: its records before the
-// transaction (expired ones included) and the last records set.
+// transaction (expired ones included) and the last records set, packed,
+// and the latter as given.
 type touch struct {
-	key, name string
-	old, new  []store.Record
+	key, name            string
+	oldPacked, newPacked []byte
+	new                  []store.Record
 }
 
 func (t *tx) Now() time.Time { return t.now }
@@ -35,8 +37,12 @@ func (t *tx) Get(name string) ([]store.Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	var live []store.Record
-	for _, r := range t.z.records(key) {
+	all, err := decodeRecords(t.z.packed(key))
+	if err != nil {
+		return nil, err
+	}
+	live := all[:0]
+	for _, r := range all {
 		if r.Live(t.now) {
 			live = append(live, r)
 		}
@@ -62,14 +68,19 @@ func (t *tx) Set(name string, recs []store.Record) error {
 			return fmt.Errorf("store: record %q set at name %q", r.RR.Header().Name, name)
 		}
 	}
+	packed, err := encodeRecords(recs)
+	if err != nil {
+		return err
+	}
 	tc, ok := t.touched[key]
 	if !ok {
-		tc = &touch{key: key, name: store.Canonical(name), old: t.z.records(key)}
+		tc = &touch{key: key, name: store.Canonical(name), oldPacked: t.z.packed(key)}
 		t.touched[key] = tc
 		t.order = append(t.order, tc)
 	}
 	tc.new = append([]store.Record(nil), recs...)
-	t.z.set(key, tc.name, tc.new)
+	tc.newPacked = packed
+	t.z.set(key, packed)
 	return nil
 }
 
@@ -86,17 +97,18 @@ func (t *tx) Remember(id []byte, signed time.Time) (bool, error) {
 }
 
 func (t *tx) Usage(owner string) (store.Usage, error) {
-	if _, err := t.z.keyOf(owner); err != nil {
+	key, err := t.z.keyOf(owner)
+	if err != nil {
 		return store.Usage{}, err
 	}
-	return t.z.usage[store.Canonical(owner)], nil
+	return t.z.usage[t.z.ownerKey(key)], nil
 }
 
 // undo puts back what the transaction changed.
 func (t *tx) undo() {
 	for i := len(t.order) - 1; i >= 0; i-- {
 		tc := t.order[i]
-		t.z.set(tc.key, tc.name, tc.old)
+		t.z.set(tc.key, tc.oldPacked)
 	}
 	for _, s := range t.seen {
 		t.z.seen.remove(s)
@@ -110,7 +122,11 @@ func (t *tx) undo() {
 func (t *tx) finish(seq uint64) (store.Event, []byte, error) {
 	var ev store.Event
 	for _, tc := range t.order {
-		added, removed := diff(tc.old, tc.new)
+		old, err := decodeRecords(tc.oldPacked)
+		if err != nil {
+			return store.Event{}, nil, err
+		}
+		added, removed := diff(old, tc.new)
 		if len(added)+len(removed) > 0 {
 			ev.Changes = append(ev.Changes, store.Change{Name: tc.name, Added: added, Removed: removed})
 		}
@@ -145,10 +161,7 @@ func encodeTx(seq uint64, serial uint32, order []*touch, seen []seenID) ([]byte,
 	b = binary.BigEndian.AppendUint32(b, serial)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(order)))
 	for _, tc := range order {
-		v, err := encodeRecords(tc.new)
-		if err != nil {
-			return nil, err
-		}
+		v := tc.newPacked
 		b = append(b, byte(len(tc.key)))
 		b = append(b, tc.key...)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
@@ -167,7 +180,7 @@ type loggedTx struct {
 	seq    uint64
 	serial uint32
 	keys   []string
-	recs   [][]store.Record
+	packed [][]byte // checked to decode
 	seen   []seenID
 }
 
@@ -191,15 +204,15 @@ func decodeTx(b []byte) (loggedTx, error) {
 		if len(b) < 4+vlen {
 			return l, errCorrupt
 		}
-		recs, err := decodeRecords(b[4 : 4+vlen])
-		if err != nil {
+		v := b[4 : 4+vlen]
+		if _, err := decodeRecords(v); err != nil {
 			return l, err
 		}
 		if _, err := store.KeyName([]byte(key)); err != nil {
 			return l, errCorrupt
 		}
 		l.keys = append(l.keys, key)
-		l.recs = append(l.recs, recs)
+		l.packed = append(l.packed, v)
 		b = b[4+vlen:]
 	}
 	if len(b) < 4 {
