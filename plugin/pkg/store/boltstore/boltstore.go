@@ -81,8 +81,8 @@ type Options struct {
 	// never for a server.
 	NoSync bool
 	// SegmentSize is the most a log segment grows to (default 64 MiB):
-	// the first is 1 MiB, each next one twice as large. Each time one
-	// fills, the store checkpoints.
+	// the first is 1 MiB, each next one twice as large. The store
+	// checkpoints at the first segment's end after this much log.
 	SegmentSize int64
 }
 
@@ -97,6 +97,7 @@ type Store struct {
 	z      *memZone
 	seq    uint64 // the last log record's sequence number
 	group  *group
+	logged int64 // octets logged since the last checkpoint; commitMu guards it
 	failed error // the log could not be written: no more updates
 
 	feed store.Feed
@@ -449,23 +450,29 @@ func (s *Store) update(expiry bool, fn func(store.Tx) error) (store.Event, error
 
 // commit makes the gathered group durable, publishes its events and
 // releases its transactions; the caller holds commitMu. When the log's
-// segment is full it starts a new one and hands a checkpoint of
-// everything up to this group to the checkpointer.
+// segment is full it starts a new one, and once the log since the last
+// checkpoint is as long as the largest segment, it hands a checkpoint of
+// everything up to this group to the checkpointer: small segments for a
+// quiet store, and checkpoints no more often than every SegmentSize of
+// log for a busy one.
 func (s *Store) commit() {
 	s.mu.Lock()
 	g := s.group
 	s.group = newGroup(s.seq + 1)
 	var c *checkpoint
 	pending := len(g.buf) > frameHeader
-	if pending && !s.log.fits(len(g.buf)) {
+	rotate := pending && !s.log.fits(len(g.buf))
+	if rotate && s.logged >= s.opts.SegmentSize {
 		c = s.snapshotLocked()
 		c.segment = g.first
+		s.logged = 0
 	}
 	s.mu.Unlock()
+	s.logged += int64(len(g.buf))
 
 	var err error
 	if pending {
-		if c != nil {
+		if rotate {
 			err = s.log.rotate(g.first, len(g.buf))
 		}
 		if err == nil {

@@ -272,7 +272,7 @@ func FuzzDecodeTx(f *testing.F) {
 	r, _ := dns.NewRR("h.alice.members.example.com. 60 IN A 192.0.2.1")
 	k, _ := store.Key("h.alice.members.example.com.")
 	packed, _ := encodeRecords([]store.Record{{RR: r}})
-	rec, _ := encodeTx(7, 42, []*touch{{key: string(k), newPacked: packed}}, []seenID{{signed: 5}})
+	rec := encodeTx(7, 42, []*touch{{key: string(k), newPacked: packed}}, []seenID{{signed: 5}})
 	f.Add(rec)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := decodeTx(b)
@@ -283,10 +283,7 @@ func FuzzDecodeTx(f *testing.F) {
 		for i := range l.keys {
 			order[i] = &touch{key: l.keys[i], newPacked: l.packed[i]}
 		}
-		again, err := encodeTx(l.seq, l.serial, order, l.seen)
-		if err != nil {
-			t.Fatalf("a decoded record does not encode: %v", err)
-		}
+		again := encodeTx(l.seq, l.serial, order, l.seen)
 		if back, err := decodeTx(again); err != nil || back.seq != l.seq || len(back.keys) != len(l.keys) || len(back.seen) != len(l.seen) {
 			t.Fatalf("round trip: %+v %v", back, err)
 		}

@@ -140,10 +140,7 @@ func (t *tx) finish(seq uint64) (store.Event, []byte, error) {
 	}
 	var rec []byte
 	if len(t.order) > 0 || len(t.seen) > 0 {
-		var err error
-		if rec, err = encodeTx(seq, ev.Serial, t.order, t.seen); err != nil {
-			return store.Event{}, nil, err
-		}
+		rec = encodeTx(seq, ev.Serial, t.order, t.seen)
 	}
 	t.z.serial = ev.Serial
 	t.z.fresh = append(t.z.fresh, t.seen...)
@@ -156,7 +153,7 @@ func (t *tx) finish(seq uint64) (store.Event, []byte, error) {
 //
 //	seq u64 ‖ serial u32 ‖ names u32 ‖ (keylen u8 ‖ key ‖ len u32 ‖ records)…
 //	‖ ids u32 ‖ (signed i64 ‖ id [16])…
-func encodeTx(seq uint64, serial uint32, order []*touch, seen []seenID) ([]byte, error) {
+func encodeTx(seq uint64, serial uint32, order []*touch, seen []seenID) []byte {
 	b := binary.BigEndian.AppendUint64(nil, seq)
 	b = binary.BigEndian.AppendUint32(b, serial)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(order)))
@@ -172,7 +169,7 @@ func encodeTx(seq uint64, serial uint32, order []*touch, seen []seenID) ([]byte,
 		b = binary.BigEndian.AppendUint64(b, uint64(s.signed))
 		b = append(b, s.id[:]...)
 	}
-	return b, nil
+	return b
 }
 
 // loggedTx is a decoded log record.
