@@ -85,7 +85,18 @@ func TestLab(t *testing.T) {
 		if err := l.SetWAN("routerA", next); err != nil {
 			t.Fatal(err)
 		}
-		got := ann.collect(1500 * time.Millisecond)
+		// Both kinds, however slowly miniupnpd is scheduled on a busy
+		// machine; a second more for any repeat.
+		both := func(got []announcement) bool {
+			var pmp, pcp bool
+			for _, a := range got {
+				pmp = pmp || a.version == 0 && a.op == 128
+				pcp = pcp || a.version == 2 && a.op == 0x80
+			}
+			return pmp && pcp
+		}
+		got := ann.collectUntil(10*time.Second, both)
+		got = append(got, ann.collect(time.Second)...)
 		for _, a := range got {
 			t.Logf("announcement %v after SetWAN: %s", a.at.Sub(t0).Round(time.Millisecond), a)
 		}
@@ -669,12 +680,21 @@ func (a *announcements) drain() {
 
 // collect returns what arrives within d.
 func (a *announcements) collect(d time.Duration) []announcement {
+	return a.collectUntil(d, func([]announcement) bool { return false })
+}
+
+// collectUntil collects announcements until enough says they are enough,
+// or for d at most.
+func (a *announcements) collectUntil(d time.Duration, enough func([]announcement) bool) []announcement {
 	var out []announcement
 	timer := time.After(d)
 	for {
 		select {
 		case an := <-a.ch:
 			out = append(out, an)
+			if enough(out) {
+				return out
+			}
 		case <-timer:
 			return out
 		}
