@@ -9,13 +9,13 @@
 // where a MAC's three OUI octets and three extension octets have FF-FE put
 // between them, and the "modified" one used as an IPv6 interface identifier,
 // the same with the universal/local bit (0x02 of the first octet) inverted.
-// RFC 6281 and Apple's shipped code differ here (specs/discovery.md §4); this
+// RFC 6281 and Apple's shipped code differ here; this
 // package uses each where its own standard puts it:
 //
 //   - The label carries the raw EUI-64. RFC 6281 §3's example
 //     AutoTunnel-00-22-69-FF-FE-8E-34-2A is the raw EUI-64 of MAC
-//     00:22:69:8E:34:2A, and the project publishes RFC 6281's form
-//     (DESIGN.md). Apple's code wrote the modified one (02-22-69-…).
+//     00:22:69:8E:34:2A, and the project publishes RFC 6281's form.
+//     Apple's code wrote the modified one (02-22-69-…).
 //   - The ULA's interface identifier (octets 8–15) is the modified EUI-64.
 //     RFC 6281 §6.3 puts "the EUI-64 of the primary interface" there; an
 //     interface identifier made from an EUI-64 is, by RFC 4291 §2.5.1 and
@@ -26,7 +26,7 @@
 // So the label and the last 8 octets of the ULA differ in one bit. Nothing
 // derives one from the other: peers learn the ULA from the host name's AAAA
 // record and the label from the SRV target (RFC 6281 §5.3), and ParseLabel
-// accepts any 8 hex octets, as discovery.md §4 asks of parsers.
+// accepts any 8 hex octets, so that labels in either spelling parse.
 package identity
 
 import (
@@ -45,7 +45,7 @@ const LabelPrefix = "AutoTunnel-"
 
 // Identity is what names one host for as long as its btmm-client runs. RFC
 // 6281 §6.2 keeps the ULA until shutdown and never regenerates it on a
-// network change (discovery.md §8, pitfall 7): make one with New at start-up
+// network change (a new ULA would break every open connection): make one with New at start-up
 // and keep it.
 type Identity struct {
 	// ULA is fd00::/8 with 7 random octets and the modified EUI-64 as the

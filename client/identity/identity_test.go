@@ -10,7 +10,7 @@ import (
 )
 
 // fixedRandom gives the ULA's 7 random octets 12 34 56 78 9a bc de (the
-// invented ones of the example ULA in specs/discovery.md §4), then, for a
+// invented ones of the example ULA below), then, for a
 // random EUI-64, ff ff ff ff ff ff ff ff.
 func fixedRandom() *bytes.Reader {
 	return bytes.NewReader([]byte{
@@ -28,7 +28,7 @@ func TestNew(t *testing.T) {
 		ula   string
 	}{
 		{
-			// specs/discovery.md §4's table: RFC 6281 §3's example label is
+			// RFC 6281 §3's example label is
 			// the raw EUI-64; the ULA's interface identifier is the modified
 			// one, and the whole ULA is the spec's example address.
 			name:  "RFC 6281 example MAC",

@@ -14,8 +14,8 @@ import (
 )
 
 // KeyPair is a host's static X25519 key pair (RFC 7748). Its public half is
-// published in the host's TXT record as pk=… (DESIGN.md, "Keys and trust")
-// and authenticates the host in the Noise handshake between tunnels.
+// published in the host's TXT record as pk=…, which only the user's TSIG key
+// can write, and authenticates the host in the Noise handshake between tunnels.
 type KeyPair struct {
 	Private, Public [32]byte
 }

@@ -15,7 +15,7 @@ import (
 
 // fakeNAT is a NAT-PMP gateway on port 5351, the only port go-nat-pmp
 // talks to, of a 127.x.y.z address of its own (nextLoopback). It follows
-// RFC 6886's server rules (spec nat-pmp.md §2, §4): idempotent mappings by
+// RFC 6886's server rules (§3.3, §3.6): idempotent mappings by
 // internal port, the suggested external port when free, lifetimes capped,
 // deletions, result 5 for unknown opcodes, result 1 for other versions,
 // requests with opcode ≥ 128 ignored. It builds its datagrams with its

@@ -5,7 +5,7 @@
 // and port.
 //
 // A Client does its work in Run, which owns all the protocol state. It
-// follows the client state machine of RFC 6886 (spec nat-pmp.md §7):
+// follows the client behaviour of RFC 6886 (§3.2–§3.7):
 //
 //	PROBE  --external address + mapping--> MAPPED
 //	  \--no answer / ICMP unreachable--> PUBLIC (probe again later, at once after Refresh or an announcement)

@@ -1,7 +1,6 @@
 // Package secret derives a user's TSIG key from a password, so that every
 // host of the user can make the same key without copying a key file, and the
-// server stores only the key, never the password (DESIGN.md, "Keys and
-// trust").
+// server stores only the key, never the password.
 //
 // # Format btmm-tsig-v1
 //

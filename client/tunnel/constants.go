@@ -2,14 +2,13 @@ package tunnel
 
 import "time"
 
-// Protocol constants, named after the spec they come from (specs/esp-udp.md,
-// RFC 4303, RFC 3948) or after WireGuard's constants.go where BTMM borrows
+// Protocol constants, named after the spec they come from (RFC 4303,
+// RFC 3948, RFC 4106) or after WireGuard's constants.go where BTMM borrows
 // WireGuard's timer design.
 const (
 	// RekeyAfterPackets starts a new handshake once an outbound SA has
 	// sealed this many packets. ESN SAs must not wrap their 64-bit counter
-	// (RFC 4303 §2.2, §3.3.3; specs/esp-udp.md §2 "rekey well before the
-	// limit") and AES-GCM must stay well below 2^64 blocks per key
+	// (RFC 4303 §2.2, §3.3.3: rekey well before the limit) and AES-GCM must stay well below 2^64 blocks per key
 	// (RFC 4106 §10): 2^60 leaves a factor of 16 on both.
 	RekeyAfterPackets = 1 << 60
 
@@ -35,8 +34,8 @@ const (
 	MaxInitiationAttempts = 6
 
 	// OldSAGrace is how long the previous inbound SA still decrypts after
-	// a rekey, for packets the peer sent before it switched
-	// (specs/esp-udp.md §7, pitfall 5).
+	// a rekey, for packets the peer sent before it switched: without it
+	// they would be lost on every rekey.
 	OldSAGrace = 30 * time.Second
 	// UnconfirmedSATimeout: a responder-side SA pair that no ESP packet
 	// has confirmed (the initiator may not know the PSK) is forgotten

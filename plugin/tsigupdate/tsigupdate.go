@@ -49,7 +49,7 @@ func (u *TsigUpdate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 		tsigFailures.WithLabelValues(server, "FORMERR").Inc()
 		return u.reply(w, r, dns.RcodeFormatError)
 	}
-	w = tsigauth.NewWriter(w, r, res, u.now)
+	w = newSigningWriter(w, r, res, u.now)
 	if res.Error != 0 {
 		log.Debugf("%s from %s with key %s: TSIG %s", dns.OpcodeToString[r.Opcode], state.IP(), res.Key.Name, dns.RcodeToString[int(res.Error)])
 		tsigFailures.WithLabelValues(server, dns.RcodeToString[int(res.Error)]).Inc()

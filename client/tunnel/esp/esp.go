@@ -1,6 +1,6 @@
 // Package esp is the ESP packet codec (RFC 4303) of the Back to My Mac tunnel:
 // tunnel mode, inner IPv6 (Next Header 41), AEAD only, carried in UDP
-// (RFC 3948). See specs/esp-udp.md.
+// (RFC 3948).
 //
 // Two AEAD suites are supported, both with a 16-octet ICV, an 8-octet IV in
 // the packet, a 4-octet salt from the key material, and nonce = salt ‖ IV:

@@ -1,7 +1,8 @@
 // Package handshake is the key exchange between two hosts of one user that
 // sets up a Back to My Mac tunnel: it authenticates both ends and produces
 // fresh keys for the two ESP security associations (one per direction) that
-// carry the tunnel (DESIGN.md, "Keys and trust"; specs/esp-udp.md).
+// carry the tunnel. Each end's static key is the one published in its host's
+// TXT record, which only the user's TSIG key can write.
 //
 // # Protocol
 //

@@ -287,7 +287,8 @@ type Result struct {
 	// (Responder's allow function does so before any state is kept).
 	PeerStatic [32]byte
 	// PeerULA is the peer's unique local address, the inner source address
-	// its tunnel packets must carry (specs/esp-udp.md §7, pitfall 9).
+	// its tunnel packets must carry: a packet from the tunnel with another
+	// inner source is dropped, so one host cannot speak for another.
 	PeerULA netip.Addr
 	// Suite is the negotiated ESP cipher suite for both SAs.
 	Suite Suite

@@ -3,12 +3,12 @@
 // sender-side counter (§2.2, §3.3.3).
 //
 // Unlike a single check-and-set filter, ESP splits the receive side in two
-// (RFC 4303 §3.4.3, specs/esp-udp.md §3). [Window.Check] runs before the ICV
+// (RFC 4303 §3.4.3). [Window.Check] runs before the ICV
 // (AEAD tag) is verified. It infers the full 64-bit sequence number from the
 // 32 bits on the wire, because the AEAD's AAD needs the high-order half, and
 // it changes nothing. [Window.Accept] runs only after the ICV has verified,
 // so a forged packet can never move the window and push genuine traffic out
-// of it (specs/esp-udp.md §7, pitfall 3).
+// of it.
 //
 //	seq, ok := w.Check(seqLow)  // drop if !ok
 //	open AEAD with AAD = SPI ‖ seq (64 bits, big-endian)  // drop on failure

@@ -14,7 +14,7 @@ package tun
 
 import "github.com/openbtmm/btmm/client/tunnel/esp"
 
-// The parts of the encapsulation overhead, outermost first (specs/esp-udp.md).
+// The parts of the encapsulation overhead, outermost first (RFC 3948, RFC 4303).
 // An inner IPv6 packet of n octets leaves the host as
 //
 //	outer IPv4 (20) | UDP (8) | ESP header (16) | n | pad (0–3) | pad len, NH (2) | ICV (16)

@@ -1,14 +1,19 @@
-// Package tsigauth checks the TSIG (RFC 8945) of a request that reached a
-// CoreDNS plugin, answers the failures as the RFC asks, and signs the
-// replies to requests that passed.
+// Package tsigauth is TSIG (RFC 8945) as this project's server and client
+// both need it: checking a signed request, answering the failures as the
+// RFC asks, signing replies, and verifying the signed replies that
+// miekg/dns will not (NOTAUTH ones). It imports only miekg/dns and the
+// standard library, so the client links it without any of CoreDNS.
 //
-// The DNS server verifies the MAC before any plugin runs, against the
-// server config's TsigSecret map, and leaves the outcome in
-// w.TsigStatus(). Two things it cannot do are done here. That map holds no
-// algorithms, so a key is only used with its own algorithm here (anything
-// else is BADKEY). And miekg/dns no longer computes HMAC-MD5, which RFC 6281
-// clients use; for those requests the MAC is checked here over the request
-// packed again from its parsed form (see verifyMD5).
+// A request that came through CoreDNS's own server was verified against
+// the server config's TsigSecret map before any plugin ran, which leaves
+// the outcome in w.TsigStatus() (Check). Two things that server cannot do
+// are done here: that map holds no algorithms, so a key is only used with
+// its own algorithm here (anything else is BADKEY); and miekg/dns no longer
+// computes HMAC-MD5, which RFC 6281 clients use, so for those requests the
+// MAC is checked here over the request packed again from its parsed form
+// (see verifyMD5). A request read from a listener of a plugin's own is
+// checked over the octets that arrived (CheckRaw), and its reply signed
+// over the octets sent (PackReply).
 package tsigauth
 
 import (
@@ -17,7 +22,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 )
 
@@ -162,57 +166,6 @@ func macLen(alg string) int {
 		return 64
 	}
 	return 0
-}
-
-// Writer signs every reply with the request's key: a verified request's
-// replies with a MAC, a failed one's with the TSIG error and, as RFC 8945
-// §5.3.2 says, with a MAC only for BADTIME.
-//
-// It must wrap the writer before anything else writes to it: it takes the
-// TSIG RR off the request, so that the handlers after it see none.
-type Writer struct {
-	dns.ResponseWriter
-	req       *dns.Msg  // the request without its TSIG RR
-	reqSig    *dns.TSIG // the request's TSIG RR
-	key       Key
-	tsigError uint16
-	now       func() time.Time
-}
-
-// NewWriter strips r's TSIG RR and returns a writer that signs the replies
-// to r with res's key and error.
-func NewWriter(w dns.ResponseWriter, r *dns.Msg, res Result, now func() time.Time) *Writer {
-	sig := r.IsTsig()
-	r.Extra = r.Extra[:len(r.Extra)-1]
-	return &Writer{ResponseWriter: w, req: r, reqSig: sig, key: res.Key, tsigError: res.Error, now: now}
-}
-
-// WriteMsg implements dns.ResponseWriter.
-func (w *Writer) WriteMsg(m *dns.Msg) error {
-	if m.IsTsig() != nil {
-		return w.ResponseWriter.WriteMsg(m)
-	}
-	// CoreDNS's scrub would append the request's OPT after our TSIG, which
-	// must be last: put the OPT in now.
-	state := request.Request{Req: w.req, W: w.ResponseWriter}
-	state.SizeAndDo(m)
-
-	sig := ReplyTSIG(w.reqSig, w.tsigError, m.Id, w.now())
-	if w.key.Algorithm != dns.HmacMD5 || w.tsigError == dns.RcodeBadKey || w.tsigError == dns.RcodeBadSig {
-		// The server signs it with the secret from its TsigSecret map
-		// and the request's MAC, which it kept.
-		m.Extra = append(m.Extra, sig)
-		return w.ResponseWriter.WriteMsg(m)
-	}
-	// The server cannot compute HMAC-MD5: sign here, and send the bytes.
-	state.Scrub(m)
-	m.Extra = append(m.Extra, sig)
-	buf, _, err := dns.TsigGenerateWithProvider(m, HMAC(w.key.Secret), w.reqSig.MAC, false)
-	if err != nil {
-		return err
-	}
-	_, err = w.ResponseWriter.Write(buf)
-	return err
 }
 
 // ReplyTSIG returns the TSIG RR, not yet signed, for a reply with message ID

@@ -1,4 +1,4 @@
-package tsigauth
+package tsigupdate
 
 import (
 	"errors"
@@ -7,39 +7,43 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
 const (
 	shaName   = "alice.members.example.com."
 	shaSecret = "F42STmDnGmFG1jyejcOLBJFIHgcGsAPxrqiDTI9YerQ="
+	md5Name   = "bob.members.example.com."
+	md5Secret = "c2VjcmV0c2VjcmV0c2VjcmV0MTI="
 )
 
 // serve runs a miekg server on 127.0.0.1 that verifies TSIG as CoreDNS's
-// does (the TsigSecret map) and answers through Check and Writer.
-func serve(t *testing.T) string {
+// does (the TsigSecret map) and answers through Check and signingWriter.
+func serveSigned(t *testing.T) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := Keys(func(name string) (Key, bool) {
+	keys := tsigauth.Keys(func(name string) (tsigauth.Key, bool) {
 		switch name {
 		case shaName:
-			return Key{Name: shaName, Algorithm: dns.HmacSHA256, Secret: shaSecret}, true
-		case keyName:
-			return Key{Name: keyName, Algorithm: dns.HmacMD5, Secret: secret}, true
+			return tsigauth.Key{Name: shaName, Algorithm: dns.HmacSHA256, Secret: shaSecret}, true
+		case md5Name:
+			return tsigauth.Key{Name: md5Name, Algorithm: dns.HmacMD5, Secret: md5Secret}, true
 		}
-		return Key{}, false
+		return tsigauth.Key{}, false
 	})
-	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{shaName: shaSecret, keyName: secret},
+	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{shaName: shaSecret, md5Name: md5Secret},
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			res := Check(w, r, keys, time.Now())
+			res := tsigauth.Check(w, r, keys, time.Now())
 			m := new(dns.Msg)
 			if res.FormErr {
 				w.WriteMsg(m.SetRcode(r, dns.RcodeFormatError))
 				return
 			}
-			ww := NewWriter(w, r, res, time.Now)
+			ww := newSigningWriter(w, r, res, time.Now)
 			if res.Error != 0 {
 				ww.WriteMsg(m.SetRcode(r, dns.RcodeNotAuth))
 				return
@@ -54,7 +58,7 @@ func serve(t *testing.T) string {
 	return pc.LocalAddr().String()
 }
 
-func exchange(t *testing.T, addr, name, alg, sec string, at time.Time) (r *dns.Msg, raw []byte, mac string, err error) {
+func exchangeSigned(t *testing.T, addr, name, alg, sec string, at time.Time) (r *dns.Msg, raw []byte, mac string, err error) {
 	t.Helper()
 	m := new(dns.Msg).SetQuestion("members.example.com.", dns.TypeSOA)
 	m.SetTsig(name, alg, 300, at.Unix())
@@ -62,10 +66,10 @@ func exchange(t *testing.T, addr, name, alg, sec string, at time.Time) (r *dns.M
 	verify := func(raw []byte, mac string) error { return dns.TsigVerify(raw, sec, mac, false) }
 	if alg == dns.HmacMD5 {
 		generate = func(m *dns.Msg) ([]byte, string, error) {
-			return dns.TsigGenerateWithProvider(m, HMAC(sec), "", false)
+			return dns.TsigGenerateWithProvider(m, tsigauth.HMAC(sec), "", false)
 		}
 		verify = func(raw []byte, mac string) error {
-			return dns.TsigVerifyWithProvider(raw, HMAC(sec), mac, false)
+			return dns.TsigVerifyWithProvider(raw, tsigauth.HMAC(sec), mac, false)
 		}
 	}
 	buf, mac, err := generate(m)
@@ -92,29 +96,29 @@ func exchange(t *testing.T, addr, name, alg, sec string, at time.Time) (r *dns.M
 }
 
 func TestRepliesAreSigned(t *testing.T) {
-	addr := serve(t)
+	addr := serveSigned(t)
 	for _, tc := range []struct {
 		name, key, alg, secret string
 	}{
 		{"sha256", shaName, dns.HmacSHA256, shaSecret},
-		{"md5", keyName, dns.HmacMD5, secret},
+		{"md5", md5Name, dns.HmacMD5, md5Secret},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, _, _, err := exchange(t, addr, tc.key, tc.alg, tc.secret, time.Now())
+			r, _, _, err := exchangeSigned(t, addr, tc.key, tc.alg, tc.secret, time.Now())
 			if err != nil || r.Rcode != dns.RcodeSuccess {
 				t.Fatalf("good request: rcode %d, verifying the reply: %v", r.Rcode, err)
 			}
-			r, raw, mac, err := exchange(t, addr, tc.key, tc.alg, tc.secret, time.Now().Add(-time.Hour))
+			r, raw, mac, err := exchangeSigned(t, addr, tc.key, tc.alg, tc.secret, time.Now().Add(-time.Hour))
 			if r.Rcode != dns.RcodeNotAuth || r.IsTsig() == nil || r.IsTsig().Error != dns.RcodeBadTime {
 				t.Fatalf("late request: %v", r)
 			}
 			if !errors.Is(err, dns.ErrAuth) {
 				t.Fatalf("miekg/dns verified a NOTAUTH reply (%v): VerifyReply may be needless now", err)
 			}
-			if err := VerifyReply(raw, tc.secret, mac); err != nil {
+			if err := tsigauth.VerifyReply(raw, tc.secret, mac); err != nil {
 				t.Fatalf("BADTIME reply: its MAC does not verify: %v", err)
 			}
-			if err := VerifyReply(raw, "b3RoZXJzZWNyZXRvdGhlcnNlY3JldA==", mac); !errors.Is(err, dns.ErrSig) {
+			if err := tsigauth.VerifyReply(raw, "b3RoZXJzZWNyZXRvdGhlcnNlY3JldA==", mac); !errors.Is(err, dns.ErrSig) {
 				t.Fatalf("VerifyReply with another secret: %v, want ErrSig", err)
 			}
 		})
