@@ -180,18 +180,20 @@ func TestSrvDiscoverySpreadsUsers(t *testing.T) {
 	}
 }
 
-// TestSrvDiscoveryNeedsBtmm: without btmm in its server block the server
-// does not start.
-func TestSrvDiscoveryNeedsBtmm(t *testing.T) {
-	cf := `members.example.com:{{PORT}} {
-	srv-discovery {
-		update ns1.members.example.com. 53
-	}
-	errors
-}
-`
-	out := coredns.New(t, t.TempDir(), cf).StartFails()
-	if !strings.Contains(out, "needs the btmm plugin") {
-		t.Fatalf("coredns without btmm: %s", out)
+// TestNeedsBtmm: a directive that works on the members zone, in a server
+// block without btmm, stops the start with a message that says so.
+func TestNeedsBtmm(t *testing.T) {
+	for _, tc := range []struct{ directive, block string }{
+		{"srv-discovery", "srv-discovery {\n\t\tupdate ns1.members.example.com. 53\n\t}"},
+		{"tsig-update", "tsig-update {\n\t\tudp 127.0.0.1:{{UPDATEPORT}}\n\t}"},
+		{"llq", "llq {\n\t\tudp 127.0.0.1:{{LLQPORT}}\n\t\ttcp off\n\t}"},
+	} {
+		t.Run(tc.directive, func(t *testing.T) {
+			cf := "members.example.com:{{PORT}} {\n\t" + tc.block + "\n\terrors\n}\n"
+			out := coredns.New(t, t.TempDir(), cf).StartFails()
+			if want := tc.directive + " needs the btmm directive in the same server block"; !strings.Contains(out, want) {
+				t.Fatalf("coredns with %s and no btmm: %s\nwant %q", tc.directive, out, want)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
@@ -38,6 +39,9 @@ type Btmm struct {
 	ns        []nameServer
 	store     store.Store // set in OnStartup, before any query arrives
 }
+
+// The plugins beside btmm find it, through package members, as a Zone.
+var _ members.Zone = (*Btmm)(nil)
 
 type nameServer struct {
 	name  string

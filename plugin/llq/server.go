@@ -11,20 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
-	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
-// Zone is what the LLQ server needs of the zone it watches: the btmm
-// plugin.
-type Zone interface {
-	Zone() string
-	Store() store.Store
-	Answer(m *dns.Msg, qname string, qtype uint16) (int, error)
-	TSIGKey(name string) (tsigauth.Key, bool)
-}
+// Zone is what the LLQ server needs of the zone it watches.
+type Zone = members.Zone
 
 // policy is the part of the configuration that a reload may change.
 type policy struct {

@@ -2,7 +2,6 @@ package llq
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -14,8 +13,8 @@ import (
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
-	"github.com/openbtmm/btmm/plugin/btmm"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 )
 
 const pluginName = "llq"
@@ -48,9 +47,9 @@ func setup(c *caddy.Controller) error {
 	}
 	dc := dnsserver.GetConfig(c)
 	c.OnStartup(func() error {
-		z, ok := dc.Handler("btmm").(*btmm.Btmm)
-		if !ok || z.Store() == nil {
-			return plugin.Error(pluginName, fmt.Errorf("needs the btmm plugin in the same server block"))
+		z, err := members.Find(dc, pluginName)
+		if err != nil {
+			return plugin.Error(pluginName, err)
 		}
 		p := cfg.policy
 		p.zone = z

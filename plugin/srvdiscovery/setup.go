@@ -1,7 +1,6 @@
 package srvdiscovery
 
 import (
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -12,7 +11,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/miekg/dns"
 
-	"github.com/openbtmm/btmm/plugin/btmm"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 )
 
 const pluginName = "srv-discovery"
@@ -28,9 +27,9 @@ func setup(c *caddy.Controller) error {
 	}
 	cfg := dnsserver.GetConfig(c)
 	c.OnStartup(func() error {
-		h, ok := cfg.Handler("btmm").(*btmm.Btmm)
-		if !ok {
-			return plugin.Error(pluginName, fmt.Errorf("needs the btmm plugin in the same server block"))
+		h, err := members.Find(cfg, pluginName)
+		if err != nil {
+			return plugin.Error(pluginName, err)
 		}
 		s.zone = h
 		for _, svc := range []Service{{"update", false}, {"update", true}, {"llq", false}, {"llq", true}} {

@@ -12,7 +12,7 @@ import (
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
-	"github.com/openbtmm/btmm/plugin/btmm"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 )
 
 // ttl is the TTL of the SRV answers, the same as that of btmm's records: a
@@ -53,7 +53,7 @@ var names = map[string]Service{
 type SrvDiscovery struct {
 	Next plugin.Handler
 
-	zone    *btmm.Btmm // found in OnStartup
+	zone    members.Zone // found in OnStartup
 	targets map[Service][]Target
 }
 

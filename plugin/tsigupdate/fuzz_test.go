@@ -60,8 +60,8 @@ func FuzzRespond(f *testing.F) {
 	}
 	f.Cleanup(func() { st.Close() })
 	u := newUpdater()
-	u.zone = btmm.NewForTest(zone, st, aliceMD5)
-	u.Next = u.zone
+	z := btmm.NewForTest(zone, st, aliceMD5)
+	u.zone, u.Next = z, z
 	sub := st.Subscribe(1 << 16)
 	f.Fuzz(func(t *testing.T, raw []byte, udp bool) {
 		out := u.respond(raw, udp, nil)

@@ -1,7 +1,6 @@
 package tsigupdate
 
 import (
-	"fmt"
 	"strconv"
 	"time"
 
@@ -10,7 +9,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
-	"github.com/openbtmm/btmm/plugin/btmm"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
 )
@@ -35,9 +34,9 @@ func setup(c *caddy.Controller) error {
 	}
 	cfg := dnsserver.GetConfig(c)
 	c.OnStartup(func() error {
-		h, ok := cfg.Handler("btmm").(*btmm.Btmm)
-		if !ok {
-			return plugin.Error(pluginName, fmt.Errorf("needs the btmm plugin in the same server block"))
+		h, err := members.Find(cfg, pluginName)
+		if err != nil {
+			return plugin.Error(pluginName, err)
 		}
 		u.zone = h
 		// ddul-lease, if the block has it, grants each UPDATE's lease.

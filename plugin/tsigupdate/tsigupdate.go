@@ -13,7 +13,7 @@ import (
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
-	"github.com/openbtmm/btmm/plugin/btmm"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
@@ -23,7 +23,7 @@ import (
 type TsigUpdate struct {
 	Next plugin.Handler
 
-	zone       *btmm.Btmm          // found in OnStartup
+	zone       members.Zone        // found in OnStartup
 	lease      updatelease.Granter // found in OnStartup; nil: no leases
 	addrs      rawdns.Addrs        // the update listeners; none: no UPDATEs
 	maxRecords int                 // per user

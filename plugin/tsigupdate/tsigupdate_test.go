@@ -67,9 +67,9 @@ func listenerClock(t *testing.T, k keyfile.Key) (*TsigUpdate, *clock) {
 	t.Helper()
 	st, clk := newStore(t)
 	u := newUpdater()
-	u.zone = btmm.NewForTest(zone, st, k)
+	z := btmm.NewForTest(zone, st, k)
+	u.zone, u.Next = z, z
 	u.lease = grantAll{}
-	u.Next = u.zone
 	return u, clk
 }
 
@@ -343,8 +343,8 @@ func TestRespondQuery(t *testing.T) {
 func TestServeDNS(t *testing.T) {
 	st, _ := newStore(t)
 	u := newUpdater()
-	u.zone = btmm.NewForTest(zone, st, aliceKey)
-	u.Next = u.zone
+	z := btmm.NewForTest(zone, st, aliceKey)
+	u.zone, u.Next = z, z
 	q := new(dns.Msg).SetQuestion(zone, dns.TypeSOA)
 	q.SetTsig(alice, dns.HmacSHA256, 300, time.Now().Unix())
 	buf, _, _ := dns.TsigGenerate(q, aliceKey.Secret, "", false)

@@ -1,0 +1,51 @@
+// Package members is where the btmm directive and the plugins beside it in
+// a server block (tsig-update, llq, srv-discovery) meet, without importing
+// each other: btmm's handler implements Zone, and the others find it with
+// Find when the server starts.
+package members
+
+import (
+	"fmt"
+
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
+)
+
+// Zone is the members zone as the btmm directive serves it.
+type Zone interface {
+	// Zone returns the apex, lowercase and fully qualified.
+	Zone() string
+	// Store returns the zone's records; nil until btmm has started.
+	Store() store.Store
+	// TSIGKey returns the user key named name (lowercase, fully
+	// qualified).
+	TSIGKey(name string) (tsigauth.Key, bool)
+	// UserZone returns the user's domain that name (lowercase, fully
+	// qualified) is at or under: the name of a user's key.
+	UserZone(name string) (string, bool)
+	// Answer fills m's sections with the zone's answer to qname and qtype,
+	// and returns the RCODE.
+	Answer(m *dns.Msg, qname string, qtype uint16) (int, error)
+}
+
+// Directive is the name of the directive whose handler is the Zone.
+const Directive = "btmm"
+
+// Find returns the Zone of cfg's server block, for the directive who. Call
+// it from an OnStartup function: it says plainly what is wrong when the
+// block has no btmm directive, or when btmm has not started yet (its
+// store is opened in its own OnStartup, which CoreDNS runs first only if
+// btmm comes earlier in the directive order).
+func Find(cfg *dnsserver.Config, who string) (Zone, error) {
+	z, ok := cfg.Handler(Directive).(Zone)
+	if !ok {
+		return nil, fmt.Errorf("%s needs the %s directive in the same server block", who, Directive)
+	}
+	if z.Store() == nil {
+		return nil, fmt.Errorf("%s started before %s: %s must come earlier in the directive order", who, Directive, Directive)
+	}
+	return z, nil
+}
