@@ -3,11 +3,10 @@ package identity
 import (
 	"errors"
 	"net"
-	"strings"
 	"testing"
-)
 
-const routeHeader = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+	"github.com/openbtmm/btmm/client/route"
+)
 
 func TestPrimary(t *testing.T) {
 	mac := net.HardwareAddr{0x00, 0x22, 0x69, 0x8e, 0x34, 0x2a}
@@ -26,35 +25,28 @@ func TestPrimary(t *testing.T) {
 	all := func() ([]net.Interface, error) {
 		return []net.Interface{*ifaces["lo"], *ifaces["down0"], *ifaces["tun0"], *ifaces["eth0"]}, nil
 	}
-	route := func(iface string) *strings.Reader {
-		return strings.NewReader(routeHeader + iface + "\t00000000\t00000000\t0001\t0\t0\t0\t00000000\t0\t0\t0\n")
-	}
+	via := func(iface string) route.Default { return route.Default{Iface: iface} }
 
 	// The default route's interface, with or without a MAC.
-	if name, got, err := primary(route("eth0"), byName, all); name != "eth0" || got.String() != mac.String() || err != nil {
+	if name, got, err := primary(via("eth0"), true, byName, all); name != "eth0" || got.String() != mac.String() || err != nil {
 		t.Errorf("default via eth0: %q %v %v", name, got, err)
 	}
-	if name, got, err := primary(route("tun0"), byName, all); name != "tun0" || got != nil || err != nil {
+	if name, got, err := primary(via("tun0"), true, byName, all); name != "tun0" || got != nil || err != nil {
 		t.Errorf("default via tun0: %q %v %v", name, got, err)
 	}
-	// No default route, no /proc, or a route to a vanished interface: the
-	// first interface that is up, not loopback, with a usable MAC.
-	for name, routes := range map[string]*strings.Reader{
-		"no default route":          strings.NewReader(routeHeader),
-		"route to a gone interface": route("gone0"),
-	} {
-		if got, _, err := primary(routes, byName, all); got != "eth0" || err != nil {
-			t.Errorf("%s: %q %v", name, got, err)
-		}
+	// No default route, or a route to a vanished interface: the first
+	// interface that is up, not loopback, with a usable MAC.
+	if got, _, err := primary(route.Default{}, false, byName, all); got != "eth0" || err != nil {
+		t.Errorf("no default route: %q %v", got, err)
 	}
-	if got, _, err := primary(nil, byName, all); got != "eth0" || err != nil {
-		t.Errorf("no routing table: %q %v", got, err)
+	if got, _, err := primary(via("gone0"), true, byName, all); got != "eth0" || err != nil {
+		t.Errorf("route to a gone interface: %q %v", got, err)
 	}
 	// Nothing qualifies.
 	none := func() ([]net.Interface, error) {
 		return []net.Interface{*ifaces["lo"], *ifaces["down0"], *ifaces["tun0"]}, nil
 	}
-	if name, _, err := primary(nil, byName, none); err == nil {
+	if name, _, err := primary(route.Default{}, false, byName, none); err == nil {
 		t.Errorf("no usable interface gave %q", name)
 	}
 }

@@ -1,14 +1,12 @@
 // Package netmon tells when the host's network changed: an address, a link
-// or a route, from the kernel's netlink notifications, debounced so that
-// the burst a move causes (link down, address gone, address added, route
-// added) is one change.
+// or a route, from the kernel's notifications (netlink on Linux, the
+// routing socket on macOS), debounced so that the burst a move causes
+// (link down, address gone, address added, route added) is one change.
 package netmon
 
 import (
 	"context"
 	"time"
-
-	"github.com/vishvananda/netlink"
 )
 
 // DefaultDebounce is how long a burst may go quiet before it counts as
@@ -18,67 +16,57 @@ const DefaultDebounce = 300 * time.Millisecond
 
 // Watch sends on the returned channel (coalesced, never blocking the
 // kernel's notifications) after every burst of changes, until ctx ends.
-// It fails only if netlink cannot be subscribed to.
+// It fails only if the kernel's notifications cannot be subscribed to.
 func Watch(ctx context.Context, debounce time.Duration) (<-chan struct{}, error) {
 	if debounce <= 0 {
 		debounce = DefaultDebounce
 	}
-	done := make(chan struct{})
-	addrs := make(chan netlink.AddrUpdate, 64)
-	links := make(chan netlink.LinkUpdate, 64)
-	routes := make(chan netlink.RouteUpdate, 64)
-	if err := netlink.AddrSubscribe(addrs, done); err != nil {
-		close(done)
-		return nil, err
-	}
-	if err := netlink.LinkSubscribe(links, done); err != nil {
-		close(done)
-		return nil, err
-	}
-	if err := netlink.RouteSubscribe(routes, done); err != nil {
-		close(done)
+	events, stop, err := subscribe()
+	if err != nil {
 		return nil, err
 	}
 	out := make(chan struct{}, 1)
 	go func() {
-		defer close(done)
-		var fire <-chan time.Time
-		var t *time.Timer
-		kick := func() {
+		defer stop()
+		debounced(ctx, debounce, events, out)
+	}()
+	return out, nil
+}
+
+// debounced sends on out once events has been quiet for debounce after
+// one or more events, until ctx ends or events is closed.
+func debounced(ctx context.Context, debounce time.Duration, events <-chan struct{}, out chan<- struct{}) {
+	var fire <-chan time.Time
+	var t *time.Timer
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
 			if t == nil {
 				t = time.NewTimer(debounce)
 			} else {
 				t.Reset(debounce)
 			}
 			fire = t.C
-		}
-		for {
+		case <-fire:
+			fire = nil
 			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-addrs:
-				if !ok {
-					return
-				}
-				kick()
-			case _, ok := <-links:
-				if !ok {
-					return
-				}
-				kick()
-			case _, ok := <-routes:
-				if !ok {
-					return
-				}
-				kick()
-			case <-fire:
-				fire = nil
-				select {
-				case out <- struct{}{}:
-				default:
-				}
+			case out <- struct{}{}:
+			default:
 			}
 		}
-	}()
-	return out, nil
+	}
+}
+
+// notify hands one event on without blocking: a pending one already says
+// "something changed".
+func notify(events chan<- struct{}) {
+	select {
+	case events <- struct{}{}:
+	default:
+	}
 }

@@ -1,21 +1,17 @@
-// Package route reads the kernel's IPv4 default route from
-// /proc/net/route (Linux): which interface is the host's primary one
-// (identity) and which gateway to ask for a port mapping (portmap).
+// Package route reads the kernel's IPv4 default route: which interface is
+// the host's primary one (identity) and which gateway to ask for a port
+// mapping (portmap). On Linux it reads /proc/net/route; on macOS it asks
+// route(8), whose output ParseRouteGet reads.
 package route
 
 import (
 	"bufio"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 )
-
-// procRoute is the kernel's routing table; a variable for tests.
-var procRoute = "/proc/net/route"
 
 // Route flags from linux/route.h.
 const (
@@ -27,18 +23,6 @@ const (
 type Default struct {
 	Iface   string
 	Gateway netip.Addr // invalid for a route straight out of a device (ppp, tun)
-}
-
-// DefaultIPv4 returns the kernel's IPv4 default route with the lowest
-// metric; ok is false if there is none.
-func DefaultIPv4() (d Default, ok bool, err error) {
-	f, err := os.Open(procRoute)
-	if err != nil {
-		return Default{}, false, fmt.Errorf("route: %w", err)
-	}
-	defer f.Close()
-	d, ok = Parse(f)
-	return d, ok, nil
 }
 
 // Parse finds, in the text of /proc/net/route, the IPv4 default route
@@ -89,4 +73,28 @@ func Parse(r io.Reader) (Default, bool) {
 		best, bestMetric, found = d, metric, true
 	}
 	return best, found
+}
+
+// ParseRouteGet reads the output of macOS's `route -n get default`: the
+// "gateway:" and "interface:" lines. ok is false without an interface
+// (route(8) says "not in table" and exits non-zero then).
+func ParseRouteGet(r io.Reader) (Default, bool) {
+	var d Default
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, value, found := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !found {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		switch key {
+		case "gateway":
+			if a, err := netip.ParseAddr(value); err == nil && a.Is4() {
+				d.Gateway = a
+			}
+		case "interface":
+			d.Iface = value
+		}
+	}
+	return d, d.Iface != ""
 }

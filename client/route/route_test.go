@@ -60,3 +60,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRouteGet(t *testing.T) {
+	const viaGateway = `   route to: default
+destination: default
+       mask: default
+    gateway: 192.168.1.1
+  interface: en0
+      flags: <UP,GATEWAY,DONE,STATIC,PRCLONING>
+ recvpipe  sendpipe  ssthresh  rtt,msec    rttvar  hopcount      mtu     expire
+       0         0         0         0         0         0      1500         0
+`
+	d, ok := ParseRouteGet(strings.NewReader(viaGateway))
+	if !ok || d.Iface != "en0" || d.Gateway != netip.MustParseAddr("192.168.1.1") {
+		t.Errorf("via a gateway: %+v %v", d, ok)
+	}
+	// A default route straight out of an interface names no address.
+	d, ok = ParseRouteGet(strings.NewReader("   route to: default\ndestination: default\n    gateway: link#14\n  interface: utun3\n"))
+	if !ok || d.Iface != "utun3" || d.Gateway.IsValid() {
+		t.Errorf("via an interface: %+v %v", d, ok)
+	}
+	if d, ok := ParseRouteGet(strings.NewReader("route: writing to routing socket: not in table\n")); ok {
+		t.Errorf("no default route: %+v", d)
+	}
+}
