@@ -48,6 +48,10 @@ func setup(c *caddy.Controller) error {
 	dc := dnsserver.GetConfig(c)
 	c.OnStartup(func() error {
 		z, err := members.Find(dc, pluginName)
+		if err == nil {
+			// The LLQ server subscribes to the store as it starts.
+			err = members.Started(z, pluginName)
+		}
 		if err != nil {
 			return plugin.Error(pluginName, err)
 		}

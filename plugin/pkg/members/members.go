@@ -34,18 +34,25 @@ type Zone interface {
 // Directive is the name of the directive whose handler is the Zone.
 const Directive = "btmm"
 
-// Find returns the Zone of cfg's server block, for the directive who. Call
-// it from an OnStartup function: it says plainly what is wrong when the
-// block has no btmm directive, or when btmm has not started yet (its
-// store is opened in its own OnStartup, which CoreDNS runs first only if
-// btmm comes earlier in the directive order).
+// Find returns the Zone of cfg's server block, for the directive who, or
+// an error that says plainly that the block has no btmm directive. Call it
+// from an OnStartup function (handlers are registered by then). The Zone's
+// Store is set in btmm's own OnStartup: a directive that needs the store
+// at start-up must come after btmm in the directive order, and checks
+// with Started.
 func Find(cfg *dnsserver.Config, who string) (Zone, error) {
 	z, ok := cfg.Handler(Directive).(Zone)
 	if !ok {
 		return nil, fmt.Errorf("%s needs the %s directive in the same server block", who, Directive)
 	}
-	if z.Store() == nil {
-		return nil, fmt.Errorf("%s started before %s: %s must come earlier in the directive order", who, Directive, Directive)
-	}
 	return z, nil
+}
+
+// Started returns an error naming who unless z's store is open: who's
+// OnStartup ran before btmm's, which the directive order must prevent.
+func Started(z Zone, who string) error {
+	if z.Store() == nil {
+		return fmt.Errorf("%s started before %s: %s must come earlier in the directive order", who, Directive, Directive)
+	}
+	return nil
 }
