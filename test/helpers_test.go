@@ -63,23 +63,8 @@ func (k testKey) ySpec() string {
 	return k.alg + ":" + strings.TrimSuffix(k.name, ".") + ":" + k.secret
 }
 
-// needTool returns the path of a Debian tool the test needs. Where it is
-// missing the test fails under CI (which installs it) and is skipped, with
-// the package to install, elsewhere.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	for _, p := range []string{name, "/usr/sbin/" + name} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	msg := fmt.Sprintf("%s is not installed (Debian package %s)", name, pkg)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+// needTool is coredns.NeedTool.
+func needTool(t *testing.T, name, pkg string) string { t.Helper(); return coredns.NeedTool(t, name, pkg) }
 
 // corefile is a Corefile for the members zone on the test's ports, with
 // UPDATEs on {{UPDATEPORT}} (UDP and TCP) and the given extra lines in the

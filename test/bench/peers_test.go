@@ -365,20 +365,5 @@ func queryRate(t *testing.T, dnsperf, addr string, n, users, secs int) float64 {
 	return q
 }
 
-// needTool returns the path of a Debian tool the benchmark needs. Where
-// it is missing it fails under CI (which installs it) and is skipped,
-// with the package to install, elsewhere.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	for _, p := range []string{name, "/usr/sbin/" + name} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	msg := fmt.Sprintf("%s is not installed (Debian package %s)", name, pkg)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+// needTool is coredns.NeedTool.
+func needTool(t *testing.T, name, pkg string) string { t.Helper(); return coredns.NeedTool(t, name, pkg) }

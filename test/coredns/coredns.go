@@ -279,3 +279,21 @@ func (o *Output) String() string {
 	defer o.mu.Unlock()
 	return o.b.String()
 }
+
+// NeedTool returns the path of a Debian tool a test needs. Where it is
+// missing the test fails under CI (which installs it) and is skipped, with
+// the package to install, elsewhere.
+func NeedTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	for _, p := range []string{name, "/usr/sbin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	msg := fmt.Sprintf("%s is not installed (Debian package %s)", name, pkg)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}

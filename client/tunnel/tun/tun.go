@@ -1,8 +1,12 @@
 package tun
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
 
 	wgtun "golang.zx2c4.com/wireguard/tun"
 
@@ -52,3 +56,125 @@ func checkULA(a netip.Addr) error {
 	}
 	return nil
 }
+
+// device is what the Linux and macOS Devices share: the wireguard tun
+// device, what Create gave it, and the methods that pass through to it.
+type device struct {
+	dev  wgtun.Device
+	name string
+	ula  netip.Addr
+	mtu  int
+	// eventsDone is closed when the events drain ends, after Close.
+	eventsDone chan struct{}
+
+	closed    atomic.Bool // set before the device is closed
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// checkArgs checks Create's address and MTU, and returns the MTU to use.
+func checkArgs(ula netip.Addr, mtu int) (int, error) {
+	if err := checkULA(ula); err != nil {
+		return 0, err
+	}
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	if mtu < MinMTU || mtu > MaxMTU {
+		return 0, fmt.Errorf("tun: MTU %d outside [%d, %d]", mtu, MinMTU, MaxMTU)
+	}
+	return mtu, nil
+}
+
+// start takes dev on and drains its events. The tun package reports link
+// events on a channel of 5, and its listener goroutines block once it is
+// full; drained, they neither stall nor leak on Close. Link state is ours
+// to manage, so the events carry nothing we need.
+func (d *device) start(dev wgtun.Device, ula netip.Addr, mtu int) {
+	d.dev, d.ula, d.mtu, d.eventsDone = dev, ula, mtu, make(chan struct{})
+	go func() {
+		defer close(d.eventsDone)
+		for range dev.Events() {
+		}
+	}()
+}
+
+// close closes the device once, then runs then (if not nil).
+func (d *device) close(then func()) error {
+	d.closeOnce.Do(func() {
+		d.closed.Store(true)
+		d.closeErr = d.dev.Close()
+		<-d.eventsDone // the tun package's listeners have exited
+		if then != nil {
+			then()
+		}
+	})
+	return d.closeErr
+}
+
+// Read reads one or more packets. Packet i is bufs[i][Offset:Offset+sizes[i]]
+// for i < n; len(sizes) must be at least len(bufs), and each buffer should
+// be BufferLen(MTU()) long. Give BatchSize buffers: one read may return a
+// whole GSO super-packet split into many (see ErrTooManySegments).
+//
+// Packets are IPv6 as the kernel routed them here: mostly to a peer's ULA,
+// but possibly also multicast (MLD) and the like, so the caller must pick
+// the SA by destination and drop what matches none.
+//
+// os.ErrClosed means the device was closed; ErrTooManySegments is a drop.
+// Any other error means the device is unusable.
+func (d *device) Read(bufs [][]byte, sizes []int) (int, error) {
+	n, err := d.dev.Read(bufs, sizes, Offset)
+	if err != nil && d.closed.Load() {
+		// Close also makes the tun package's netlink listener queue a
+		// "socket closed" error for Read; report what happened instead.
+		return 0, os.ErrClosed
+	}
+	if errors.Is(err, wgtun.ErrTooManySegments) {
+		// The tun package returns a count that does not say which buffers
+		// hold whole packets; drop the lot.
+		return 0, ErrTooManySegments
+	}
+	return n, err
+}
+
+// Write writes the IPv6 packets at bufs[i][Offset:] into the device, which
+// delivers them to the host's stack as if received on this link.
+//
+// Write uses the buffers as scratch space: it overwrites the octets in
+// front of each packet (a virtio header on Linux, the utun header on
+// macOS), and on Linux GRO may merge packets of one flow into the first
+// one's buffer, up to its capacity (spare capacity beyond len lets it
+// merge more). Don't reuse the contents afterwards.
+//
+// Unlike wireguard's tun.Device.Write, there is no count: on Linux that
+// count is bytes, not packets, and after GRO packets no longer map to
+// writes. A nil error means every packet was handed over. Otherwise the
+// errors of the failing writes are joined; errors.Is(err, os.ErrClosed)
+// means the device was closed, anything else concerns individual packets
+// (e.g. the kernel refusing a malformed one) and the device stays usable.
+func (d *device) Write(bufs [][]byte) error {
+	if len(bufs) == 0 {
+		return nil
+	}
+	_, err := d.dev.Write(bufs, Offset)
+	if err != nil && d.closed.Load() {
+		return os.ErrClosed
+	}
+	return err
+}
+
+// BatchSize is the number of buffers Read and Write work best with (and
+// that Read needs to never drop a GSO super-packet): on Linux 128 with
+// offloads, 1 on a kernel without IFF_VNET_HDR; 1 on macOS. It does not
+// change.
+func (d *device) BatchSize() int { return d.dev.BatchSize() }
+
+// Name is the interface name the kernel gave the device.
+func (d *device) Name() string { return d.name }
+
+// MTU is the MTU the device was created with.
+func (d *device) MTU() int { return d.mtu }
+
+// ULA is this host's address on the device.
+func (d *device) ULA() netip.Addr { return d.ula }

@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	wgtun "golang.zx2c4.com/wireguard/tun"
 )
@@ -23,15 +20,7 @@ import (
 //
 // This file is cross-compiled in CI; it has not been run on a Mac yet.
 type Device struct {
-	dev        wgtun.Device
-	name       string
-	ula        netip.Addr
-	mtu        int
-	eventsDone chan struct{}
-
-	closed    atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
+	device
 }
 
 // Create creates a utun device, gives it the MTU and this host's ULA (as
@@ -39,14 +28,9 @@ type Device struct {
 // it up. It needs root. name "" or "utun" lets the kernel number it;
 // otherwise it must be utunN. mtu 0 means DefaultMTU.
 func Create(name string, ula netip.Addr, mtu int) (*Device, error) {
-	if err := checkULA(ula); err != nil {
+	mtu, err := checkArgs(ula, mtu)
+	if err != nil {
 		return nil, err
-	}
-	if mtu == 0 {
-		mtu = DefaultMTU
-	}
-	if mtu < MinMTU || mtu > MaxMTU {
-		return nil, fmt.Errorf("tun: MTU %d outside [%d, %d]", mtu, MinMTU, MaxMTU)
 	}
 	if name == "" || strings.Contains(name, "%d") {
 		name = "utun"
@@ -60,12 +44,9 @@ func Create(name string, ula netip.Addr, mtu int) (*Device, error) {
 		dev.Close()
 		return nil, fmt.Errorf("tun: %w", err)
 	}
-	d := &Device{dev: dev, name: real, ula: ula, mtu: mtu, eventsDone: make(chan struct{})}
-	go func() {
-		defer close(d.eventsDone)
-		for range dev.Events() {
-		}
-	}()
+	d := &Device{}
+	d.start(dev, ula, mtu)
+	d.name = real
 	if err := run("ifconfig", real, "inet6", ula.String(), "prefixlen", "128", "up"); err != nil {
 		d.Close()
 		return nil, fmt.Errorf("tun: %s: address %v: %w", real, ula, err)
@@ -113,47 +94,6 @@ func (d *Device) RemovePeer(peer netip.Addr) error {
 	return nil
 }
 
-// Read reads one packet into bufs[0][Offset:Offset+sizes[0]].
-func (d *Device) Read(bufs [][]byte, sizes []int) (int, error) {
-	n, err := d.dev.Read(bufs, sizes, Offset)
-	if err != nil && d.closed.Load() {
-		return 0, os.ErrClosed
-	}
-	return n, err
-}
-
-// Write writes the IPv6 packets at bufs[i][Offset:] into the device. It
-// overwrites the 4 octets in front of each packet with the utun header.
-func (d *Device) Write(bufs [][]byte) error {
-	if len(bufs) == 0 {
-		return nil
-	}
-	_, err := d.dev.Write(bufs, Offset)
-	if err != nil && d.closed.Load() {
-		return os.ErrClosed
-	}
-	return err
-}
-
-// BatchSize is 1: a utun moves one packet per read or write.
-func (d *Device) BatchSize() int { return d.dev.BatchSize() }
-
-// Name is the interface name the kernel gave the device.
-func (d *Device) Name() string { return d.name }
-
-// MTU is the MTU the device was created with.
-func (d *Device) MTU() int { return d.mtu }
-
-// ULA is this host's address on the device.
-func (d *Device) ULA() netip.Addr { return d.ula }
-
 // Close closes the device; the kernel removes the interface, its address
 // and its routes. Pending Reads return os.ErrClosed.
-func (d *Device) Close() error {
-	d.closeOnce.Do(func() {
-		d.closed.Store(true)
-		d.closeErr = d.dev.Close()
-		<-d.eventsDone
-	})
-	return d.closeErr
-}
+func (d *Device) Close() error { return d.close(nil) }

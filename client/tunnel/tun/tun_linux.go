@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -46,18 +43,9 @@ var _ [Offset - virtioNetHdrLen]struct{}
 // Reads (or Writes) are serialized by the tun package. AddPeer, RemovePeer
 // and Close may be called from any goroutine.
 type Device struct {
-	dev   wgtun.Device
+	device
 	nl    *netlink.Handle // bound to the namespace Create ran in
-	name  string
 	index int
-	ula   netip.Addr
-	mtu   int
-	// eventsDone is closed when the events drain ends, after Close.
-	eventsDone chan struct{}
-
-	closed    atomic.Bool // set before the device is closed
-	closeOnce sync.Once
-	closeErr  error
 }
 
 // Create creates a TUN device, gives it the MTU and this host's ULA, and
@@ -79,14 +67,8 @@ type Device struct {
 // speaks neighbour discovery, and it keeps router solicitations out of the
 // tunnel.
 func Create(name string, ula netip.Addr, mtu int) (d *Device, err error) {
-	if err := checkULA(ula); err != nil {
+	if mtu, err = checkArgs(ula, mtu); err != nil {
 		return nil, err
-	}
-	if mtu == 0 {
-		mtu = DefaultMTU
-	}
-	if mtu < MinMTU || mtu > MaxMTU {
-		return nil, fmt.Errorf("tun: MTU %d outside [%d, %d]", mtu, MinMTU, MaxMTU)
 	}
 	if name == "" {
 		name = "btmm%d"
@@ -102,16 +84,8 @@ func Create(name string, ula netip.Addr, mtu int) (d *Device, err error) {
 		nl.Close()
 		return nil, fmt.Errorf("tun: create %q: %w", name, err)
 	}
-	d = &Device{dev: dev, nl: nl, ula: ula, mtu: mtu, eventsDone: make(chan struct{})}
-	// The tun package reports link events on a channel of 5, and its
-	// listener goroutines block once it is full; drain it, or they would
-	// stall and Close would leak them. Link state is ours to manage, so the
-	// events carry nothing we need.
-	go func() {
-		defer close(d.eventsDone)
-		for range dev.Events() {
-		}
-	}()
+	d = &Device{nl: nl}
+	d.start(dev, ula, mtu)
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -211,80 +185,7 @@ func (d *Device) RemovePeer(peer netip.Addr) error {
 	return nil
 }
 
-// Read reads one or more packets. Packet i is bufs[i][Offset:Offset+sizes[i]]
-// for i < n; len(sizes) must be at least len(bufs), and each buffer should
-// be BufferLen(MTU()) long. Give BatchSize buffers: one read may return a
-// whole GSO super-packet split into many (see ErrTooManySegments).
-//
-// Packets are IPv6 as the kernel routed them here: mostly to a peer's ULA,
-// but possibly also multicast (MLD) and the like, so the caller must pick
-// the SA by destination and drop what matches none.
-//
-// os.ErrClosed means the device was closed; ErrTooManySegments is a drop.
-// Any other error means the device is unusable.
-func (d *Device) Read(bufs [][]byte, sizes []int) (int, error) {
-	n, err := d.dev.Read(bufs, sizes, Offset)
-	if err != nil && d.closed.Load() {
-		// Close also makes the tun package's netlink listener queue a
-		// "socket closed" error for Read; report what happened instead.
-		return 0, os.ErrClosed
-	}
-	if errors.Is(err, wgtun.ErrTooManySegments) {
-		// The tun package returns a count that does not say which buffers
-		// hold whole packets; drop the lot.
-		return 0, ErrTooManySegments
-	}
-	return n, err
-}
-
-// Write writes the IPv6 packets at bufs[i][Offset:] into the device, which
-// delivers them to the host's stack as if received on this link.
-//
-// Write uses the buffers as scratch space: it overwrites the 10 octets in
-// front of each packet with a virtio header, and GRO may merge packets of
-// one flow into the first one's buffer, up to its capacity (spare capacity
-// beyond len lets it merge more). Don't reuse the contents afterwards.
-//
-// Unlike wireguard's tun.Device.Write, there is no count: on Linux that
-// count is bytes, not packets, and after GRO packets no longer map to
-// writes. A nil error means every packet was handed over. Otherwise the
-// errors of the failing writes are joined; errors.Is(err, os.ErrClosed)
-// means the device was closed, anything else concerns individual packets
-// (e.g. the kernel refusing a malformed one) and the device stays usable.
-func (d *Device) Write(bufs [][]byte) error {
-	if len(bufs) == 0 {
-		return nil
-	}
-	_, err := d.dev.Write(bufs, Offset)
-	if err != nil && d.closed.Load() {
-		return os.ErrClosed
-	}
-	return err
-}
-
-// BatchSize is the number of buffers Read and Write work best with (and
-// that Read needs to never drop a GSO super-packet): 128 with offloads, 1
-// on a kernel without IFF_VNET_HDR. It does not change.
-func (d *Device) BatchSize() int { return d.dev.BatchSize() }
-
-// Name is the interface name the kernel gave the device.
-func (d *Device) Name() string { return d.name }
-
-// MTU is the MTU the device was created with.
-func (d *Device) MTU() int { return d.mtu }
-
-// ULA is this host's address on the device.
-func (d *Device) ULA() netip.Addr { return d.ula }
-
 // Close closes the device. The kernel removes the interface, and its
 // address and peer routes with it, when its last file descriptor closes.
 // Pending Reads return os.ErrClosed. Close is safe to call more than once.
-func (d *Device) Close() error {
-	d.closeOnce.Do(func() {
-		d.closed.Store(true)
-		d.closeErr = d.dev.Close()
-		<-d.eventsDone // the tun package's listeners have exited
-		d.nl.Close()
-	})
-	return d.closeErr
-}
+func (d *Device) Close() error { return d.close(func() { d.nl.Close() }) }

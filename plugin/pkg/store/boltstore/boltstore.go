@@ -332,15 +332,22 @@ func (s *Store) Path() string { return s.db.Path() }
 
 // Close implements store.Store: it writes what is pending, checkpoints
 // (so that the next Open has no log to replay) and closes the file.
-func (s *Store) Close() error {
+func (s *Store) Close() error { return s.shutdown(true) }
+
+// shutdown stops the store and writes what transactions gathered before it.
+// With checkpoint it then brings the file up to date, unless the log
+// failed (what memory holds beyond the log was never acknowledged);
+// without, it leaves the file and the log as a crash would.
+func (s *Store) shutdown(checkpoint bool) error {
 	var err error
 	s.closed.Do(func() {
 		s.mu.Lock()
-		s.failed = store.ErrClosed
+		if s.failed == nil {
+			s.failed = store.ErrClosed
+		}
 		s.mu.Unlock()
 		close(s.stop)
-		// Write what transactions gathered before the store closed; any of
-		// them still to get commitMu will find its group done.
+		// Any transaction still to get commitMu will find its group done.
 		s.commitMu.Lock()
 		s.commit()
 		s.commitMu.Unlock()
@@ -349,7 +356,7 @@ func (s *Store) Close() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.feed.Close()
-		if s.failed == store.ErrClosed {
+		if checkpoint && s.failed == store.ErrClosed {
 			if err = s.writeCheckpoint(s.snapshotLocked()); err == nil {
 				err = s.log.removeBefore(s.seq + 1)
 			}

@@ -18,20 +18,7 @@ import (
 // log as written. Whatever the checkpointer did before stays done.
 func crash(t *testing.T, s *Store) {
 	t.Helper()
-	s.mu.Lock()
-	s.failed = store.ErrClosed
-	s.mu.Unlock()
-	s.closed.Do(func() {
-		close(s.stop)
-		s.commitMu.Lock()
-		s.commit()
-		s.commitMu.Unlock()
-		close(s.checkpoints)
-		s.loops.Wait()
-		s.feed.Close()
-		s.log.close()
-		s.db.Close()
-	})
+	s.shutdown(false)
 }
 
 // TestGroupCommitIsSerial runs many transactions at once that each read a
