@@ -13,7 +13,7 @@ import (
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/client/publish"
 	"github.com/openbtmm/btmm/client/watch"
-	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/test/coredns"
 )
 
@@ -52,8 +52,8 @@ func fullServer(t *testing.T) (*coredns.Server, *tls.Config) {
 	return s, &tls.Config{RootCAs: pool}
 }
 
-func aliceKey() tsigauth.Key {
-	return tsigauth.Key{Name: alice.name, Algorithm: alice.miekgAlg(), Secret: alice.secret}
+func aliceKey() keyfile.Key {
+	return keyfile.Key{Name: alice.name, Algorithm: alice.miekgAlg(), Secret: alice.secret}
 }
 
 func host(name, label string, public string) publish.Host {

@@ -64,7 +64,10 @@ func (k testKey) ySpec() string {
 }
 
 // needTool is coredns.NeedTool.
-func needTool(t *testing.T, name, pkg string) string { t.Helper(); return coredns.NeedTool(t, name, pkg) }
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	return coredns.NeedTool(t, name, pkg)
+}
 
 // corefile is a Corefile for the members zone on the test's ports, with
 // UPDATEs on {{UPDATEPORT}} (UDP and TCP) and the given extra lines in the

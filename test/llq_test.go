@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/client/llq"
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/test/coredns"
 )
@@ -63,7 +64,7 @@ func dialLLQ(t *testing.T, s *coredns.Server, network string, pool *x509.CertPoo
 		cfg.TLS = &tls.Config{RootCAs: pool, ServerName: "ns1.members.example.com"}
 	}
 	if k.name != "" {
-		cfg.Key = &llq.Key{Name: k.name, Algorithm: k.miekgAlg(), Secret: k.secret}
+		cfg.Key = &keyfile.Key{Name: k.name, Algorithm: k.miekgAlg(), Secret: k.secret}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -30,7 +30,6 @@ import (
 	"github.com/openbtmm/btmm/client/tunnel/handshake"
 	"github.com/openbtmm/btmm/client/tunnel/tun"
 	"github.com/openbtmm/btmm/client/watch"
-	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
 // recordTTL is the TTL of the published records: hosts move, and caches
@@ -83,15 +82,14 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	tk := tsigauth.Key{Name: key.Name, Algorithm: key.Algorithm, Secret: key.Secret}
 	res := &discover.Resolver{Server: cfg.Server}
 	d := &Daemon{cfg: cfg, logf: logf, id: id, keys: keys}
 	// RFC 6886 §3.7 spreads the clients of a rebooted gateway over 5 s; a
 	// home gateway has a handful, and 2 s keeps a host reachable again
 	// within 5 s of its NAT's reboot.
 	d.pm = portmap.New(portmap.Config{InternalPort: uint16(cfg.TunnelPort), Logf: logf, StateLossDelay: 2 * time.Second})
-	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: tk, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
-	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: tk, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Logf: logf})
+	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: key, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
+	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Logf: logf})
 	psk, err := TunnelPSK(key.Secret, key.Name)
 	if err != nil {
 		return nil, err

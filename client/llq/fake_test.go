@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
@@ -39,7 +40,7 @@ type fakeServer struct {
 	mu sync.Mutex // guards following
 	// key verifies requests and acks, and signs replies and events with
 	// signSecret (key.Secret unless a test changes it).
-	key        *Key
+	key        *keyfile.Key
 	signSecret string
 	records    []dns.RR
 	llqs       map[uint64]*fakeLLQ
@@ -94,7 +95,7 @@ func (p streamPeer) send(b []byte) {
 }
 func (p streamPeer) String() string { return p.conn.RemoteAddr().String() }
 
-func newFakeServer(t *testing.T, network string, key *Key) *fakeServer {
+func newFakeServer(t *testing.T, network string, key *keyfile.Key) *fakeServer {
 	t.Helper()
 	s := &fakeServer{t: t, network: network, key: key, llqs: map[uint64]*fakeLLQ{}, replies: map[string][]byte{}, maxLease: 3600}
 	if key != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
@@ -32,7 +33,7 @@ const fuzzID = 0x0123456789abcdef
 
 // fuzzClient is a client on a recorder with one established LLQ, fuzzID,
 // and a setup waiting for its reply.
-func fuzzClient(key *Key) (*Client, *recorder) {
+func fuzzClient(key *keyfile.Key) (*Client, *recorder) {
 	rec := &recorder{}
 	c := newClient(Config{Server: "192.0.2.1:5352", EventBuffer: 1 << 10}, key, 7200, false, rec)
 	l := &LLQ{c: c, name: host, qtype: dns.TypeAAAA, key: question{host, dns.TypeAAAA}, expires: time.Now().Add(time.Hour)}
@@ -45,7 +46,7 @@ func fuzzClient(key *Key) (*Client, *recorder) {
 	return c, rec
 }
 
-func fuzzEvent(id uint64, key *Key) []byte {
+func fuzzEvent(id uint64, key *keyfile.Key) []byte {
 	m := new(dns.Msg)
 	m.Id = 999
 	m.Response = true
@@ -77,7 +78,7 @@ func FuzzHandle(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, key := range []*Key{nil, testKey} {
+		for _, key := range []*keyfile.Key{nil, testKey} {
 			c, rec := fuzzClient(key)
 			c.handle(append([]byte(nil), b...), time.Now())
 			c.handle(append([]byte(nil), b...), time.Now()) // as if retransmitted

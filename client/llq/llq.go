@@ -48,6 +48,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 )
 
@@ -65,13 +66,6 @@ const (
 	maxReadErrors      = 10               // consecutive UDP read errors before the client stops
 )
 
-// Key is a TSIG key (RFC 8945).
-type Key struct {
-	Name      string // the key's name, e.g. "alice.members.example.com."
-	Algorithm string // one of the dns.Hmac* names, e.g. dns.HmacSHA256 or dns.HmacMD5
-	Secret    string // base64
-}
-
 // Config says how to reach an LLQ server. Server is required; the zero
 // value of every other field is usable.
 type Config struct {
@@ -88,7 +82,7 @@ type Config struct {
 	// setup's source port, which a NAT must keep open for the lease).
 	LocalAddr string
 	// Key, if set, signs every message and must have signed every reply.
-	Key *Key
+	Key *keyfile.Key
 	// Lease is the lease asked for in a setup: 0 means DefaultLease. The
 	// server decides; LLQ.Lease tells what it granted.
 	Lease time.Duration
@@ -209,9 +203,9 @@ type Event struct {
 // up on it. Its methods are safe for concurrent use.
 type Client struct {
 	cfg       Config
-	key       *Key   // normalized, nil if none
-	lease     uint32 // seconds, asked in setups
-	stream    bool   // TCP or TLS
+	key       *keyfile.Key // normalized, nil if none
+	lease     uint32       // seconds, asked in setups
+	stream    bool         // TCP or TLS
 	tr        transport
 	logf      func(format string, args ...any)
 	events    chan Event
@@ -250,7 +244,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if lease < time.Second || lease/time.Second > math.MaxUint32 {
 		return nil, fmt.Errorf("llq: lease %v out of range", cfg.Lease)
 	}
-	var key *Key
+	var key *keyfile.Key
 	if cfg.Key != nil {
 		k, err := normalizeKey(*cfg.Key)
 		if err != nil {
@@ -281,7 +275,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // newClient makes a client on tr without starting its reader.
-func newClient(cfg Config, key *Key, lease uint32, stream bool, tr transport) *Client {
+func newClient(cfg Config, key *keyfile.Key, lease uint32, stream bool, tr transport) *Client {
 	if cfg.retry == nil {
 		cfg.retry = []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second}
 	}
@@ -308,19 +302,19 @@ func newClient(cfg Config, key *Key, lease uint32, stream bool, tr transport) *C
 	}
 }
 
-func normalizeKey(k Key) (Key, error) {
+func normalizeKey(k keyfile.Key) (keyfile.Key, error) {
 	k.Name = dns.CanonicalName(k.Name)
 	k.Algorithm = dns.CanonicalName(k.Algorithm)
 	if _, ok := dns.IsDomainName(k.Name); !ok || k.Name == "." {
-		return Key{}, fmt.Errorf("llq: bad TSIG key name %q", k.Name)
+		return keyfile.Key{}, fmt.Errorf("llq: bad TSIG key name %q", k.Name)
 	}
 	switch k.Algorithm {
 	case dns.HmacMD5, dns.HmacSHA1, dns.HmacSHA224, dns.HmacSHA256, dns.HmacSHA384, dns.HmacSHA512:
 	default:
-		return Key{}, fmt.Errorf("llq: unknown TSIG algorithm %q", k.Algorithm)
+		return keyfile.Key{}, fmt.Errorf("llq: unknown TSIG algorithm %q", k.Algorithm)
 	}
 	if b, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || len(b) == 0 {
-		return Key{}, fmt.Errorf("llq: TSIG key %s: bad secret", k.Name)
+		return keyfile.Key{}, fmt.Errorf("llq: TSIG key %s: bad secret", k.Name)
 	}
 	return k, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 )
 
@@ -20,7 +21,7 @@ const (
 	secret = "c2VjcmV0IG9mIHRoaXJ0eS10d28gb2N0ZXRzIGZvciBITUFD" // base64
 )
 
-var testKey = &Key{Name: "alice.members.example.com.", Algorithm: dns.HmacSHA256, Secret: secret}
+var testKey = &keyfile.Key{Name: "alice.members.example.com.", Algorithm: dns.HmacSHA256, Secret: secret}
 
 // fastRetry stands in for RFC 8764's 2 s, 4 s, 8 s.
 var fastRetry = []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
@@ -453,10 +454,10 @@ func TestPortHint(t *testing.T) {
 }
 
 func TestTSIG(t *testing.T) {
-	md5Key := &Key{Name: "Alice.Members.Example.com", Algorithm: "HMAC-MD5.SIG-ALG.REG.INT", Secret: secret}
+	md5Key := &keyfile.Key{Name: "Alice.Members.Example.com", Algorithm: "HMAC-MD5.SIG-ALG.REG.INT", Secret: secret}
 	for _, tc := range []struct {
 		network string
-		key     *Key
+		key     *keyfile.Key
 	}{{"udp", testKey}, {"tcp", testKey}, {"tcp-tls", testKey}, {"udp", md5Key}} {
 		t.Run(tc.network+"/"+tc.key.Algorithm, func(t *testing.T) {
 			k, _ := normalizeKey(*tc.key)
@@ -514,7 +515,7 @@ func TestTSIGRejects(t *testing.T) {
 		}
 	})
 	t.Run("NOTAUTH", func(t *testing.T) {
-		s := newFakeServer(t, "udp", &Key{Name: testKey.Name, Algorithm: testKey.Algorithm, Secret: other})
+		s := newFakeServer(t, "udp", &keyfile.Key{Name: testKey.Name, Algorithm: testKey.Algorithm, Secret: other})
 		c := dial(t, s, Config{Key: testKey})
 		_, _, err := c.Setup(t.Context(), host, dns.TypeAAAA)
 		var se *SetupError
@@ -611,8 +612,8 @@ func TestDialErrors(t *testing.T) {
 		{},
 		{Server: "127.0.0.1:1", Network: "sctp"},
 		{Server: "127.0.0.1:1", Lease: time.Millisecond},
-		{Server: "127.0.0.1:1", Key: &Key{Name: "k.", Algorithm: "hmac-foo.", Secret: secret}},
-		{Server: "127.0.0.1:1", Key: &Key{Name: "k.", Algorithm: dns.HmacSHA256, Secret: "!!"}},
+		{Server: "127.0.0.1:1", Key: &keyfile.Key{Name: "k.", Algorithm: "hmac-foo.", Secret: secret}},
+		{Server: "127.0.0.1:1", Key: &keyfile.Key{Name: "k.", Algorithm: dns.HmacSHA256, Secret: "!!"}},
 	} {
 		if c, err := Dial(t.Context(), cfg); err == nil {
 			c.Close()

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/client/discover"
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
 )
@@ -19,8 +20,8 @@ import (
 // Config says where and how to publish. Resolver, Zone, Key are required.
 type Config struct {
 	Resolver *discover.Resolver
-	Zone     string       // members.example.com.
-	Key      tsigauth.Key // the user's key; its name is the user's domain
+	Zone     string      // members.example.com.
+	Key      keyfile.Key // the user's key; its name is the user's domain
 	// Transport is "tls" (the default: RFC 6281 §7.2), "tcp" or "udp".
 	Transport string
 	// TLS is the base TLS configuration (roots or pin); the server name is

@@ -19,7 +19,7 @@ import (
 
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/client/llq"
-	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
 // Peer is one of the user's other hosts.
@@ -36,10 +36,10 @@ type Peer struct {
 // required.
 type Config struct {
 	Resolver  *discover.Resolver
-	Zone      string       // members.example.com.
-	Key       tsigauth.Key // the user's key; its name is the user's domain
-	Self      string       // this host's name (HOST.USER.ZONE.), left out of the table
-	Transport string       // "tls" (default), "tcp" or "udp"
+	Zone      string      // members.example.com.
+	Key       keyfile.Key // the user's key; its name is the user's domain
+	Self      string      // this host's name (HOST.USER.ZONE.), left out of the table
+	Transport string      // "tls" (default), "tcp" or "udp"
 	TLS       *tls.Config
 	Lease     time.Duration // asked for each LLQ
 	// Server, if set, is the LLQ server's host:port (no discovery).
@@ -195,7 +195,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // endpoint finds the LLQ server and how to reach it.
 func (w *Watcher) endpoint(ctx context.Context) (llq.Config, error) {
-	cfg := llq.Config{Lease: w.cfg.Lease, Logf: w.cfg.Logf, Key: &llq.Key{Name: w.cfg.Key.Name, Algorithm: w.cfg.Key.Algorithm, Secret: w.cfg.Key.Secret}}
+	cfg := llq.Config{Lease: w.cfg.Lease, Logf: w.cfg.Logf, Key: &keyfile.Key{Name: w.cfg.Key.Name, Algorithm: w.cfg.Key.Algorithm, Secret: w.cfg.Key.Secret}}
 	tlsOnly := w.cfg.Transport == "tls"
 	name := ""
 	if w.cfg.Server != "" {

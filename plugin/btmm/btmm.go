@@ -13,7 +13,6 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
-	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
 // SOA timers. The zone changes whenever a host moves, so negative answers
@@ -62,12 +61,6 @@ func (b *Btmm) Store() store.Store { return b.store }
 func (b *Btmm) Key(name string) (keyfile.Key, bool) {
 	k, ok := b.keys[dns.CanonicalName(name)]
 	return k, ok
-}
-
-// TSIGKey returns the user key with the given name, as tsigauth wants it.
-func (b *Btmm) TSIGKey(name string) (tsigauth.Key, bool) {
-	k, ok := b.Key(name)
-	return tsigauth.Key{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret}, ok
 }
 
 // ServeDNS implements plugin.Handler.

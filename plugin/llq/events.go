@@ -141,7 +141,7 @@ func (s *Server) packEvent(m *dns.Msg, key string, p *policy) ([]byte, error) {
 	if key == "" {
 		return m.Pack()
 	}
-	k, ok := p.zone.TSIGKey(key)
+	k, ok := p.zone.Key(key)
 	if !ok {
 		// The key was revoked by a reload: the LLQ may not hear more.
 		return nil, errRevoked

@@ -38,7 +38,7 @@ func (s *Server) handle(raw []byte, from origin) {
 	}
 	req := &request{raw: raw, msg: m, from: from}
 	if tsigauth.Signed(m) {
-		req.auth = tsigauth.CheckRaw(raw, m, p.zone.TSIGKey, s.now())
+		req.auth = tsigauth.CheckRaw(raw, m, p.zone.Key, s.now())
 		if req.auth.FormErr {
 			if !m.Response {
 				s.reply(req, new(dns.Msg).SetRcode(m, dns.RcodeFormatError))

@@ -6,6 +6,7 @@ import (
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
@@ -19,7 +20,7 @@ type signingWriter struct {
 	dns.ResponseWriter
 	req       *dns.Msg  // the request without its TSIG RR
 	reqSig    *dns.TSIG // the request's TSIG RR
-	key       tsigauth.Key
+	key       keyfile.Key
 	tsigError uint16
 	now       func() time.Time
 }

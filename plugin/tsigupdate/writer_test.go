@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
@@ -26,14 +27,14 @@ func serveSigned(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := tsigauth.Keys(func(name string) (tsigauth.Key, bool) {
+	keys := tsigauth.Keys(func(name string) (keyfile.Key, bool) {
 		switch name {
 		case shaName:
-			return tsigauth.Key{Name: shaName, Algorithm: dns.HmacSHA256, Secret: shaSecret}, true
+			return keyfile.Key{Name: shaName, Algorithm: dns.HmacSHA256, Secret: shaSecret}, true
 		case md5Name:
-			return tsigauth.Key{Name: md5Name, Algorithm: dns.HmacMD5, Secret: md5Secret}, true
+			return keyfile.Key{Name: md5Name, Algorithm: dns.HmacMD5, Secret: md5Secret}, true
 		}
-		return tsigauth.Key{}, false
+		return keyfile.Key{}, false
 	})
 	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{shaName: shaSecret, md5Name: md5Secret},
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {

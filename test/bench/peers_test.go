@@ -366,4 +366,7 @@ func queryRate(t *testing.T, dnsperf, addr string, n, users, secs int) float64 {
 }
 
 // needTool is coredns.NeedTool.
-func needTool(t *testing.T, name, pkg string) string { t.Helper(); return coredns.NeedTool(t, name, pkg) }
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	return coredns.NeedTool(t, name, pkg)
+}

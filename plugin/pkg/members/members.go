@@ -10,8 +10,8 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
-	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
 // Zone is the members zone as the btmm directive serves it.
@@ -20,9 +20,8 @@ type Zone interface {
 	Zone() string
 	// Store returns the zone's records; nil until btmm has started.
 	Store() store.Store
-	// TSIGKey returns the user key named name (lowercase, fully
-	// qualified).
-	TSIGKey(name string) (tsigauth.Key, bool)
+	// Key returns the user key named name.
+	Key(name string) (keyfile.Key, bool)
 	// UserZone returns the user's domain that name (lowercase, fully
 	// qualified) is at or under: the name of a user's key.
 	UserZone(name string) (string, bool)

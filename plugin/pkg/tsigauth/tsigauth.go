@@ -23,22 +23,19 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
 // Key is what a verifier needs to know of a TSIG key.
-type Key struct {
-	Name      string // lowercase, fully qualified
-	Algorithm string // lowercase, fully qualified, as the dns.Hmac* constants
-	Secret    string // base64
-}
 
 // Keys finds a key by its lowercase, fully qualified name.
-type Keys func(name string) (Key, bool)
+type Keys func(name string) (keyfile.Key, bool)
 
 // Result is the outcome of Check for a signed request.
 type Result struct {
 	// Key is the key the request named; only trusted if Error is zero.
-	Key Key
+	Key keyfile.Key
 	// Error is the TSIG error: 0, dns.RcodeBadKey, dns.RcodeBadSig or
 	// dns.RcodeBadTime.
 	Error uint16
@@ -109,7 +106,7 @@ func checkKey(r *dns.Msg, keys Keys) (Result, *dns.TSIG) {
 	}
 	k, ok := keys(dns.CanonicalName(t.Hdr.Name))
 	if !ok || dns.CanonicalName(t.Algorithm) != k.Algorithm {
-		return Result{Key: Key{Name: t.Hdr.Name, Algorithm: t.Algorithm}, Error: dns.RcodeBadKey}, t
+		return Result{Key: keyfile.Key{Name: t.Hdr.Name, Algorithm: t.Algorithm}, Error: dns.RcodeBadKey}, t
 	}
 	// RFC 8945 §5.2.2: a MAC longer than the hash, or shorter than half of
 	// it (and than 10 octets), is malformed.

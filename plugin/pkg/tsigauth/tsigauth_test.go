@@ -8,6 +8,8 @@ import (
 
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
 const (
@@ -15,11 +17,11 @@ const (
 	secret  = "c2VjcmV0c2VjcmV0c2VjcmV0MTI="
 )
 
-var keys = Keys(func(name string) (Key, bool) {
+var keys = Keys(func(name string) (keyfile.Key, bool) {
 	if name != keyName {
-		return Key{}, false
+		return keyfile.Key{}, false
 	}
-	return Key{Name: keyName, Algorithm: dns.HmacMD5, Secret: secret}, true
+	return keyfile.Key{Name: keyName, Algorithm: dns.HmacMD5, Secret: secret}, true
 })
 
 // signMD5 signs m as a client would and returns what the server parses.
