@@ -27,7 +27,7 @@ type policy struct {
 }
 
 // Server is the LLQ server: its listeners, the live LLQs and the watch on
-// the store. It outlives Corefile reloads (see the registry in setup.go),
+// the store. It outlives Corefile reloads (see servers in setup.go),
 // so that a reload neither drops LLQs nor needs their clients to notice.
 type Server struct {
 	policy atomic.Pointer[policy]

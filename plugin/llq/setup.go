@@ -5,7 +5,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coredns/caddy"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
+	"github.com/openbtmm/btmm/plugin/pkg/shared"
 )
 
 const pluginName = "llq"
@@ -164,55 +164,33 @@ func parse(c *caddy.Controller) (*config, error) {
 	return cfg, nil
 }
 
-// The LLQ listeners and their LLQs must outlive a Corefile reload, which
-// builds the new plugin instances before it shuts the old ones down: so
-// servers are shared, counted, by the sockets they listen on. A reload
+// The LLQ listeners and their LLQs must outlive a Corefile reload: servers
+// are shared by the sockets they listen on (see package shared). A reload
 // keeps the server and installs the new block's policy (keys, bounds).
-var registry struct {
-	sync.Mutex
-	servers map[string]*shared
-}
-
-type shared struct {
-	*Server
-	refs int
-}
+var servers shared.Registry[*Server]
 
 func acquire(cfg *config, p *policy) error {
-	registry.Lock()
-	defer registry.Unlock()
-	if s, ok := registry.servers[cfg.listeners()]; ok {
-		s.refs++
+	_, running, err := servers.Acquire(cfg.listeners(), func() (*Server, error) {
+		s := newServer(time.Now)
+		if err := s.listen(cfg); err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.setPolicy(p)
+		s.start()
+		return s, nil
+	}, func(s *Server) error {
 		s.setPolicy(p)
 		return nil
+	})
+	if err == nil && !running {
+		log.Infof("listening for LLQs on %s", strings.Trim(strings.ReplaceAll(cfg.listeners(), "||", "|"), "|"))
 	}
-	s := newServer(time.Now)
-	if err := s.listen(cfg); err != nil {
-		s.Close()
-		return err
-	}
-	s.setPolicy(p)
-	s.start()
-	if registry.servers == nil {
-		registry.servers = make(map[string]*shared)
-	}
-	registry.servers[cfg.listeners()] = &shared{Server: s, refs: 1}
-	log.Infof("listening for LLQs on %s", strings.Trim(strings.ReplaceAll(cfg.listeners(), "||", "|"), "|"))
-	return nil
+	return err
 }
 
 func release(cfg *config) error {
-	registry.Lock()
-	defer registry.Unlock()
-	s, ok := registry.servers[cfg.listeners()]
-	if !ok {
-		return nil
-	}
-	if s.refs--; s.refs > 0 {
-		return nil
-	}
-	delete(registry.servers, cfg.listeners())
-	return s.Close()
+	return servers.Release(cfg.listeners(), (*Server).Close)
 }
 
 // listen opens the configured sockets.
