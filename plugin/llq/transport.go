@@ -1,14 +1,14 @@
 package llq
 
 import (
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 )
 
 // conn is one TCP or TLS connection from an LLQ client. Messages are
@@ -109,24 +109,7 @@ func (s *Server) serveConn(c *conn) {
 		c.close()
 		s.connGone(c)
 	}()
-	if t, ok := c.c.(*tls.Conn); ok {
-		t.SetDeadline(time.Now().Add(writeTimeout))
-		if err := t.Handshake(); err != nil {
-			log.Debugf("TLS handshake with %s: %v", c.addr, err)
-			return
-		}
-		t.SetDeadline(time.Time{})
-	}
-	var hdr [2]byte
-	for {
-		c.c.SetReadDeadline(time.Now().Add(idleTimeout))
-		if _, err := io.ReadFull(c.c, hdr[:]); err != nil {
-			return
-		}
-		msg := make([]byte, binary.BigEndian.Uint16(hdr[:]))
-		if _, err := io.ReadFull(c.c, msg); err != nil {
-			return
-		}
-		s.handle(msg, origin{addr: c.addr, conn: c})
+	if err := rawdns.ReadFramed(c.c, idleTimeout, func(msg []byte) { s.handle(msg, origin{addr: c.addr, conn: c}) }); err != nil {
+		log.Debugf("TLS handshake with %s: %v", c.addr, err)
 	}
 }

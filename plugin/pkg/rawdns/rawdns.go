@@ -267,24 +267,33 @@ func (s *Server) serveConn(c *conn, src *Source) {
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
-	if t, ok := c.c.(*tls.Conn); ok {
+	ReadFramed(c.c, idleTimeout, func(msg []byte) { s.serve(msg, src) })
+}
+
+// ReadFramed reads DNS messages from a TCP or TLS connection (RFC 1035
+// §4.2.2: each led by its length in two octets) and hands each to fn,
+// until the connection ends or is idle for idle. A TLS connection's
+// handshake comes first, bounded like a write; its error is returned, for
+// a log, and any other end of the connection returns nil.
+func ReadFramed(c net.Conn, idle time.Duration, fn func(msg []byte)) error {
+	if t, ok := c.(*tls.Conn); ok {
 		t.SetDeadline(time.Now().Add(writeTimeout))
 		if err := t.Handshake(); err != nil {
-			return
+			return err
 		}
 		t.SetDeadline(time.Time{})
 	}
 	var hdr [2]byte
 	for {
-		c.c.SetReadDeadline(time.Now().Add(idleTimeout))
-		if _, err := io.ReadFull(c.c, hdr[:]); err != nil {
-			return
+		c.SetReadDeadline(time.Now().Add(idle))
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return nil
 		}
 		msg := make([]byte, binary.BigEndian.Uint16(hdr[:]))
-		if _, err := io.ReadFull(c.c, msg); err != nil {
-			return
+		if _, err := io.ReadFull(c, msg); err != nil {
+			return nil
 		}
-		s.serve(msg, src)
+		fn(msg)
 	}
 }
 
