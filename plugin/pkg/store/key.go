@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -12,6 +13,54 @@ import (
 // subtree is one range of keys. Names equal but for ASCII case (or for how
 // their presentation form escapes octets) get the same key.
 func Key(name string) ([]byte, error) {
+	if k, ok := plainKey(name); ok {
+		return k, nil
+	}
+	return packedKey(name)
+}
+
+// plainKey is Key for a name with no escapes, the form every name on the
+// query path has: it walks the labels from the end of the string. It
+// reports false for anything else (escapes, empty or long labels, names
+// over 255 octets), which packedKey then decodes or refuses. It is the
+// query path's hot spot: packedKey's buffers grew each query's stack.
+func plainKey(name string) ([]byte, bool) {
+	if strings.IndexByte(name, '\\') >= 0 {
+		return nil, false
+	}
+	s := strings.TrimSuffix(name, ".")
+	if len(s)+2 > 255 {
+		return nil, false
+	}
+	key := make([]byte, 0, len(s)+1)
+	for end := len(s); end > 0; {
+		start := strings.LastIndexByte(s[:end], '.') + 1
+		n := end - start
+		if n == 0 || n > 63 {
+			return nil, false
+		}
+		key = append(key, byte(n))
+		for i := start; i < end; i++ {
+			c := s[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			key = append(key, c)
+		}
+		if start == 0 {
+			break
+		}
+		end = start - 1
+		if end == 0 {
+			return nil, false // a name that starts with a dot
+		}
+	}
+	return key, true
+}
+
+// packedKey is Key for any name: it packs the name into wire form, which
+// resolves escapes and checks lengths, then reverses the labels.
+func packedKey(name string) ([]byte, error) {
 	var wire [256]byte
 	end, err := dns.PackDomainName(dns.Fqdn(name), wire[:], 0, nil, false)
 	if err != nil {

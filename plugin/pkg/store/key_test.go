@@ -71,3 +71,24 @@ func FuzzKeyName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainKey checks the query path's fast key against the general one:
+// for any string it accepts, both give the same key.
+func FuzzPlainKey(f *testing.F) {
+	for _, s := range []string{".", "", "a.", "Laptop.Alice.members.example.com", ".a.", "a..b.", `a\.b.`, "\xff.example."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		fast, ok := plainKey(name)
+		if !ok {
+			return
+		}
+		slow, err := packedKey(name)
+		if err != nil {
+			t.Fatalf("plainKey(%q) = %q, packedKey refuses it: %v", name, fast, err)
+		}
+		if !bytes.Equal(fast, slow) {
+			t.Fatalf("plainKey(%q) = %q, packedKey = %q", name, fast, slow)
+		}
+	})
+}
