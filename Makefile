@@ -72,7 +72,9 @@ bench-update: build
 	BTMM_BENCH_UPDATE=full $(GO) test -count=1 -v -run '^TestKillUnderLoad$$' ./test/
 
 # TCP throughput through the tunnel and through wireguard-go, in turns in
-# one lab (root; iperf3): prints each run, the medians and "ratio X".
+# one lab (root; iperf3), one way and both ways at once: prints each run,
+# the medians, "ratio X" and "ratio both ways X". To compare with an older
+# build: BENCH_TUNNEL_ARGS="-baseline /path/to/old/btmm-client".
 BENCH_TUNNEL_ARGS ?=
 bench-tunnel: build
 	$(BIN)/btmm-lab bench-tunnel $(BENCH_TUNNEL_ARGS)

@@ -199,6 +199,12 @@ type Client struct {
 // StartClient runs bin/btmm-client run for host (a host label: desktop,
 // laptop) in namespace ns, with extra arguments after "run".
 func (s *System) StartClient(ns, host string, extra ...string) (*Client, error) {
+	return s.StartClientBinary(filepath.Join(s.Bin, "btmm-client"), ns, host, extra...)
+}
+
+// StartClientBinary is StartClient with another btmm-client binary (an
+// older build, for a benchmark's baseline), on the same state directory.
+func (s *System) StartClientBinary(binary, ns, host string, extra ...string) (*Client, error) {
 	state := filepath.Join(s.Dir, host)
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, err
@@ -210,7 +216,7 @@ func (s *System) StartClient(ns, host string, extra ...string) (*Client, error) 
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := s.Start(ns, filepath.Join(s.Bin, "btmm-client"), append([]string{"run", "--config", path}, extra...)...)
+	p, err := s.Start(ns, binary, append([]string{"run", "--config", path}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,11 @@
 // wireguard-go processes (built from the Go module proxy at the version
 // go.mod pins, `make wireguard-go`) in the same two namespaces, then
 // through btmm again with WireGuard's cipher (ChaCha20-Poly1305), and so on
-// in turns. It prints each run, the medians, the ratio with the same
-// cipher and "ratio X" (btmm as it runs by default / wireguard-go). It is
-// `make bench-tunnel` (btmm-lab bench-tunnel).
+// in turns; each one way, then both ways at once (iperf3 --bidir). It
+// prints each run, the medians, the ratios with the same cipher, "ratio X"
+// (btmm as it runs by default / wireguard-go, one way) and "ratio both
+// ways X"; given a baseline (an older btmm-client), it is measured in the
+// same turns. It is `make bench-tunnel` (btmm-lab bench-tunnel).
 //
 // Fairness: both run at the same time in the same namespaces (the idle one
 // costs nothing), cross the same two NATs, carry the same inner MTU (1432,
@@ -48,19 +50,28 @@ type Options struct {
 	Bin      string        // coredns, btmm-client and wireguard-go (bin/)
 	Duration time.Duration // of each iperf3 run; 0: 10 s
 	Runs     int           // runs of each, in turns; 0: 3
-	Out      io.Writer     // the report
-	Logf     lab.Logf      // the lab's log (nil: none)
+	// Baseline, if set, is another btmm-client binary (an older build)
+	// measured in the same turns, both hosts restarted on it.
+	Baseline string
+	Out      io.Writer // the report
+	Logf     lab.Logf  // the lab's log (nil: none)
 }
 
 // Result is what Run measured, in bits per second of TCP payload received:
-// btmm with the suite it chose, btmm with ChaCha20-Poly1305, wireguard-go.
+// btmm with the suite it chose, btmm with ChaCha20-Poly1305, wireguard-go,
+// and the baseline build if one was given; one way, and both ways at once
+// (the two directions added).
 type Result struct {
-	Btmm, BtmmChaCha, WireGuard []float64
+	Btmm, BtmmChaCha, WireGuard, Baseline                     []float64
+	BtmmBidir, BtmmChaChaBidir, WireGuardBidir, BaselineBidir []float64
 }
 
 // Ratio is the median btmm run (its own choice of suite, as a user runs
-// it) over the median wireguard-go run.
+// it) over the median wireguard-go run, one way.
 func (r Result) Ratio() float64 { return median(r.Btmm) / median(r.WireGuard) }
+
+// BidirRatio is Ratio with both directions at once.
+func (r Result) BidirRatio() float64 { return median(r.BtmmBidir) / median(r.WireGuardBidir) }
 
 // innerMTU is btmm's TUN MTU (tun.DefaultMTU), given to WireGuard too.
 const innerMTU = 1432
@@ -145,85 +156,145 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, fmt.Errorf("iperf3 server: %w", err)
 	}
 
-	fmt.Fprintf(o.Out, "TCP throughput, laptop (home A, behind NAT) -> desktop (home B, behind NAT), iperf3 %v per run, inner MTU %d\n", o.Duration, innerMTU)
-	// btmm twice: with the suite it picks on this CPU, and with
-	// WireGuard's cipher, ChaCha20-Poly1305 (the laptop restarted with
-	// esp_suites set; it initiates, so the desktop takes what it offers).
-	laptopSuites := ""
-	useSuites := func(suites string) error {
-		if suites == laptopSuites {
+	fmt.Fprintf(o.Out, "TCP throughput, laptop (home A, behind NAT) -> desktop (home B, behind NAT), iperf3 %v per run, inner MTU %d;\n"+
+		"\"both ways\": iperf3 --bidir, the two directions' throughput added\n", o.Duration, innerMTU)
+	// btmm runs with the suite it picks on this CPU, with WireGuard's
+	// cipher (ChaCha20-Poly1305: the laptop restarted with esp_suites set;
+	// it initiates, so the desktop takes what it offers), and, given a
+	// baseline, both hosts restarted on the older binary.
+	current := filepath.Join(o.Bin, "btmm-client")
+	laptopBin, laptopSuites, desktopBin := current, "", current
+	use := func(bin, suites string) error {
+		if bin == laptopBin && suites == laptopSuites && bin == desktopBin {
 			return nil
+		}
+		if bin != desktopBin {
+			desktop.Stop()
+			if desktop, err = sys.StartClientBinary(bin, "hostB", "desktop"); err != nil {
+				return err
+			}
+			desktopBin = ""
+			// A host's ULA is new on every start (RFC 6281 §6.3).
+			st, err := desktop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return st.ULA != "" })
+			if err != nil {
+				return fmt.Errorf("the restarted desktop: %w\n%s", err, desktop.Out)
+			}
+			if btmmDst, err = netip.ParseAddr(st.ULA); err != nil {
+				return fmt.Errorf("the restarted desktop's address: %w", err)
+			}
 		}
 		laptop.Stop()
 		var extra []string
 		if suites != "" {
 			extra = []string{"--set", "esp_suites=" + suites}
 		}
-		if laptop, err = sys.StartClient("hostA", "laptop", extra...); err != nil {
+		if laptop, err = sys.StartClientBinary(bin, "hostA", "laptop", extra...); err != nil {
 			return err
 		}
-		laptopSuites = suites
-		if _, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.PeerULA(st, "desktop") == btmmDst }); err != nil {
-			return fmt.Errorf("the restarted laptop does not see the desktop: %w\n%s", err, laptop.Out)
+		laptopBin, laptopSuites, desktopBin = bin, suites, bin
+		if st, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.PeerULA(st, "desktop") == btmmDst }); err != nil {
+			return fmt.Errorf("the restarted laptop does not see the desktop at %v (it sees %v): %w\n%s", btmmDst, system.PeerULA(st, "desktop"), err, laptop.Out)
 		}
 		return waitPing(ctx, l, "hostA", btmmDst)
 	}
-	type contender struct {
-		name, suites string // suites: the laptop's esp_suites
-		dst          netip.Addr
-		rx           func() (uint64, error) // what the desktop's end received
-		runs         *[]float64
+	// rx is what each end of a tunnel has received: the desktop, the laptop.
+	btmmRxBoth := func() (uint64, uint64, error) {
+		d, err := btmmRx(desktop)
+		if err != nil {
+			return 0, 0, err
+		}
+		a, err := btmmRx(laptop)
+		return d, a, err
 	}
+	wgRxBoth := func() (uint64, uint64, error) {
+		d, err := wgRx(wg.socks[1])
+		if err != nil {
+			return 0, 0, err
+		}
+		a, err := wgRx(wg.socks[0])
+		return d, a, err
+	}
+	type contender struct {
+		name, bin, suites string // bin, suites: the btmm-client and its esp_suites
+		dst               func() netip.Addr
+		rx                func() (desktop, laptop uint64, err error)
+		oneWay, bidir     *[]float64
+	}
+	btmmAddr := func() netip.Addr { return btmmDst }
+	wgDst := func() netip.Addr { return wgAddr("hostB") }
 	contenders := []contender{
-		{"btmm", "", btmmDst, func() (uint64, error) { return btmmRx(desktop) }, &res.Btmm},
-		{"wireguard-go", "", wgAddr("hostB"), func() (uint64, error) { return wgRx(wg.socks[1]) }, &res.WireGuard},
-		{"btmm-chacha", "ChaCha20-Poly1305", btmmDst, func() (uint64, error) { return btmmRx(desktop) }, &res.BtmmChaCha},
+		{"btmm", current, "", btmmAddr, btmmRxBoth, &res.Btmm, &res.BtmmBidir},
+		{"wireguard-go", "", "", wgDst, wgRxBoth, &res.WireGuard, &res.WireGuardBidir},
+		{"btmm-chacha", current, "ChaCha20-Poly1305", btmmAddr, btmmRxBoth, &res.BtmmChaCha, &res.BtmmChaChaBidir},
+	}
+	if o.Baseline != "" {
+		contenders = append(contenders, contender{"btmm-baseline", o.Baseline, "", btmmAddr, btmmRxBoth, &res.Baseline, &res.BaselineBidir})
 	}
 	suiteUsed := map[string]string{}
 	for i := range o.Runs {
 		for _, c := range contenders {
-			if c.name != "wireguard-go" {
-				if err := useSuites(c.suites); err != nil {
-					return res, err
+			if c.bin != "" {
+				if err := use(c.bin, c.suites); err != nil {
+					return res, fmt.Errorf("%s: %w", c.name, err)
 				}
 			}
-			before, err := c.rx()
-			if err != nil {
-				return res, err
+			for _, bidir := range []bool{false, true} {
+				d0, a0, err := c.rx()
+				if err != nil {
+					return res, err
+				}
+				r, err := iperf3(ctx, l, iperf, c.dst(), o.Duration, bidir)
+				if err != nil {
+					return res, fmt.Errorf("%s run %d: %w", c.name, i+1, err)
+				}
+				d1, a1, err := c.rx()
+				if err != nil {
+					return res, err
+				}
+				// Proof that the streams went through this tunnel.
+				if d1-d0 < r.forward || a1-a0 < r.reverse {
+					return res, fmt.Errorf("%s run %d: iperf3 received %d+%d bytes but the tunnel only %d+%d",
+						c.name, i+1, r.forward, r.reverse, d1-d0, a1-a0)
+				}
+				runs, label := c.oneWay, "one way"
+				if bidir {
+					runs, label = c.bidir, "both ways"
+				}
+				*runs = append(*runs, r.bps)
+				fmt.Fprintf(o.Out, "  run %d %-13s %-9s %8.0f Mbit/s\n", i+1, c.name, label, r.bps/1e6)
 			}
-			bps, bytes, err := iperf3(ctx, l, iperf, c.dst, o.Duration)
-			if err != nil {
-				return res, fmt.Errorf("%s run %d: %w", c.name, i+1, err)
-			}
-			after, err := c.rx()
-			if err != nil {
-				return res, err
-			}
-			// Proof that the stream went through this tunnel.
-			if after-before < bytes {
-				return res, fmt.Errorf("%s run %d: iperf3 received %d bytes but the tunnel only %d", c.name, i+1, bytes, after-before)
-			}
-			if c.name != "wireguard-go" {
+			if c.bin != "" {
 				suiteUsed[c.name] = suiteOf(desktop)
 			}
-			*c.runs = append(*c.runs, bps)
-			fmt.Fprintf(o.Out, "  run %d %-13s %8.0f Mbit/s\n", i+1, c.name, bps/1e6)
 		}
 	}
-	for _, m := range []struct {
-		label string
-		runs  []float64
+	medians := []struct {
+		label         string
+		oneWay, bidir []float64
 	}{
-		{"btmm (ESP, " + suiteUsed["btmm"] + ")", res.Btmm},
-		{"btmm (ESP, " + suiteUsed["btmm-chacha"] + ")", res.BtmmChaCha},
-		{"wireguard-go " + wgVersion(wgBin), res.WireGuard},
-	} {
-		fmt.Fprintf(o.Out, "%-30s median %8.0f Mbit/s\n", m.label, median(m.runs)/1e6)
+		{"btmm (ESP, " + suiteUsed["btmm"] + ")", res.Btmm, res.BtmmBidir},
+		{"btmm (ESP, " + suiteUsed["btmm-chacha"] + ")", res.BtmmChaCha, res.BtmmChaChaBidir},
+		{"wireguard-go " + wgVersion(wgBin), res.WireGuard, res.WireGuardBidir},
+	}
+	if o.Baseline != "" {
+		medians = append(medians, struct {
+			label         string
+			oneWay, bidir []float64
+		}{"baseline " + filepath.Base(o.Baseline) + " (ESP, " + suiteUsed["btmm-baseline"] + ")", res.Baseline, res.BaselineBidir})
+	}
+	for _, m := range medians {
+		fmt.Fprintf(o.Out, "%-40s median one way %6.0f Mbit/s, both ways %6.0f Mbit/s\n", m.label, median(m.oneWay)/1e6, median(m.bidir)/1e6)
 	}
 	fmt.Fprintf(o.Out, "memory after the runs (RSS): btmm-client %s (laptop) %s (desktop), wireguard-go %s %s\n",
 		rss(laptop.PID()), rss(desktop.PID()), rss(wg.procs[0].PID()), rss(wg.procs[1].PID()))
-	fmt.Fprintf(o.Out, "ratio with the same cipher (ChaCha20-Poly1305) %.2f\n", median(res.BtmmChaCha)/median(res.WireGuard))
+	fmt.Fprintf(o.Out, "ratio with the same cipher (ChaCha20-Poly1305) %.2f, both ways %.2f\n",
+		median(res.BtmmChaCha)/median(res.WireGuard), median(res.BtmmChaChaBidir)/median(res.WireGuardBidir))
+	if o.Baseline != "" {
+		fmt.Fprintf(o.Out, "baseline ratio %.2f, both ways %.2f\n",
+			median(res.Baseline)/median(res.WireGuard), median(res.BaselineBidir)/median(res.WireGuardBidir))
+	}
 	fmt.Fprintf(o.Out, "ratio %.2f\n", res.Ratio())
+	fmt.Fprintf(o.Out, "ratio both ways %.2f\n", res.BidirRatio())
 	return res, nil
 }
 
@@ -320,36 +391,48 @@ func wgRx(sock string) (uint64, error) {
 	return 0, fmt.Errorf("wireguard-go get: no answer: %v", sc.Err())
 }
 
-// iperf3 runs one client from hostA to dst and returns the bits per second
-// and the octets the server received.
-func iperf3(ctx context.Context, l *lab.Lab, iperf string, dst netip.Addr, d time.Duration) (float64, uint64, error) {
+// iperfResult is one iperf3 run: the bits per second of payload received
+// (both directions added with --bidir) and the octets each end received.
+type iperfResult struct {
+	bps              float64
+	forward, reverse uint64 // received by the desktop, by the laptop
+}
+
+// iperf3 runs one client from hostA to dst, one way or both ways at once.
+func iperf3(ctx context.Context, l *lab.Lab, iperf string, dst netip.Addr, d time.Duration, bidir bool) (iperfResult, error) {
 	secs := fmt.Sprint(int(d.Round(time.Second) / time.Second))
-	cmd := l.Exec("hostA", iperf, "--client", dst.String(), "--time", secs, "--omit", "1", "--json")
+	args := []string{"--client", dst.String(), "--time", secs, "--omit", "1", "--json"}
+	if bidir {
+		args = append(args, "--bidir")
+	}
+	cmd := l.Exec("hostA", iperf, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.Output()
+	type sum struct {
+		Bytes         uint64  `json:"bytes"`
+		BitsPerSecond float64 `json:"bits_per_second"`
+	}
 	var r struct {
 		Error string `json:"error"`
 		End   struct {
-			SumReceived struct {
-				Bytes         uint64  `json:"bytes"`
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
+			SumReceived        sum `json:"sum_received"`
+			SumReceivedReverse sum `json:"sum_received_bidir_reverse"`
 		} `json:"end"`
 	}
 	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		return 0, 0, fmt.Errorf("iperf3: %v (%v)\n%s", err, jerr, out)
+		return iperfResult{}, fmt.Errorf("iperf3: %v (%v)\n%s", err, jerr, out)
 	}
 	if r.Error != "" {
-		return 0, 0, fmt.Errorf("iperf3: %s", r.Error)
+		return iperfResult{}, fmt.Errorf("iperf3: %s", r.Error)
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("iperf3: %w", err)
+		return iperfResult{}, fmt.Errorf("iperf3: %w", err)
 	}
-	sum := r.End.SumReceived
-	if sum.BitsPerSecond <= 0 {
-		return 0, 0, errors.New("iperf3: nothing received")
+	fwd, rev := r.End.SumReceived, r.End.SumReceivedReverse
+	if fwd.BitsPerSecond <= 0 || bidir && rev.BitsPerSecond <= 0 {
+		return iperfResult{}, errors.New("iperf3: nothing received")
 	}
-	return sum.BitsPerSecond, sum.Bytes, ctx.Err()
+	return iperfResult{bps: fwd.BitsPerSecond + rev.BitsPerSecond, forward: fwd.Bytes, reverse: rev.Bytes}, ctx.Err()
 }
 
 // waitPing pings dst from ns until it answers (10 s at most).

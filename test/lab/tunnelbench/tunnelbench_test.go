@@ -31,12 +31,15 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Btmm) != 1 || len(res.BtmmChaCha) != 1 || len(res.WireGuard) != 1 ||
-		res.Btmm[0] <= 0 || res.BtmmChaCha[0] <= 0 || res.WireGuard[0] <= 0 {
-		t.Fatalf("result %+v", res)
+	for _, runs := range [][]float64{res.Btmm, res.BtmmChaCha, res.WireGuard, res.BtmmBidir, res.BtmmChaChaBidir, res.WireGuardBidir} {
+		if len(runs) != 1 || runs[0] <= 0 {
+			t.Fatalf("result %+v", res)
+		}
 	}
-	if !strings.Contains(out.String(), "\nratio ") {
-		t.Errorf("the report has no ratio line")
+	for _, line := range []string{"\nratio ", "\nratio both ways "} {
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("the report has no line %q", line[1:])
+		}
 	}
 	if !strings.Contains(out.String(), "(ESP, ChaCha20-Poly1305)") {
 		t.Errorf("the ChaCha20-Poly1305 runs did not use it")

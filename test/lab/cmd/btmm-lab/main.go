@@ -4,7 +4,7 @@
 //
 //	btmm-lab up [-double-nat] [-host NAME=NETWORK]... [-q]
 //	btmm-lab demo [-bin DIR]
-//	btmm-lab bench-tunnel [-bin DIR] [-time D] [-runs N]
+//	btmm-lab bench-tunnel [-bin DIR] [-time D] [-runs N] [-baseline FILE]
 //	btmm-lab down [PREFIX]
 //	btmm-lab show [PREFIX]
 //	btmm-lab move PREFIX HOST NETWORK
@@ -45,12 +45,14 @@ Usage:
         NATs, telling what happens (registered, mapped port, peer seen, a
         NAT's new address pushed); then remove everything. DIR holds
         coredns and btmm-client (default bin, as make build leaves them)
-  btmm-lab bench-tunnel [-bin DIR] [-time D] [-runs N]
+  btmm-lab bench-tunnel [-bin DIR] [-time D] [-runs N] [-baseline FILE]
         TCP throughput (iperf3) from a host behind one NAT to a host behind
         another, through the btmm tunnel and through wireguard-go in the
-        same lab, N runs of D each in turns (default 3 of 10s); prints the
-        runs, the medians and "ratio X" (btmm / wireguard-go). DIR holds
-        coredns, btmm-client and wireguard-go (make build)
+        same lab, N runs of D each in turns (default 3 of 10s), one way and
+        both ways at once (--bidir); prints the runs, the medians, "ratio X"
+        and "ratio both ways X" (btmm / wireguard-go). DIR holds coredns,
+        btmm-client and wireguard-go (make build); FILE, another
+        btmm-client (an older build) measured in the same turns
   btmm-lab down [PREFIX]
         remove the lab with PREFIX, or every lab and leftover (prefix ` + lab.Root + `)
   btmm-lab show [PREFIX]
@@ -140,6 +142,7 @@ func run(args []string, out io.Writer) error {
 		bin := fs.String("bin", "bin", "")
 		d := fs.Duration("time", 10*time.Second, "")
 		runs := fs.Int("runs", 3, "")
+		baseline := fs.String("baseline", "", "")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
 		}
@@ -148,7 +151,7 @@ func run(args []string, out io.Writer) error {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		_, err := tunnelbench.Run(ctx, tunnelbench.Options{Bin: *bin, Duration: *d, Runs: *runs, Out: out})
+		_, err := tunnelbench.Run(ctx, tunnelbench.Options{Bin: *bin, Duration: *d, Runs: *runs, Baseline: *baseline, Out: out})
 		return err
 	case "down":
 		if err := parse(fs, args, 0, 1); err != nil {
