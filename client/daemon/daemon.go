@@ -375,9 +375,11 @@ type TunnelCounters struct {
 	InvalidUDP   uint64 `json:"invalid_udp"`   // datagrams that are neither ESP, handshake nor keepalive
 	BadHandshake uint64 `json:"bad_handshake"` // handshake messages refused (unknown key, another user, garbage)
 	// Under a flood of initiations: cookie replies sent instead of
-	// handshakes, and initiations over a source's rate.
-	CookieReplies uint64 `json:"cookie_replies,omitempty"`
-	RateLimited   uint64 `json:"rate_limited,omitempty"`
+	// handshakes, initiations over a source's rate, and handshake
+	// messages dropped while the handshake worker was behind.
+	CookieReplies      uint64 `json:"cookie_replies,omitempty"`
+	RateLimited        uint64 `json:"rate_limited,omitempty"`
+	HandshakeQueueFull uint64 `json:"handshake_queue_full,omitempty"`
 }
 
 func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
@@ -443,7 +445,7 @@ func (d *Daemon) Status() Status {
 		st.Tunnels = tunnelStatus(d.tunnel.Status())
 		c := d.tunnel.Counters()
 		st.TunnelDrops = TunnelCounters{UnknownSPI: c.UnknownSPI, UnknownDest: c.UnknownDest, InvalidUDP: c.InvalidUDP, BadHandshake: c.BadHandshake,
-			CookieReplies: c.CookieReplies, RateLimited: c.RateLimited}
+			CookieReplies: c.CookieReplies, RateLimited: c.RateLimited, HandshakeQueueFull: c.HandshakeQueueFull}
 	} else if d.tunnelErr != nil {
 		st.TunnelError = d.tunnelErr.Error()
 	}

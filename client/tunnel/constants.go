@@ -63,3 +63,9 @@ const (
 	// maxUDPPacket is the receive buffer: the largest UDP payload.
 	maxUDPPacket = 65535
 )
+
+// workQueueLen bounds the handshake messages and asks waiting for the
+// worker; beyond it they are dropped and counted (HandshakeQueueFull), as
+// wireguard-go bounds its handshake queue. A user's hosts send a few
+// handshakes an hour; only a flood fills it.
+const workQueueLen = 1024

@@ -30,10 +30,11 @@ func FuzzReceive(f *testing.F) {
 	a.t.mu.RLock()
 	pa := a.t.peers[b.ula]
 	a.t.mu.RUnlock()
-	pa.mu.Lock()
+	kp := pa.cur.Load()
+	kp.sendMu.Lock()
 	buf := make([]byte, esp.HeaderLen, esp.SealedLen(len(p)))
-	sealed, err := pa.cur.send.Seal(buf[:0], p)
-	pa.mu.Unlock()
+	sealed, err := kp.send.Seal(buf[:0], p)
+	kp.sendMu.Unlock()
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,18 +1,16 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/openbtmm/btmm/client/tunnel/esp"
-	"github.com/openbtmm/btmm/client/tunnel/handshake"
 	"github.com/openbtmm/btmm/client/tunnel/tun"
 )
 
@@ -22,7 +20,8 @@ const maxReadErrors = 10
 
 // readUDP is the inbound stage for one socket: read a batch, demultiplex
 // each datagram into ESP, handshake or keepalive, open the ESP in place and
-// write the batch of inner packets into the TUN device at once.
+// write the batch of inner packets into the TUN device at once. Handshake
+// messages go to the worker.
 func (t *Tunnel) readUDP(ctx context.Context, recv conn.ReceiveFunc) error {
 	batch := t.bind.BatchSize()
 	bufs := make([][]byte, batch)
@@ -73,15 +72,16 @@ func (t *Tunnel) readUDP(ctx context.Context, recv conn.ReceiveFunc) error {
 // receive handles one datagram and returns the length of the inner packet
 // to deliver (0: nothing).
 func (t *Tunnel) receive(b []byte, ep conn.Endpoint) int {
-	src := endpointAddrPort(ep)
 	kind, payload := esp.Classify(b)
 	switch kind {
 	case esp.ESP:
-		if inner, ok := t.receiveESP(payload, src); ok {
+		if inner, ok := t.receiveESP(payload, ep); ok {
 			return len(inner)
 		}
 	case esp.NonESP:
-		t.receiveHandshake(payload, src, ep)
+		// Handshakes run on the worker: copy the message out of the
+		// batch buffer, which the next read reuses.
+		t.queue(work{kind: workMessage, msg: bytes.Clone(payload), src: endpointAddrPort(ep), ep: ep})
 	case esp.Keepalive:
 		// Not a sign of life (RFC 3948 §4).
 	default:
@@ -101,244 +101,71 @@ func endpointAddrPort(ep conn.Endpoint) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// receiveESP opens pkt in place. On success the inner packet is
-// pkt[esp.HeaderLen:][:len(inner)].
-func (t *Tunnel) receiveESP(pkt []byte, src netip.AddrPort) (inner []byte, ok bool) {
+// receiveESP opens pkt in place under its keypair's receive lock. On
+// success the inner packet is pkt[esp.HeaderLen:][:len(inner)].
+func (t *Tunnel) receiveESP(pkt []byte, ep conn.Endpoint) (inner []byte, ok bool) {
 	spi := esp.PacketSPI(pkt)
 	t.mu.RLock()
-	p := t.bySPI[spi]
+	kp := t.bySPI[spi]
 	t.mu.RUnlock()
-	if p == nil {
+	if kp == nil || kp.peer.removed.Load() { // unknown, or reserved for a pending initiation
 		t.ctr.unknownSPI.Add(1)
 		return nil, false
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var kp *keypair
-	switch {
-	case p.removed:
-	case p.cur != nil && p.cur.recv.SPI() == spi:
-		kp = p.cur
-	case p.next != nil && p.next.recv.SPI() == spi:
-		kp = p.next
-	case p.prev != nil && p.prev.recv.SPI() == spi:
-		kp = p.prev
-	}
-	if kp == nil { // reserved for a pending initiation, or just freed
-		t.ctr.unknownSPI.Add(1)
-		return nil, false
-	}
+	p := kp.peer
+	kp.recvMu.Lock()
 	inner, nh, err := kp.recv.Open(pkt[esp.HeaderLen:esp.HeaderLen], pkt)
+	kp.recvMu.Unlock()
 	// A dummy packet (Announce) is authentic and carries nothing: it
 	// confirms and moves like data, and is delivered nowhere.
 	dummy := err == esp.ErrDummy
 	if err != nil && !dummy {
-		p.stat.Drops.Add(err)
+		p.dropsMu.Lock()
+		p.drops.Add(err)
+		p.dropsMu.Unlock()
 		return nil, false
 	}
 	// Authentic from here on.
 	if !dummy && (nh != esp.NextHeaderIPv6 || len(inner) < ipv6HeaderLen || inner[0]>>4 != 6 ||
 		netip.AddrFrom16([16]byte(inner[8:24])) != p.ula) {
-		p.stat.BadSource++
+		p.badSource.Add(1)
 		return nil, false
 	}
-	now := time.Now()
-	if kp == p.next {
-		// Key confirmation: the initiator held the PSK. Only now may the
-		// responder-side pair replace the working one.
-		t.rotateLocked(p, kp, now)
-		p.next = nil
-	}
-	if src != p.endpoint {
-		// Roaming (RFC 6281 §7.3): follow the first authentic packet.
-		t.logf("tunnel: peer %v moved %v -> %v", p.ula, p.endpoint, src)
-		t.setEndpointLocked(p, src)
-		p.stat.Roams++
-	}
-	if kp == p.cur && len(p.staged) > 0 {
-		t.flushLocked(p, now)
+	src := endpointAddrPort(ep)
+	if !kp.confirmed.Load() || src != p.endpointAddr() {
+		t.authentic(p, kp, src)
 	}
 	if dummy {
 		return nil, false
 	}
-	p.stat.RxPackets++
-	p.stat.RxBytes += uint64(len(inner))
+	p.rxPackets.Add(1)
+	p.rxBytes.Add(uint64(len(inner)))
 	return inner, true
 }
 
-// loadMeter tells when initiations come faster than a user's few hosts
-// ever send them: more than UnderLoadInitiations within a second puts the
-// responder under load until a second has passed without that.
-type loadMeter struct {
-	mu          sync.Mutex
-	windowStart time.Time
-	count       int
-	until       time.Time
-}
-
-func (m *loadMeter) initiation(now time.Time) (underLoad bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if now.Sub(m.windowStart) >= time.Second {
-		m.windowStart, m.count = now, 0
-	}
-	m.count++
-	if m.count > UnderLoadInitiations {
-		m.until = now.Add(UnderLoadAfterTime)
-	}
-	return now.Before(m.until)
-}
-
-// rotateLocked makes kp current, keeping the old current pair's inbound SA
-// for OldSAGrace.
-func (t *Tunnel) rotateLocked(p *peer, kp *keypair, now time.Time) {
-	if p.prev != nil {
-		t.freeKeypair(p.prev)
-	}
-	p.prev, p.prevExpire = p.cur, now.Add(OldSAGrace)
-	p.cur = kp
-	p.lastHS = now
-}
-
-func (t *Tunnel) receiveHandshake(msg []byte, src netip.AddrPort, ep conn.Endpoint) {
-	switch msg[0] {
-	case handshake.TypeInitiation:
-		t.respond(msg, src, ep)
-	case handshake.TypeResponse, handshake.TypeCookieReply:
-		if len(msg) < 9 {
-			t.ctr.badHandshake.Add(1)
-			return
-		}
-		idx := binary.BigEndian.Uint32(msg[5:9])
-		t.mu.RLock()
-		p := t.byIndex[idx]
-		t.mu.RUnlock()
-		if p == nil {
-			t.ctr.badHandshake.Add(1)
-			return
-		}
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.removed || p.hs == nil || p.hs.Index() != idx {
-			t.ctr.badHandshake.Add(1)
-			return
-		}
-		if msg[0] == handshake.TypeCookieReply {
-			if p.hs.ConsumeCookie(msg) != nil {
-				p.stat.HandshakeFailures++
-				return
-			}
-			// Retransmit at once, now with a mac2.
-			p.hsTries--
-			t.retryHandshakeLocked(p, time.Now())
-			return
-		}
-		t.finishLocked(p, msg, src)
-	default:
-		t.ctr.badHandshake.Add(1)
-	}
-}
-
-// finishLocked completes our initiation with its response.
-func (t *Tunnel) finishLocked(p *peer, msg []byte, src netip.AddrPort) {
-	res, err := p.hs.Finish(msg)
-	if err != nil {
-		// The Initiation stays usable: a forged response cannot cancel
-		// the handshake. Another PSK ends here (handshake.ErrAuth).
-		p.stat.HandshakeFailures++
-		t.logf("tunnel: response from %v for %v: %v", src, p.ula, err)
-		return
-	}
-	t.mu.Lock()
-	delete(t.byIndex, p.hs.Index())
-	t.mu.Unlock()
-	p.hs = nil
-	if res.PeerULA != p.ula || res.PeerStatic != p.static {
-		t.freeSPI(p.hsSPI)
-		p.stat.HandshakeFailures++
-		return
-	}
-	now := time.Now()
-	kp, err := t.newKeypair(res, true, now)
-	if err != nil {
-		t.freeSPI(p.hsSPI)
-		t.ctr.handshakeErrors.Add(1)
-		return
-	}
-	t.rotateLocked(p, kp, now)
-	// The response authenticated with the PSK: its source is the peer.
-	if src != p.endpoint {
-		t.setEndpointLocked(p, src)
-		p.stat.Roams++
-	}
-	t.flushLocked(p, now)
-}
-
-// respond answers an initiation. The new pair goes to p.next: it receives
-// at once but sends nothing until an ESP packet confirms it.
-func (t *Tunnel) respond(msg []byte, src netip.AddrPort, ep conn.Endpoint) {
-	spi, err := t.allocSPI(nil)
-	if err != nil {
-		t.ctr.handshakeErrors.Add(1)
-		return
-	}
-	// Against floods (WireGuard's scheme): under load, an initiation
-	// without a mac2 made from a cookie for its source gets a cookie reply
-	// instead of DH work, and sources that proved their address are held
-	// to a rate each.
-	underLoad := t.load.initiation(time.Now())
-	if underLoad && t.resp.HasValidMAC2(msg, src) && !t.limiter.Allow(src.Addr()) {
-		t.freeSPI(spi)
-		t.ctr.rateLimited.Add(1)
-		return
-	}
-	reply, res, err := t.resp.RespondFrom(msg, src, underLoad, t.cfg.ULA, spi)
-	if errors.Is(err, handshake.ErrCookieRequired) {
-		t.freeSPI(spi)
-		t.ctr.cookieReplies.Add(1)
-		b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(reply)))
-		t.bind.Send([][]byte{append(b, reply...)}, ep)
-		return
-	}
-	if err != nil {
-		t.freeSPI(spi)
-		t.ctr.badHandshake.Add(1)
-		return
-	}
-	t.mu.RLock()
-	p := t.peers[res.PeerULA]
-	t.mu.RUnlock()
-	if p == nil {
-		t.freeSPI(spi)
-		t.ctr.badHandshake.Add(1)
-		return
-	}
+// authentic takes the rare consequences of an authentic packet that came
+// on a keypair other than the current one, or from a new address.
+func (t *Tunnel) authentic(p *peer, kp *keypair, src netip.AddrPort) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.removed || p.static != res.PeerStatic {
-		t.freeSPI(spi)
-		t.ctr.badHandshake.Add(1)
+	if p.removed.Load() {
 		return
 	}
-	now := time.Now()
-	kp, err := t.newKeypair(res, false, now)
-	if err != nil {
-		t.freeSPI(spi)
-		t.ctr.handshakeErrors.Add(1)
-		return
+	if kp == p.next {
+		// Key confirmation: the initiator held the PSK. Only now may the
+		// responder-side pair replace the working one; what waited for
+		// it goes out from the worker.
+		t.rotateLocked(p, kp, t.now())
+		p.next = nil
+		kp.confirmed.Store(true)
+		if len(p.staged) > 0 {
+			t.queue(work{kind: workFlush, peer: p})
+		}
 	}
-	t.mu.Lock()
-	t.bySPI[spi] = p
-	t.mu.Unlock()
-	if p.next != nil {
-		t.freeKeypair(p.next)
-	}
-	p.next = kp
-	// Reply to where the initiation came from, but do not move the
-	// endpoint: the initiator is not authenticated until its first ESP.
-	b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(reply)))
-	b = append(b, reply...)
-	if err := t.bind.Send([][]byte{b}, ep); err != nil {
-		t.sendFailedLocked(p, err)
+	if src != p.endpointAddr() {
+		// Roaming (RFC 6281 §7.3): follow the first authentic packet.
+		t.logf("tunnel: peer %v moved %v -> %v", p.ula, p.endpointAddr(), src)
+		t.setEndpoint(p, src)
+		p.roams.Add(1)
 	}
 }

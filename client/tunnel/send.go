@@ -20,8 +20,9 @@ var (
 
 const ipv6HeaderLen = 40
 
-// readTUN is the outbound stage: read a batch, seal each packet in place
-// and send each peer's run of packets in one batch.
+// readTUN is the outbound stage: read a batch, seal each run of packets to
+// one peer in place under that keypair's send lock, and send the run in
+// one call.
 func (t *Tunnel) readTUN(ctx context.Context) error {
 	batch := max(t.cfg.TUN.BatchSize(), 1)
 	bufs := make([][]byte, batch)
@@ -43,22 +44,19 @@ func (t *Tunnel) readTUN(ctx context.Context) error {
 			}
 			return err
 		}
-		now := time.Now()
-		// A batch is usually one TCP super-packet split up: all to one
-		// peer. Each run of packets to the same peer is sealed under one
-		// lock and sent in one call.
+		now := t.now()
+		// A batch is usually one TCP super-packet split up: one run, to
+		// one peer.
 		var p *peer
+		start := 0
 		for i := range n {
 			q := t.peerFor(bufs[i], sizes[i])
 			if q != p {
-				out = t.sendRun(p, out, now)
-				p = q
-			}
-			if p != nil {
-				out = t.sealOne(p, out, bufs[i], sizes[i], now)
+				out = t.sendRun(p, bufs[start:i], sizes[start:i], out, now)
+				p, start = q, i
 			}
 		}
-		out = t.sendRun(p, out, now)
+		out = t.sendRun(p, bufs[start:n], sizes[start:n], out, now)
 	}
 }
 
@@ -80,80 +78,78 @@ func (t *Tunnel) peerFor(buf []byte, size int) *peer {
 	return p
 }
 
-// sealOne seals one packet for p and appends the datagram to out, or
-// stages it while a handshake runs.
-func (t *Tunnel) sealOne(p *peer, out [][]byte, buf []byte, size int, now time.Time) [][]byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.removed {
-		t.ctr.unknownDest.Add(1)
-		return out
+// sendRun seals the packets bufs[i][tun.Offset:][:sizes[i]] for p and sends
+// them in one batch, or stages them while there is no keypair to send on.
+// out is scratch space, returned emptied.
+func (t *Tunnel) sendRun(p *peer, bufs [][]byte, sizes []int, out [][]byte, now time.Time) [][]byte {
+	if p == nil || len(bufs) == 0 {
+		return out[:0]
 	}
-	if b := t.sealLocked(p, buf, size, now); b != nil {
-		return append(out, b)
+	if p.removed.Load() {
+		t.ctr.unknownDest.Add(uint64(len(bufs)))
+		return out[:0]
 	}
-	t.stageLocked(p, buf[tun.Offset:tun.Offset+size])
-	t.startHandshakeLocked(p, now)
+	for len(bufs) > 0 {
+		kp := p.cur.Load()
+		if !kp.sendable(now) || p.endpoint.Load() == nil {
+			if t.stage(p, bufs, sizes, now) {
+				break
+			}
+			continue // a keypair arrived meanwhile: seal on it
+		}
+		var sealed int
+		out, sealed = t.seal(kp, bufs, sizes, out, now)
+		t.send(p, out, now)
+		clear(out)
+		out = out[:0]
+		bufs, sizes = bufs[sealed:], sizes[sealed:]
+	}
 	return out
 }
 
-// sendRun sends the datagrams sealed for p in one batch and returns out
-// emptied.
-func (t *Tunnel) sendRun(p *peer, out [][]byte, now time.Time) [][]byte {
-	if p == nil || len(out) == 0 {
-		return out[:0]
+// seal seals as many of the packets as kp allows onto out and returns how
+// many it sealed; fewer than all only when kp's sequence numbers ran out.
+func (t *Tunnel) seal(kp *keypair, bufs [][]byte, sizes []int, out [][]byte, now time.Time) ([][]byte, int) {
+	p := kp.peer
+	var octets uint64
+	kp.sendMu.Lock()
+	n := 0
+	for ; n < len(bufs); n++ {
+		b, err := kp.send.Seal(bufs[n][:0], bufs[n][esp.HeaderLen:esp.HeaderLen+sizes[n]])
+		if err != nil { // esp.ErrExhausted: an auditable event (RFC 4303 §3.3.3)
+			t.logf("tunnel: peer %v: outbound SA %#x exhausted, rekeying", p.ula, kp.send.SPI())
+			kp.dead.Store(true)
+			break
+		}
+		out = append(out, b)
+		octets += uint64(sizes[n])
 	}
+	kp.sendMu.Unlock()
+	kp.sent.Add(uint64(n))
+	p.txPackets.Add(uint64(n))
+	p.txBytes.Add(octets)
+	if kp.needsHandshake(now) {
+		t.askInitiation(p)
+	}
+	return out, n
+}
+
+// stage copies the packets into p's staging queue and asks for a
+// handshake. It reports false, staging nothing, if a keypair to send on
+// was set meanwhile: the worker sets it under p.mu and flushes the queue
+// then, so a packet staged after that would wait for the next handshake.
+func (t *Tunnel) stage(p *peer, bufs [][]byte, sizes []int, now time.Time) bool {
 	p.mu.Lock()
-	ep := p.ep
-	if ep != nil {
-		p.lastSent = now
+	if p.cur.Load().sendable(now) && p.endpoint.Load() != nil {
+		p.mu.Unlock()
+		return false
+	}
+	for i := range bufs {
+		t.stageLocked(p, bufs[i][tun.Offset:tun.Offset+sizes[i]])
 	}
 	p.mu.Unlock()
-	if ep == nil {
-		return out[:0]
-	}
-	// Sent outside the peer's lock: the inbound stage must not wait for
-	// the socket. Packets staged during a handshake are flushed by the
-	// stage that finished it and may overtake or trail this run by a
-	// few sequence numbers; the receiver's window takes that.
-	if err := t.bind.Send(out, ep); err != nil {
-		p.mu.Lock()
-		t.sendFailedLocked(p, err)
-		p.mu.Unlock()
-	}
-	clear(out)
-	return out[:0]
-}
-
-// sealLocked seals the packet at buf[tun.Offset:][:size] on the current SA
-// and returns the datagram (in buf). It returns nil if there is no usable
-// SA; the caller stages.
-func (t *Tunnel) sealLocked(p *peer, buf []byte, size int, now time.Time) []byte {
-	kp := p.cur
-	if kp == nil || p.ep == nil {
-		return nil
-	}
-	age := now.Sub(kp.created)
-	if age >= RejectAfterTime {
-		t.freeKeypair(kp)
-		p.cur = nil
-		return nil
-	}
-	out, err := kp.send.Seal(buf[:0], buf[esp.HeaderLen:esp.HeaderLen+size])
-	if err != nil { // esp.ErrExhausted: an auditable event (RFC 4303 §3.3.3)
-		t.logf("tunnel: peer %v: outbound SA %#x exhausted, rekeying", p.ula, kp.send.SPI())
-		t.freeKeypair(kp)
-		p.cur = nil
-		return nil
-	}
-	kp.sent++
-	p.stat.TxPackets++
-	p.stat.TxBytes += uint64(size)
-	if kp.sent >= RekeyAfterPackets ||
-		(kp.initiator && age >= RekeyAfterTime) || age >= RekeyAfterTimeResponder {
-		t.startHandshakeLocked(p, now)
-	}
-	return out
+	t.askInitiation(p)
+	return true
 }
 
 // stageLocked copies pkt into the peer's staging queue, dropping the oldest
@@ -163,90 +159,30 @@ func (t *Tunnel) stageLocked(p *peer, pkt []byte) {
 		copy(p.staged, p.staged[1:])
 		p.staged[len(p.staged)-1] = nil
 		p.staged = p.staged[:len(p.staged)-1]
-		p.stat.StagedDropped++
+		p.stat.stagedDropped++
 	}
 	b := make([]byte, esp.HeaderLen+len(pkt), esp.HeaderLen+esp.SealedLen(len(pkt)))
 	copy(b[esp.HeaderLen:], pkt)
 	p.staged = append(p.staged, b)
 }
 
-// flushLocked sends the staged packets on the current SA.
+// flushLocked seals the staged packets on the current keypair and sends
+// them in one batch. p.mu is held.
 func (t *Tunnel) flushLocked(p *peer, now time.Time) {
+	kp := p.cur.Load()
+	if len(p.staged) == 0 || !kp.sendable(now) || p.endpoint.Load() == nil {
+		return
+	}
+	sizes := make([]int, len(p.staged))
 	for i, b := range p.staged {
-		out := t.sealLocked(p, b, len(b)-esp.HeaderLen, now)
-		if out == nil {
-			// No SA after all (exhausted); keep the rest staged.
-			n := copy(p.staged, p.staged[i:])
-			clear(p.staged[n:])
-			p.staged = p.staged[:n]
-			return
-		}
-		t.sendLocked(p, out, now) // a failure is counted; go on
+		sizes[i] = len(b) - esp.HeaderLen
 	}
-	clear(p.staged)
-	p.staged = p.staged[:0]
-}
-
-// startHandshakeLocked sends an initiation unless one is pending.
-func (t *Tunnel) startHandshakeLocked(p *peer, now time.Time) {
-	if p.hs != nil || !p.endpoint.IsValid() {
-		return
-	}
-	spi, err := t.allocSPI(p)
-	if err != nil {
-		t.ctr.handshakeErrors.Add(1)
-		return
-	}
-	msg, st, err := handshake.Initiate(t.hcfg, p.static, t.cfg.ULA, spi)
-	if err != nil {
-		t.freeSPI(spi)
-		t.ctr.handshakeErrors.Add(1)
-		t.logf("tunnel: initiate to %v: %v", p.ula, err)
-		return
-	}
-	t.mu.Lock()
-	t.byIndex[st.Index()] = p
-	t.mu.Unlock()
-	p.hs, p.hsSPI, p.hsTries = st, spi, 1
-	t.sendHandshakeLocked(p, msg, now)
-}
-
-func (t *Tunnel) sendHandshakeLocked(p *peer, msg []byte, now time.Time) {
-	b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(msg)))
-	p.hsSent = now
-	t.sendLocked(p, append(b, msg...), now)
-}
-
-// retryHandshakeLocked retransmits the pending initiation as a fresh one, or
-// gives up after MaxInitiationAttempts.
-func (t *Tunnel) retryHandshakeLocked(p *peer, now time.Time) {
-	old := p.hs
-	t.mu.Lock()
-	delete(t.byIndex, old.Index())
-	t.mu.Unlock()
-	if p.hsTries >= MaxInitiationAttempts {
-		t.freeSPI(p.hsSPI)
-		p.hs = nil
-		p.stat.HandshakeTimeouts++
-		p.stat.StagedDropped += uint64(len(p.staged))
-		clear(p.staged)
-		p.staged = p.staged[:0]
-		t.logf("tunnel: handshake with %v timed out", p.ula)
-		return
-	}
-	msg, st, err := old.Retry()
-	if err != nil {
-		t.freeSPI(p.hsSPI)
-		p.hs = nil
-		t.ctr.handshakeErrors.Add(1)
-		return
-	}
-	t.mu.Lock()
-	t.byIndex[st.Index()] = p
-	t.mu.Unlock()
-	p.hs = st
-	p.hsTries++
-	t.sendHandshakeLocked(p, msg, now)
+	out, n := t.seal(kp, p.staged, sizes, make([][]byte, 0, len(p.staged)), now)
+	t.send(p, out, now) // a failure is counted; the packets are gone
+	// What did not fit (the keypair died) stays staged for the next one.
+	rest := copy(p.staged, p.staged[n:])
+	clear(p.staged[rest:])
+	p.staged = p.staged[:rest]
 }
 
 // Announce tells every peer with a working SA where this host is now: it
@@ -256,60 +192,17 @@ func (t *Tunnel) retryHandshakeLocked(p *peer, now time.Time) {
 // it after the local network or the NAT's public address changed. The
 // sockets need no rebinding: they listen on every address.
 func (t *Tunnel) Announce() {
-	now := time.Now()
+	now := t.now()
 	for _, p := range t.appendPeers(nil) {
-		p.mu.Lock()
-		if kp := p.cur; kp != nil && !p.removed && p.ep != nil {
-			if b, err := kp.send.SealDummy(make([]byte, 0, esp.SealedLen(0))); err == nil {
-				t.sendLocked(p, b, now)
-			}
+		kp := p.cur.Load()
+		if p.removed.Load() || !kp.sendable(now) {
+			continue
 		}
-		p.mu.Unlock()
-	}
-}
-
-// timers runs retransmission, SA expiry and NAT keepalives.
-func (t *Tunnel) timers(ctx context.Context) {
-	tick := time.NewTicker(timerTick)
-	defer tick.Stop()
-	var ps []*peer
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			ps = t.appendPeers(ps[:0])
-			for _, p := range ps {
-				t.peerTimers(p, now)
-			}
-			clear(ps)
+		kp.sendMu.Lock()
+		b, err := kp.send.SealDummy(make([]byte, 0, esp.SealedLen(0)))
+		kp.sendMu.Unlock()
+		if err == nil {
+			t.send(p, [][]byte{b}, now)
 		}
-	}
-}
-
-func (t *Tunnel) peerTimers(p *peer, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.removed {
-		return
-	}
-	if p.hs != nil && now.Sub(p.hsSent) >= RekeyTimeout {
-		t.retryHandshakeLocked(p, now)
-	}
-	if p.prev != nil && now.After(p.prevExpire) {
-		t.freeKeypair(p.prev)
-		p.prev = nil
-	}
-	if p.next != nil && now.Sub(p.next.created) >= UnconfirmedSATimeout {
-		t.freeKeypair(p.next)
-		p.next = nil
-	}
-	if p.cur != nil && now.Sub(p.cur.created) >= RejectAfterTime {
-		t.freeKeypair(p.cur)
-		p.cur = nil
-	}
-	if p.endpoint.IsValid() && now.Sub(p.lastSent) >= KeepaliveInterval {
-		var ka [1]byte
-		t.sendLocked(p, esp.AppendKeepalive(ka[:0]), now)
 	}
 }

@@ -7,16 +7,33 @@
 // # Goroutines and locking
 //
 // Run starts the TUN reader (outbound), one UDP reader per socket of the
-// Bind (inbound and handshake messages; IPv4 and IPv6) and a timer
-// (retransmission, expiry, keepalives). State lives in two places:
+// Bind (inbound; IPv4 and IPv6), the handshake worker and a timer
+// (retransmission, expiry, keepalives). As in wireguard-go, each direction
+// owns what it touches on the data path, and neither waits for the other:
 //
-//   - Tunnel.mu guards the maps: peers by ULA, peers by inbound SPI, peers
-//     by pending initiation index.
-//   - peer.mu guards everything about one peer, including its SAs. An esp.SA
-//     is not safe for concurrent use, so every Seal and Open runs under its
-//     peer's lock: that lock is the "one sequential stage" that owns the SA.
+//   - A keypair's outbound SA is sealed under the keypair's sendMu, its
+//     inbound SA opened under its recvMu (an esp.SA is not safe for
+//     concurrent use). Sending never takes a lock that receiving holds.
+//   - The data path finds what it needs without the peer's lock: the
+//     current keypair and the endpoint are atomic pointers, swapped whole
+//     by the control path; counters are atomic.
+//   - peer.mu guards the control state: the handshake in flight, the
+//     previous and the next keypair, the staged packets. The data path
+//     takes it only for rare events: to stage a packet when there is no
+//     keypair, to confirm a responder's keypair on its first packet, to
+//     follow a peer that moved.
+//   - Handshakes (each costs Diffie-Hellman) run on the handshake worker
+//     and the timer, never on a data goroutine: the UDP readers queue the
+//     handshake messages they receive, the TUN reader asks for an
+//     initiation. The worker flushes staged packets in one batch.
+//   - Tunnel.mu guards the maps: peers by ULA, keypairs by inbound SPI,
+//     peers by pending initiation index.
 //
-// Lock order: peer.mu may be held while taking Tunnel.mu, never the reverse.
+// Lock order: peer.mu, then a keypair's sendMu or Tunnel.mu; never the
+// reverse.
+//
+// The clock is Config.Now, so that tests drive time (Tunnel.tick runs the
+// timers once) instead of sleeping.
 //
 // # Batches
 //
@@ -33,12 +50,12 @@
 // header is written into the headroom in front of the inner packet
 // (tun.Offset) and opened inner packets stay where the datagram was read.
 //
-// Sealing and opening run in those two goroutines, not on a pool of
-// workers as in wireguard-go: one core seals AES-256-GCM at about 2 GB/s
-// (16 Gbit/s, 1400-octet packets), more than a host's links carry, and a
-// single stage per direction keeps sequence numbers in order with no
-// reordering queue. make bench-tunnel compares the result with
-// wireguard-go.
+// Sealing and opening run in those goroutines, not on a pool of workers as
+// in wireguard-go: one core seals AES-256-GCM at about 2 GB/s (16 Gbit/s,
+// 1400-octet packets), more than a host's links carry, and a single stage
+// per direction keeps sequence numbers in order with no reordering queue.
+// make bench-tunnel compares the result with wireguard-go, one way and
+// both ways at once.
 //
 // # Moving
 //
@@ -130,6 +147,9 @@ type Config struct {
 	// of Wireshark's esp_sa table (esp.SA.AppendKeyLog), for debugging
 	// with an independent ESP decoder. It holds keys: off by default.
 	KeyLog io.Writer
+	// Now is the clock of the timers, the SA lifetimes and the handshake's
+	// timestamps; nil means time.Now. Tests inject a clock they advance.
+	Now func() time.Time
 }
 
 // Peer is one of the user's other hosts, as the watcher sees it.
@@ -178,14 +198,17 @@ type PeerStatus struct {
 
 // Counters are the tunnel-wide drops that belong to no peer.
 type Counters struct {
-	UnknownSPI      uint64 // ESP for an SPI we have no SA for
-	UnknownDest     uint64 // TUN packets to no peer's ULA
-	NotIPv6         uint64 // TUN packets that are not IPv6
-	InvalidUDP      uint64 // UDP payloads Classify rejects
-	BadHandshake    uint64 // handshake messages refused before a peer was known
-	TUNWriteErrors  uint64
-	UDPReadErrors   uint64
-	HandshakeErrors uint64 // local failures (randomness, ...)
+	UnknownSPI   uint64 // ESP for an SPI we have no SA for
+	UnknownDest  uint64 // TUN packets to no peer's ULA
+	NotIPv6      uint64 // TUN packets that are not IPv6
+	InvalidUDP   uint64 // UDP payloads Classify rejects
+	BadHandshake uint64 // handshake messages refused before a peer was known
+	// HandshakeQueueFull: handshake messages dropped because the worker
+	// was behind (a flood; the senders retransmit).
+	HandshakeQueueFull uint64
+	TUNWriteErrors     uint64
+	UDPReadErrors      uint64
+	HandshakeErrors    uint64 // local failures (randomness, ...)
 	// Under load (a flood of initiations): initiations answered with a
 	// cookie reply instead of a handshake, and initiations from a proven
 	// source over its rate, dropped.
@@ -202,6 +225,11 @@ type Tunnel struct {
 	hcfg handshake.Config
 	resp *handshake.Responder
 	logf func(string, ...any)
+	now  func() time.Time
+
+	// work feeds the handshake worker: messages received, initiations
+	// and flushes asked for by the data path.
+	work chan work
 
 	load      loadMeter
 	limiter   ratelimiter.Ratelimiter // initiations per source address under load
@@ -210,45 +238,97 @@ type Tunnel struct {
 
 	mu      sync.RWMutex
 	peers   map[netip.Addr]*peer
-	bySPI   map[uint32]*peer // inbound SPI → peer; nil value: reserved
-	byIndex map[uint32]*peer // pending initiation index → peer
+	bySPI   map[uint32]*keypair // inbound SPI → keypair; nil value: reserved
+	byIndex map[uint32]*peer    // pending initiation index → peer
 
 	ctr struct {
 		unknownSPI, unknownDest, notIPv6, invalidUDP, badHandshake atomic.Uint64
 		tunWriteErrors, udpReadErrors, handshakeErrors             atomic.Uint64
-		cookieReplies, rateLimited                                 atomic.Uint64
+		cookieReplies, rateLimited, handshakeQueueFull             atomic.Uint64
 	}
 }
 
-// keypair is the two SAs one handshake made.
+// keypair is the two SAs one handshake made. Its fields other than the
+// SAs' state are set before it is published and never change, but for
+// dead.
 type keypair struct {
-	send, recv *esp.SA
-	created    time.Time
-	initiator  bool
-	sent       uint64
+	peer      *peer
+	created   time.Time
+	initiator bool
+
+	// sendMu is held while sealing: by the TUN reader for a run of
+	// packets, by the worker for a flush, by Announce.
+	sendMu sync.Mutex
+	send   *esp.SA
+	sent   atomic.Uint64 // packets sealed
+
+	// recvMu is held while opening: the inbound SA's replay window is
+	// shared by the UDP readers (one per socket).
+	recvMu sync.Mutex
+	recv   *esp.SA
+
+	// dead is set when the outbound SA must not seal again (sequence
+	// numbers exhausted); the data path then stages and asks for a
+	// handshake.
+	dead atomic.Bool
+	// confirmed: the peer is known to hold the keys. At once for the
+	// initiator's pair; for the responder's, on its first authentic
+	// packet (the handshake package doc says why).
+	confirmed atomic.Bool
+}
+
+// sendable reports whether the data path may seal on kp at now.
+func (kp *keypair) sendable(now time.Time) bool {
+	return kp != nil && !kp.dead.Load() && now.Sub(kp.created) < RejectAfterTime
+}
+
+// needsHandshake reports whether a new keypair should replace kp (which
+// may be nil): it cannot send, or it is due for a rekey.
+func (kp *keypair) needsHandshake(now time.Time) bool {
+	if !kp.sendable(now) {
+		return true
+	}
+	age := now.Sub(kp.created)
+	return kp.sent.Load() >= RekeyAfterPackets ||
+		(kp.initiator && age >= RekeyAfterTime) || age >= RekeyAfterTimeResponder
+}
+
+// endpoint is where a peer is reached, in both forms.
+type endpoint struct {
+	addr netip.AddrPort
+	ep   conn.Endpoint // as the Bind takes it
 }
 
 type peer struct {
-	ula    netip.Addr
-	static [32]byte
+	ula netip.Addr
 
-	mu       sync.Mutex
-	removed  bool
-	endpoint netip.AddrPort
-	ep       conn.Endpoint // endpoint as the Bind takes it; nil if invalid
+	// Read by the data path without a lock.
+	cur      atomic.Pointer[keypair]  // the pair to send on; nil: stage
+	endpoint atomic.Pointer[endpoint] // nil: unknown
+	removed  atomic.Bool
+	lastSent atomic.Int64 // Tunnel.now in Unix nanoseconds, for keepalives
+	// initiating is set while an initiation asked of the worker has not
+	// been handled, so that a burst of packets asks once.
+	initiating                             atomic.Bool
+	txPackets, txBytes, rxPackets, rxBytes atomic.Uint64
+	badSource, roams, sendErrors           atomic.Uint64
 
-	cur, prev, next *keypair
-	prevExpire      time.Time
+	// dropsMu guards drops, counted by the UDP readers.
+	dropsMu sync.Mutex
+	drops   esp.DropCounts
 
-	staged [][]byte // each: esp.HeaderLen headroom, packet, trailer room
-
-	hs       *handshake.Initiation
-	hsSPI    uint32
-	hsSent   time.Time
-	hsTries  int
-	lastHS   time.Time
-	lastSent time.Time
-	stat     PeerStatus // counters only
+	// mu guards the control state below.
+	mu         sync.Mutex
+	static     [32]byte
+	prev, next *keypair
+	prevExpire time.Time
+	staged     [][]byte // each: esp.HeaderLen headroom, packet, trailer room
+	hs         *handshake.Initiation
+	hsSPI      uint32
+	hsSent     time.Time
+	hsTries    int
+	lastHS     time.Time
+	stat       struct{ stagedDropped, handshakeFailures, handshakeTimeouts uint64 }
 }
 
 // New binds the tunnel port and makes a Tunnel. It fails if the port
@@ -257,14 +337,19 @@ func New(cfg Config) (*Tunnel, error) {
 	t := &Tunnel{
 		cfg:     cfg,
 		bind:    cfg.Bind,
-		hcfg:    handshake.Config{Static: cfg.Static, PSK: cfg.PSK, Suites: cfg.Suites},
+		hcfg:    handshake.Config{Static: cfg.Static, PSK: cfg.PSK, Suites: cfg.Suites, Now: cfg.Now},
 		logf:    cfg.Logf,
+		now:     cfg.Now,
+		work:    make(chan work, workQueueLen),
 		peers:   make(map[netip.Addr]*peer),
-		bySPI:   make(map[uint32]*peer),
+		bySPI:   make(map[uint32]*keypair),
 		byIndex: make(map[uint32]*peer),
 	}
 	if t.logf == nil {
 		t.logf = func(string, ...any) {}
+	}
+	if t.now == nil {
+		t.now = time.Now
 	}
 	r, err := handshake.NewResponder(t.hcfg, t.allow)
 	if err != nil {
@@ -290,10 +375,11 @@ func (t *Tunnel) allow(k [32]byte) bool {
 	if t.cfg.Allow != nil && !t.cfg.Allow(k) {
 		return false
 	}
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for _, p := range t.peers {
-		if p.static == k {
+	for _, p := range t.appendPeers(nil) {
+		p.mu.Lock()
+		known := p.static == k
+		p.mu.Unlock()
+		if known {
 			return true
 		}
 	}
@@ -303,12 +389,11 @@ func (t *Tunnel) allow(k [32]byte) bool {
 // SetPeer adds a peer or updates it. A new endpoint only changes where
 // packets go; the SAs stay (roaming). A new static key drops the SAs.
 func (t *Tunnel) SetPeer(pc Peer) {
-	ep := pc.Endpoint
 	t.mu.Lock()
 	p := t.peers[pc.ULA]
 	if p == nil {
 		p = &peer{ula: pc.ULA, static: pc.Static}
-		t.setEndpointLocked(p, ep)
+		t.setEndpoint(p, pc.Endpoint)
 		t.peers[pc.ULA] = p
 		t.mu.Unlock()
 		return
@@ -317,25 +402,39 @@ func (t *Tunnel) SetPeer(pc Peer) {
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	t.setEndpointLocked(p, ep)
+	t.setEndpoint(p, pc.Endpoint)
 	if p.static != pc.Static {
 		p.static = pc.Static
 		t.resetLocked(p)
 	}
 }
 
-// setEndpointLocked points p at ep (unmapped). p.mu is held (or p is new).
-func (t *Tunnel) setEndpointLocked(p *peer, ep netip.AddrPort) {
-	ep = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
-	if ep == p.endpoint && p.ep != nil {
+// setEndpoint points p at ap (unmapped). Callers hold p.mu, or p is new.
+func (t *Tunnel) setEndpoint(p *peer, ap netip.AddrPort) {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if old := p.endpoint.Load(); old != nil && old.addr == ap {
 		return
 	}
-	p.endpoint, p.ep = ep, nil
-	if ep.IsValid() {
-		// A fresh endpoint has no sticky source address: after a move the
-		// kernel picks the source again.
-		p.ep, _ = t.bind.ParseEndpoint(ep.String())
+	if !ap.IsValid() {
+		p.endpoint.Store(nil)
+		return
 	}
+	// A fresh endpoint has no sticky source address: after a move the
+	// kernel picks the source again.
+	ep, err := t.bind.ParseEndpoint(ap.String())
+	if err != nil {
+		p.endpoint.Store(nil)
+		return
+	}
+	p.endpoint.Store(&endpoint{addr: ap, ep: ep})
+}
+
+// endpointAddr is where p is reached, or the zero AddrPort.
+func (p *peer) endpointAddr() netip.AddrPort {
+	if e := p.endpoint.Load(); e != nil {
+		return e.addr
+	}
+	return netip.AddrPort{}
 }
 
 // RemovePeer forgets a peer and its SAs.
@@ -349,7 +448,7 @@ func (t *Tunnel) RemovePeer(ula netip.Addr) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.removed = true
+	p.removed.Store(true)
 	t.resetLocked(p)
 	t.resp.Forget(p.static)
 }
@@ -357,8 +456,8 @@ func (t *Tunnel) RemovePeer(ula netip.Addr) {
 // resetLocked drops all SAs, the pending handshake and the staged packets.
 func (t *Tunnel) resetLocked(p *peer) {
 	t.mu.Lock()
-	for spi, q := range t.bySPI {
-		if q == p {
+	for spi, kp := range t.bySPI {
+		if kp != nil && kp.peer == p {
 			delete(t.bySPI, spi)
 		}
 	}
@@ -367,9 +466,18 @@ func (t *Tunnel) resetLocked(p *peer) {
 			delete(t.byIndex, idx)
 		}
 	}
+	if p.hs != nil {
+		delete(t.bySPI, p.hsSPI)
+	}
 	t.mu.Unlock()
-	p.cur, p.prev, p.next, p.hs = nil, nil, nil, nil
-	p.stat.StagedDropped += uint64(len(p.staged))
+	p.cur.Store(nil)
+	p.prev, p.next, p.hs = nil, nil, nil
+	p.dropStagedLocked()
+}
+
+// dropStagedLocked empties the staging queue, counting its packets.
+func (p *peer) dropStagedLocked() {
+	p.stat.stagedDropped += uint64(len(p.staged))
 	clear(p.staged)
 	p.staged = p.staged[:0]
 }
@@ -388,20 +496,31 @@ func (t *Tunnel) appendPeers(ps []*peer) []*peer {
 // Status returns a snapshot of every peer.
 func (t *Tunnel) Status() []PeerStatus {
 	ps := t.appendPeers(nil)
-	now := time.Now()
+	now := t.now()
 	out := make([]PeerStatus, 0, len(ps))
 	for _, p := range ps {
-		p.mu.Lock()
-		s := p.stat
-		s.ULA, s.Endpoint, s.Static = p.ula, p.endpoint, p.static
-		s.HasSA = p.cur != nil
-		if p.cur != nil {
-			s.SAAge = now.Sub(p.cur.created)
-			s.Suite = p.cur.send.Suite()
+		s := PeerStatus{
+			ULA: p.ula, Endpoint: p.endpointAddr(),
+			TxPackets: p.txPackets.Load(), TxBytes: p.txBytes.Load(),
+			RxPackets: p.rxPackets.Load(), RxBytes: p.rxBytes.Load(),
+			BadSource: p.badSource.Load(), Roams: p.roams.Load(), SendErrors: p.sendErrors.Load(),
 		}
+		if kp := p.cur.Load(); kp != nil {
+			s.HasSA = true
+			s.SAAge = now.Sub(kp.created)
+			s.Suite = kp.send.Suite()
+		}
+		p.dropsMu.Lock()
+		s.Drops = p.drops
+		p.dropsMu.Unlock()
+		p.mu.Lock()
+		s.Static = p.static
 		s.LastHandshake = p.lastHS
 		s.HandshakePending = p.hs != nil
 		s.Staged = len(p.staged)
+		s.StagedDropped = p.stat.stagedDropped
+		s.HandshakeFailures = p.stat.handshakeFailures
+		s.HandshakeTimeouts = p.stat.handshakeTimeouts
 		p.mu.Unlock()
 		out = append(out, s)
 	}
@@ -421,6 +540,8 @@ func (t *Tunnel) Counters() Counters {
 		HandshakeErrors: t.ctr.handshakeErrors.Load(),
 		CookieReplies:   t.ctr.cookieReplies.Load(),
 		RateLimited:     t.ctr.rateLimited.Load(),
+
+		HandshakeQueueFull: t.ctr.handshakeQueueFull.Load(),
 	}
 }
 
@@ -438,6 +559,7 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	for _, fn := range t.recv {
 		stage(func(ctx context.Context) error { return t.readUDP(ctx, fn) })
 	}
+	wg.Go(func() { t.handshakes(ctx) })
 	wg.Go(func() { t.timers(ctx) })
 	<-ctx.Done()
 	t.Close()
@@ -462,8 +584,8 @@ func (t *Tunnel) Close() error {
 }
 
 // allocSPI picks a random unused inbound SPI ≥ handshake.MinSPI and
-// reserves it for p (nil: reserved, owner not yet known).
-func (t *Tunnel) allocSPI(p *peer) (uint32, error) {
+// reserves it; the keypair that will own it is set when it exists.
+func (t *Tunnel) allocSPI() (uint32, error) {
 	var b [4]byte
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -478,7 +600,7 @@ func (t *Tunnel) allocSPI(p *peer) (uint32, error) {
 		if _, used := t.bySPI[spi]; used {
 			continue
 		}
-		t.bySPI[spi] = p
+		t.bySPI[spi] = nil
 		return spi, nil
 	}
 }
@@ -495,7 +617,9 @@ func (t *Tunnel) freeKeypair(kp *keypair) {
 	}
 }
 
-func (t *Tunnel) newKeypair(res handshake.Result, initiator bool, now time.Time) (*keypair, error) {
+// newKeypair makes p's keypair from a finished handshake and makes its
+// inbound SPI (reserved by allocSPI) find it.
+func (t *Tunnel) newKeypair(p *peer, res handshake.Result, initiator bool, now time.Time) (*keypair, error) {
 	suite := esp.Suite(res.Suite) // same numbering: 1 AES-256-GCM, 2 ChaCha20-Poly1305
 	send, err := esp.NewSA(esp.Config{SPI: res.Send.SPI, Suite: suite, Keymat: res.Send.KeyMat[:]})
 	if err != nil {
@@ -513,25 +637,28 @@ func (t *Tunnel) newKeypair(res handshake.Result, initiator bool, now time.Time)
 			t.logf("tunnel: key log: %v", err)
 		}
 	}
-	return &keypair{send: send, recv: recv, created: now, initiator: initiator}, nil
+	kp := &keypair{peer: p, send: send, recv: recv, created: now, initiator: initiator}
+	kp.confirmed.Store(initiator)
+	t.mu.Lock()
+	t.bySPI[recv.SPI()] = kp
+	t.mu.Unlock()
+	return kp, nil
 }
 
-// sendLocked writes one datagram to the peer's endpoint. p.mu is held.
-func (t *Tunnel) sendLocked(p *peer, b []byte, now time.Time) bool {
-	if p.ep == nil {
+// send writes datagrams to p's endpoint in one batch and reports whether
+// they went out.
+func (t *Tunnel) send(p *peer, bufs [][]byte, now time.Time) bool {
+	e := p.endpoint.Load()
+	if e == nil || len(bufs) == 0 {
 		return false
 	}
-	if err := t.bind.Send([][]byte{b}, p.ep); err != nil {
-		t.sendFailedLocked(p, err)
+	if err := t.bind.Send(bufs, e.ep); err != nil {
+		p.sendErrors.Add(1)
+		if !errors.Is(err, net.ErrClosed) {
+			t.logf("tunnel: send to %v: %v", e.addr, err)
+		}
 		return false
 	}
-	p.lastSent = now
+	p.lastSent.Store(now.UnixNano())
 	return true
-}
-
-func (t *Tunnel) sendFailedLocked(p *peer, err error) {
-	p.stat.SendErrors++
-	if !errors.Is(err, net.ErrClosed) {
-		t.logf("tunnel: send to %v: %v", p.endpoint, err)
-	}
 }

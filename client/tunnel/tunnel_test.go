@@ -430,8 +430,8 @@ func TestStagingDropsOldest(t *testing.T) {
 	for i := range MaxStagedPackets + 3 {
 		tn.stageLocked(p, []byte{byte(i)})
 	}
-	if len(p.staged) != MaxStagedPackets || p.stat.StagedDropped != 3 {
-		t.Fatalf("staged %d, dropped %d", len(p.staged), p.stat.StagedDropped)
+	if len(p.staged) != MaxStagedPackets || p.stat.stagedDropped != 3 {
+		t.Fatalf("staged %d, dropped %d", len(p.staged), p.stat.stagedDropped)
 	}
 	if got := p.staged[0][esp.HeaderLen]; got != 3 {
 		t.Errorf("oldest kept is %d, want 3", got)
@@ -443,27 +443,61 @@ func dropsOf(t *testing.T, n *node, ula netip.Addr, d esp.Drop) uint64 {
 	return s.Drops.Get(d)
 }
 
+// fakeClock is a Config.Now that moves only when the test moves it.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Now()} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// pairWithClock is pair with both tunnels on clk.
+func pairWithClock(t testing.TB, clk *fakeClock) (a, b *node) {
+	var psk [32]byte
+	copy(psk[:], "shared account secret, derived..")
+	onClock := func(c *Config) { c.Now = clk.Now }
+	a = startNodeWith(t, "fd00::a", psk, onClock)
+	b = startNodeWith(t, "fd00::b", psk, onClock)
+	a.t.SetPeer(b.peer())
+	b.t.SetPeer(a.peer())
+	return a, b
+}
+
+// peerOf returns n's peer state for ula.
+func peerOf(n *node, ula netip.Addr) *peer {
+	n.t.mu.RLock()
+	defer n.t.mu.RUnlock()
+	return n.t.peers[ula]
+}
+
 // TestRekeyByTime: an initiator-side pair older than RekeyAfterTime starts a
 // handshake on the next send; traffic keeps flowing across the switch, and
 // the responder switches only when the first packet under the new pair
-// arrives.
+// arrives. Then the old pair's inbound SA is dropped after OldSAGrace.
 func TestRekeyByTime(t *testing.T) {
 	goroutineLeakCheck(t)
-	a, b := pair(t)
+	clk := newFakeClock()
+	a, b := pairWithClock(t, clk)
 	p := ipv6UDP(a.ula, b.ula, []byte("first"))
 	a.tun.in <- p
 	expectPacket(t, b, p)
 	first := status(t, a, b.ula).LastHandshake
-	// Initiation timestamps have ~17 ms granularity; the responder refuses
-	// one that is not newer than the last (handshake replay protection).
-	time.Sleep(40 * time.Millisecond)
+	pa, pb := peerOf(a, b.ula), peerOf(b, a.ula)
+	oldSPI := pa.cur.Load().send.SPI()
 
-	pa := a.t.peers[b.ula]
-	pa.mu.Lock()
-	oldSPI := pa.cur.send.SPI()
-	pa.cur.created = pa.cur.created.Add(-RekeyAfterTime)
-	pa.mu.Unlock()
-
+	clk.Advance(RekeyAfterTime)
 	for i := range 5 {
 		q := ipv6UDP(a.ula, b.ula, []byte{byte(i)})
 		a.tun.in <- q
@@ -473,19 +507,135 @@ func TestRekeyByTime(t *testing.T) {
 		expectPacket(t, a, r)
 	}
 	waitFor(t, "rekey", func() bool { return status(t, a, b.ula).LastHandshake.After(first) })
-	pa.mu.Lock()
-	newSPI := pa.cur.send.SPI()
-	pa.mu.Unlock()
+	newSPI := pa.cur.Load().send.SPI()
 	if newSPI == oldSPI {
 		t.Fatal("a still sends on the old SA")
 	}
-	pb := b.t.peers[a.ula]
+	// b switches on the first packet under the new pair.
+	q := ipv6UDP(a.ula, b.ula, []byte("on the new pair"))
+	a.tun.in <- q
+	expectPacket(t, b, q)
 	pb.mu.Lock()
-	curRecv := pb.cur.recv.SPI()
-	prev := pb.prev != nil
+	curRecv := pb.cur.Load().recv.SPI()
+	prev := pb.prev
 	pb.mu.Unlock()
-	if curRecv != newSPI || !prev {
-		t.Errorf("b: current inbound SPI %#x, want %#x; old pair kept: %v", curRecv, newSPI, prev)
+	if curRecv != newSPI || prev == nil || prev.recv.SPI() == newSPI {
+		t.Fatalf("b: current inbound SPI %#x, want %#x; old pair kept: %v", curRecv, newSPI, prev != nil)
+	}
+
+	clk.Advance(OldSAGrace + time.Second)
+	b.t.tick()
+	pb.mu.Lock()
+	kept := pb.prev != nil
+	pb.mu.Unlock()
+	b.t.mu.RLock()
+	_, still := b.t.bySPI[prev.recv.SPI()]
+	b.t.mu.RUnlock()
+	if kept || still {
+		t.Errorf("after OldSAGrace b keeps the old pair (%v) or its SPI (%v)", kept, still)
+	}
+}
+
+// TestTimers drives the timers by the clock, with a peer that never
+// answers (a plain socket): a keepalive when nothing was sent for
+// KeepaliveInterval, an initiation retransmitted every RekeyTimeout, and
+// after MaxInitiationAttempts the handshake given up and its staged
+// packet dropped.
+func TestTimers(t *testing.T) {
+	goroutineLeakCheck(t)
+	clk := newFakeClock()
+	var psk [32]byte
+	a := startNodeWith(t, "fd00::a", psk, func(c *Config) { c.Now = clk.Now })
+	silent := listen(t)
+	defer silent.Close()
+	kp, err := handshake.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Peer{ULA: netip.MustParseAddr("fd00::c"), Endpoint: silent.LocalAddr().(*net.UDPAddr).AddrPort(), Static: kp.Public}
+	a.t.SetPeer(c)
+
+	buf := make([]byte, 2048)
+	next := func(what string) []byte {
+		t.Helper()
+		silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := silent.Read(buf)
+		if err != nil {
+			t.Fatalf("no %s: %v", what, err)
+		}
+		return buf[:n]
+	}
+	none := func(what string) {
+		t.Helper()
+		silent.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, err := silent.Read(buf); err == nil {
+			t.Fatalf("%s: unexpected datagram %x", what, buf[:n])
+		}
+	}
+	isInitiation := func(d []byte) bool {
+		k, msg := esp.Classify(d)
+		return k == esp.NonESP && msg[0] == handshake.TypeInitiation
+	}
+
+	// Never sent to: the first tick sends a keepalive, the next only
+	// after KeepaliveInterval.
+	a.t.tick()
+	if d := next("keepalive"); len(d) != 1 || d[0] != 0xff {
+		t.Fatalf("first tick sent %x, want a keepalive", d)
+	}
+	clk.Advance(KeepaliveInterval / 2)
+	a.t.tick()
+	none("half a keepalive interval later")
+	clk.Advance(KeepaliveInterval / 2)
+	a.t.tick()
+	if d := next("second keepalive"); len(d) != 1 || d[0] != 0xff {
+		t.Fatalf("sent %x, want a keepalive", d)
+	}
+
+	// A packet for c: staged, and an initiation goes out.
+	a.tun.in <- ipv6UDP(a.ula, c.ULA, []byte("are you there?"))
+	if !isInitiation(next("initiation")) {
+		t.Fatal("not an initiation")
+	}
+	if s := status(t, a, c.ULA); s.Staged != 1 || !s.HandshakePending {
+		t.Fatalf("staged %d, pending %v", s.Staged, s.HandshakePending)
+	}
+	a.t.tick()
+	none("before RekeyTimeout")
+	for i := 2; i <= MaxInitiationAttempts; i++ {
+		clk.Advance(RekeyTimeout)
+		a.t.tick()
+		if !isInitiation(next("retransmission")) {
+			t.Fatalf("retransmission %d is not an initiation", i)
+		}
+	}
+	clk.Advance(RekeyTimeout)
+	a.t.tick()
+	s := status(t, a, c.ULA)
+	if s.HandshakeTimeouts != 1 || s.HandshakePending || s.Staged != 0 || s.StagedDropped != 1 {
+		t.Errorf("after %d attempts: timeouts %d, pending %v, staged %d, dropped %d",
+			MaxInitiationAttempts, s.HandshakeTimeouts, s.HandshakePending, s.Staged, s.StagedDropped)
+	}
+}
+
+// TestSendDoesNotWaitForReceive: with the peer's control lock and the
+// keypair's receive lock held (as a busy inbound stage or handshake would),
+// packets still go out.
+func TestSendDoesNotWaitForReceive(t *testing.T) {
+	goroutineLeakCheck(t)
+	a, b := pair(t)
+	p := ipv6UDP(a.ula, b.ula, []byte("first"))
+	a.tun.in <- p
+	expectPacket(t, b, p)
+	pa := peerOf(a, b.ula)
+	kp := pa.cur.Load()
+	pa.mu.Lock()
+	kp.recvMu.Lock()
+	defer func() { kp.recvMu.Unlock(); pa.mu.Unlock() }()
+	for i := range 3 {
+		q := ipv6UDP(a.ula, b.ula, []byte{'n', byte(i)})
+		a.tun.in <- q
+		expectPacket(t, b, q)
 	}
 }
 
