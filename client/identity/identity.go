@@ -24,8 +24,8 @@
 //     interface identifier is the one an Apple host would have had.
 //
 // So the label and the last 8 octets of the ULA differ in one bit. Nothing
-// derives one from the other: peers learn the ULA from the host name's AAAA
-// record and the label from the SRV target (RFC 6281 §5.3), and ParseLabel
+// derives one from the other: peers learn the ULA from the AAAA record at
+// the label (AutoTunnel-...) and the label from the SRV target (RFC 6281 §5.3), and ParseLabel
 // accepts any 8 hex octets, so that labels in either spelling parse.
 package identity
 

@@ -45,7 +45,7 @@ const (
 	// UnderLoadInitiations: more initiations than this within a second
 	// put the responder under load (cookies and a rate per source, as in
 	// WireGuard) for UnderLoadAfterTime. A user's hosts send a few an
-	// hour each; a handshake costs the responder two X25519 operations.
+	// hour each; a handshake costs the responder four X25519 operations.
 	UnderLoadInitiations = 50
 	UnderLoadAfterTime   = time.Second
 

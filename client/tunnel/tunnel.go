@@ -68,7 +68,7 @@
 //
 // # Floods
 //
-// Initiations cost the responder two X25519 operations. Above
+// An initiation costs the responder four X25519 operations. Above
 // UnderLoadInitiations a second, an initiation gets WireGuard's answer: a
 // cookie reply unless it carries a mac2 made from a cookie for its source
 // address, and a rate per source that has proven its address

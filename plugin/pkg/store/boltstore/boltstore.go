@@ -2,8 +2,8 @@
 // write-ahead log that makes each commit durable, and a bbolt file that
 // holds the checkpoint the log is replayed onto.
 //
-// Queries read the zone in memory: a map lookup, no storage read and no
-// decode, and never behind a sync. An Update runs its transaction on the
+// Queries read the zone in memory: a map lookup and a decode of the
+// name's packed records, no storage read, and never behind a sync. An Update runs its transaction on the
 // zone under a lock (microseconds), appends its log record to the group
 // of records waiting for the disk, and waits. One Update at a time (the
 // first to find the disk free) writes the whole group with one write and
