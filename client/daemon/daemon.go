@@ -13,6 +13,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -78,7 +79,7 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsConf, err := cfg.TLSConfig()
+	tlsConf, err := transportTLS(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +111,15 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 		logf("TUNNEL DISABLED: %v (creating a TUN device needs root or CAP_NET_ADMIN); running without the tunnel: the other hosts are watched and this one published, but no traffic flows", err)
 	}
 	return d, nil
+}
+
+// transportTLS is the TLS configuration for the server when the transport
+// is "tls", and nil for "tcp" and "udp", which carry no TLS.
+func transportTLS(cfg *config.Config) (*tls.Config, error) {
+	if cfg.Transport != "tls" {
+		return nil, nil
+	}
+	return cfg.TLSConfig()
 }
 
 // newTunnel makes the TUN device, binds the mapped tunnel port and makes
