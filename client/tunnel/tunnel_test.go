@@ -272,6 +272,14 @@ func moveBehindProxy(t *testing.T, a, b *node) *proxy {
 	return px
 }
 
+// establish sends a first packet from a to b, which makes their SAs.
+func establish(t testing.TB, a, b *node) {
+	t.Helper()
+	p := ipv6UDP(a.ula, b.ula, []byte("first"))
+	a.tun.in <- p
+	expectPacket(t, b, p)
+}
+
 func pair(t testing.TB) (a, b *node) {
 	var psk [32]byte
 	copy(psk[:], "shared account secret, derived..")
@@ -400,9 +408,7 @@ func TestRoamReplayTamper(t *testing.T) {
 func TestBadSource(t *testing.T) {
 	goroutineLeakCheck(t)
 	a, b := pair(t)
-	p := ipv6UDP(a.ula, b.ula, []byte("hi"))
-	a.tun.in <- p
-	expectPacket(t, b, p)
+	establish(t, a, b)
 	spoof := ipv6UDP(netip.MustParseAddr("fd00::66"), b.ula, []byte("spoofed"))
 	a.tun.in <- spoof
 	waitFor(t, "bad source", func() bool { return status(t, b, a.ula).BadSource == 1 })
@@ -412,9 +418,7 @@ func TestBadSource(t *testing.T) {
 func TestRemovePeer(t *testing.T) {
 	goroutineLeakCheck(t)
 	a, b := pair(t)
-	p := ipv6UDP(a.ula, b.ula, []byte("hi"))
-	a.tun.in <- p
-	expectPacket(t, b, p)
+	establish(t, a, b)
 	b.t.RemovePeer(a.ula)
 	a.tun.in <- ipv6UDP(a.ula, b.ula, []byte("gone"))
 	waitFor(t, "unknown SPI at b", func() bool { return b.t.Counters().UnknownSPI >= 1 })
@@ -490,9 +494,7 @@ func TestRekeyByTime(t *testing.T) {
 	goroutineLeakCheck(t)
 	clk := newFakeClock()
 	a, b := pairWithClock(t, clk)
-	p := ipv6UDP(a.ula, b.ula, []byte("first"))
-	a.tun.in <- p
-	expectPacket(t, b, p)
+	establish(t, a, b)
 	first := status(t, a, b.ula).LastHandshake
 	pa, pb := peerOf(a, b.ula), peerOf(b, a.ula)
 	oldSPI := pa.cur.Load().send.SPI()
@@ -624,9 +626,7 @@ func TestTimers(t *testing.T) {
 func TestSendDoesNotWaitForReceive(t *testing.T) {
 	goroutineLeakCheck(t)
 	a, b := pair(t)
-	p := ipv6UDP(a.ula, b.ula, []byte("first"))
-	a.tun.in <- p
-	expectPacket(t, b, p)
+	establish(t, a, b)
 	pa := peerOf(a, b.ula)
 	kp := pa.cur.Load()
 	pa.mu.Lock()
