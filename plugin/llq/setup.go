@@ -12,6 +12,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/shared"
@@ -80,26 +81,18 @@ func setup(c *caddy.Controller) error {
 func parse(c *caddy.Controller) (*config, error) {
 	port := ":" + strconv.Itoa(llqopt.Port)
 	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit}, udp: port, tcp: port}
-	c.Next() // "llq"
-	if len(c.RemainingArgs()) != 0 {
-		return nil, c.ArgErr()
+	if err := corefile.NoArgs(c); err != nil {
+		return nil, err
 	}
-	seen := make(map[string]bool)
-	for c.NextBlock() {
-		prop := c.Val()
-		if seen[prop] {
-			return nil, c.Errf("%s given more than once", prop)
-		}
-		seen[prop] = true
-		a := c.RemainingArgs()
+	_, err := corefile.Properties(c, func(prop string, a []string) error {
 		switch prop {
 		case "min", "max":
 			if len(a) != 1 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			d, err := time.ParseDuration(a[0])
 			if err != nil || d < time.Second || d%time.Second != 0 || d > 1<<31*time.Second {
-				return nil, c.Errf("%s needs a whole number of seconds, at least 1s (like 15m), not %q", prop, a[0])
+				return c.Errf("%s needs a whole number of seconds, at least 1s (like 15m), not %q", prop, a[0])
 			}
 			if prop == "min" {
 				cfg.min = d
@@ -108,27 +101,27 @@ func parse(c *caddy.Controller) (*config, error) {
 			}
 		case "tsig":
 			if len(a) != 1 || a[0] != "required" && a[0] != "optional" {
-				return nil, c.Errf("tsig is required or optional")
+				return c.Errf("tsig is required or optional")
 			}
 			cfg.tsigRequired = a[0] == "required"
 		case "limit":
 			if len(a) != 1 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			n, err := strconv.Atoi(a[0])
 			if err != nil || n < 1 {
-				return nil, c.Errf("limit needs a positive integer, not %q", a[0])
+				return c.Errf("limit needs a positive integer, not %q", a[0])
 			}
 			cfg.limit = n
 		case "udp", "tcp":
 			if len(a) != 1 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			addr := a[0]
 			if addr == "off" {
 				addr = ""
 			} else if _, _, err := net.SplitHostPort(addr); err != nil {
-				return nil, c.Errf("%s needs HOST:PORT or off, not %q", prop, a[0])
+				return c.Errf("%s needs HOST:PORT or off, not %q", prop, a[0])
 			}
 			if prop == "udp" {
 				cfg.udp = addr
@@ -137,23 +130,24 @@ func parse(c *caddy.Controller) (*config, error) {
 			}
 		case "tls":
 			if len(a) != 3 {
-				return nil, c.Errf("tls needs ADDRESS CERT KEY")
+				return c.Errf("tls needs ADDRESS CERT KEY")
 			}
 			if _, _, err := net.SplitHostPort(a[0]); err != nil {
-				return nil, c.Errf("tls needs HOST:PORT, not %q", a[0])
+				return c.Errf("tls needs HOST:PORT, not %q", a[0])
 			}
 			cert, err := tls.LoadX509KeyPair(a[1], a[2])
 			if err != nil {
-				return nil, c.Errf("tls certificate: %v", err)
+				return c.Errf("tls certificate: %v", err)
 			}
 			cfg.tlsAddr = a[0]
 			cfg.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		default:
-			return nil, c.Errf("unknown property %q", prop)
+			return corefile.ErrUnknown
 		}
-	}
-	if c.Next() {
-		return nil, plugin.ErrOnce
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if cfg.min > cfg.max {
 		return nil, c.Errf("min %v is above max %v", cfg.min, cfg.max)

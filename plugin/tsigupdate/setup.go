@@ -9,6 +9,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
@@ -76,45 +77,34 @@ func setup(c *caddy.Controller) error {
 //	}
 func parse(c *caddy.Controller) (*TsigUpdate, error) {
 	u := &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now}
-	c.Next() // "tsig-update"
-	if len(c.RemainingArgs()) != 0 {
-		return nil, c.ArgErr()
+	if err := corefile.NoArgs(c); err != nil {
+		return nil, err
 	}
-	seen := make(map[string]bool)
-	for c.NextBlock() {
-		prop := c.Val()
-		if seen[prop] {
-			return nil, c.Errf("%s given more than once", prop)
+	_, err := corefile.Properties(c, func(prop string, a []string) error {
+		if ok, err := rawdns.ParseProperty(c, prop, a, &u.addrs); ok {
+			return err
 		}
-		seen[prop] = true
-		if ok, err := rawdns.ParseProperty(c, &u.addrs); ok {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
+		var field *int
 		switch prop {
-		case "max_records", "max_bytes":
-			a := c.RemainingArgs()
-			if len(a) != 1 {
-				return nil, c.ArgErr()
-			}
-			n, err := strconv.Atoi(a[0])
-			if err != nil || n <= 0 {
-				return nil, c.Errf("%s needs a positive integer, not %q", prop, a[0])
-			}
-			if prop == "max_records" {
-				u.maxRecords = n
-			} else {
-				u.maxBytes = n
-			}
+		case "max_records":
+			field = &u.maxRecords
+		case "max_bytes":
+			field = &u.maxBytes
 		default:
-			return nil, c.Errf("unknown property %q", prop)
+			return corefile.ErrUnknown
 		}
-	}
-	if c.Next() {
-		// The dispenser holds every tsig-update of the server block.
-		return nil, plugin.ErrOnce
+		if len(a) != 1 {
+			return c.ArgErr()
+		}
+		n, err := strconv.Atoi(a[0])
+		if err != nil || n <= 0 {
+			return c.Errf("%s needs a positive integer, not %q", prop, a[0])
+		}
+		*field = n
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return u, nil
 }
