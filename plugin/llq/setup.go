@@ -1,10 +1,7 @@
 package llq
 
 import (
-	"crypto/tls"
-	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/coredns/caddy"
@@ -15,6 +12,7 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
+	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/shared"
 )
 
@@ -33,13 +31,9 @@ func init() { plugin.Register(pluginName, setup) }
 
 // config is one llq block.
 type config struct {
-	policy                   // zone filled in at start-up
-	udp, tcp, tlsAddr string // "" for off
-	tls               *tls.Config
+	policy // zone filled in at start-up
+	addrs  rawdns.Addrs
 }
-
-// listeners names the sockets; servers are shared by it across reloads.
-func (c *config) listeners() string { return c.udp + "|" + c.tcp + "|" + c.tlsAddr }
 
 func setup(c *caddy.Controller) error {
 	cfg, err := parse(c)
@@ -80,11 +74,14 @@ func setup(c *caddy.Controller) error {
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	port := ":" + strconv.Itoa(llqopt.Port)
-	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit}, udp: port, tcp: port}
+	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit}, addrs: rawdns.Addrs{UDP: port, TCP: port}}
 	if err := corefile.NoArgs(c); err != nil {
 		return nil, err
 	}
 	_, err := corefile.Properties(c, func(prop string, a []string) error {
+		if ok, err := rawdns.ParseProperty(c, prop, a, &cfg.addrs); ok {
+			return err
+		}
 		switch prop {
 		case "min", "max":
 			if len(a) != 1 {
@@ -113,34 +110,6 @@ func parse(c *caddy.Controller) (*config, error) {
 				return c.Errf("limit needs a positive integer, not %q", a[0])
 			}
 			cfg.limit = n
-		case "udp", "tcp":
-			if len(a) != 1 {
-				return c.ArgErr()
-			}
-			addr := a[0]
-			if addr == "off" {
-				addr = ""
-			} else if _, _, err := net.SplitHostPort(addr); err != nil {
-				return c.Errf("%s needs HOST:PORT or off, not %q", prop, a[0])
-			}
-			if prop == "udp" {
-				cfg.udp = addr
-			} else {
-				cfg.tcp = addr
-			}
-		case "tls":
-			if len(a) != 3 {
-				return c.Errf("tls needs ADDRESS CERT KEY")
-			}
-			if _, _, err := net.SplitHostPort(a[0]); err != nil {
-				return c.Errf("tls needs HOST:PORT, not %q", a[0])
-			}
-			cert, err := tls.LoadX509KeyPair(a[1], a[2])
-			if err != nil {
-				return c.Errf("tls certificate: %v", err)
-			}
-			cfg.tlsAddr = a[0]
-			cfg.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		default:
 			return corefile.ErrUnknown
 		}
@@ -152,7 +121,7 @@ func parse(c *caddy.Controller) (*config, error) {
 	if cfg.min > cfg.max {
 		return nil, c.Errf("min %v is above max %v", cfg.min, cfg.max)
 	}
-	if cfg.udp == "" && cfg.tcp == "" && cfg.tlsAddr == "" {
+	if cfg.addrs.Empty() {
 		return nil, c.Err("every listener is off")
 	}
 	return cfg, nil
@@ -161,10 +130,13 @@ func parse(c *caddy.Controller) (*config, error) {
 // The LLQ listeners and their LLQs must outlive a Corefile reload: servers
 // are shared by the sockets they listen on (see package shared). A reload
 // keeps the server and installs the new block's policy (keys, bounds).
+// The registry is llq's own, not rawdns.Acquire's, because what outlives
+// the reload is the LLQ table with its listeners; and so an llq block
+// naming tsig-update's sockets fails to listen rather than take them over.
 var servers shared.Registry[*Server]
 
 func acquire(cfg *config, p *policy) error {
-	_, running, err := servers.Acquire(cfg.listeners(), func() (*Server, error) {
+	_, running, err := servers.Acquire(cfg.addrs.String(), func() (*Server, error) {
 		s := newServer(time.Now)
 		if err := s.listen(cfg); err != nil {
 			s.Close()
@@ -178,53 +150,30 @@ func acquire(cfg *config, p *policy) error {
 		return nil
 	})
 	if err == nil && !running {
-		log.Infof("listening for LLQs on %s", strings.Trim(strings.ReplaceAll(cfg.listeners(), "||", "|"), "|"))
+		log.Infof("listening for LLQs on %s", cfg.addrs)
 	}
 	return err
 }
 
 func release(cfg *config) error {
-	return servers.Release(cfg.listeners(), (*Server).Close)
+	return servers.Release(cfg.addrs.String(), (*Server).Close)
 }
 
 // listen opens the configured sockets.
 func (s *Server) listen(cfg *config) error {
-	if cfg.udp != "" {
-		a, err := net.ResolveUDPAddr("udp", cfg.udp)
-		if err != nil {
-			return err
-		}
-		if s.udp, err = net.ListenUDP("udp", a); err != nil {
-			return err
-		}
+	raw, err := rawdns.Listen(cfg.addrs)
+	if err != nil {
+		return err
 	}
-	if cfg.tcp != "" {
-		l, err := net.Listen("tcp", cfg.tcp)
-		if err != nil {
-			return err
-		}
-		s.listeners = append(s.listeners, l)
-	}
-	if cfg.tlsAddr != "" {
-		l, err := tls.Listen("tcp", cfg.tlsAddr, cfg.tls)
-		if err != nil {
-			return err
-		}
-		s.listeners = append(s.listeners, l)
-	}
+	raw.IdleTimeout = idleTimeout
+	raw.ConnClosed = s.connClosed
+	s.raw = raw
 	return nil
 }
 
 // start runs the server's goroutines.
 func (s *Server) start() {
-	if s.udp != nil {
-		s.wg.Add(1)
-		go s.serveUDP()
-	}
-	for _, l := range s.listeners {
-		s.wg.Add(1)
-		go s.serveTCP(l)
-	}
+	s.raw.Serve(s.serveRaw)
 	s.wg.Add(1)
 	go s.sweepLoop()
 }

@@ -4,18 +4,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/setuptest"
 )
 
 func TestParse(t *testing.T) {
 	setuptest.Run(t, parse, []setuptest.Case[*config]{
 		{Input: "llq", Check: func(t testing.TB, c *config) {
-			if !(c.min == 15*time.Minute && c.max == 2*time.Hour && c.tsigRequired && c.limit == 256 && c.udp == ":5352" && c.tcp == ":5352" && c.tlsAddr == "") {
+			if !(c.min == 15*time.Minute && c.max == 2*time.Hour && c.tsigRequired && c.limit == 256 && c.addrs == rawdns.Addrs{UDP: ":5352", TCP: ":5352"}) {
 				t.Errorf("parsed %+v", c)
 			}
 		}},
 		{Input: "llq {\n min 1s\n max 10s\n tsig optional\n limit 5\n udp 127.0.0.1:9\n tcp off\n}", Check: func(t testing.TB, c *config) {
-			if !(c.min == time.Second && c.max == 10*time.Second && !c.tsigRequired && c.limit == 5 && c.udp == "127.0.0.1:9" && c.tcp == "") {
+			if !(c.min == time.Second && c.max == 10*time.Second && !c.tsigRequired && c.limit == 5 && c.addrs == rawdns.Addrs{UDP: "127.0.0.1:9"}) {
 				t.Errorf("parsed %+v", c)
 			}
 		}},
