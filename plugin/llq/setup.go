@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
@@ -40,22 +39,14 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(pluginName, err)
 	}
-	dc := dnsserver.GetConfig(c)
-	c.OnStartup(func() error {
-		z, err := members.Find(dc, pluginName)
-		if err == nil {
-			// The LLQ server subscribes to the store as it starts.
-			err = members.Started(z, pluginName)
-		}
-		if err != nil {
-			return plugin.Error(pluginName, err)
+	members.OnStartup(c, pluginName, func(z members.Zone) error {
+		// The LLQ server subscribes to the store as it starts.
+		if err := members.Started(z, pluginName); err != nil {
+			return err
 		}
 		p := cfg.policy
 		p.zone = z
-		if err := acquire(cfg, &p); err != nil {
-			return plugin.Error(pluginName, err)
-		}
-		return nil
+		return acquire(cfg, &p)
 	})
 	c.OnShutdown(func() error { return release(cfg) })
 	return nil

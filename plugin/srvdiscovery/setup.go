@@ -27,11 +27,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	cfg := dnsserver.GetConfig(c)
-	c.OnStartup(func() error {
-		h, err := members.Find(cfg, pluginName)
-		if err != nil {
-			return plugin.Error(pluginName, err)
-		}
+	members.OnStartup(c, pluginName, func(h members.Zone) error {
 		s.zone = h
 		for _, svc := range []Service{{"update", false}, {"update", true}, {"llq", false}, {"llq", true}} {
 			if t := s.targets[svc]; len(t) > 0 {

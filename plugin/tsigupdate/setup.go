@@ -34,11 +34,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	cfg := dnsserver.GetConfig(c)
-	c.OnStartup(func() error {
-		h, err := members.Find(cfg, pluginName)
-		if err != nil {
-			return plugin.Error(pluginName, err)
-		}
+	members.OnStartup(c, pluginName, func(h members.Zone) error {
 		u.zone = h
 		// ddul-lease, if the block has it, grants each UPDATE's lease.
 		u.lease, _ = cfg.Handler("ddul-lease").(updatelease.Granter)
@@ -47,7 +43,7 @@ func setup(c *caddy.Controller) error {
 			return nil
 		}
 		if _, running, err := rawdns.Acquire(u.addrs, u.serveRaw); err != nil {
-			return plugin.Error(pluginName, err)
+			return err
 		} else if !running {
 			log.Infof("zone %s: taking UPDATEs on %s", h.Zone(), u.addrs)
 		}
@@ -84,24 +80,24 @@ func parse(c *caddy.Controller) (*TsigUpdate, error) {
 		if ok, err := rawdns.ParseProperty(c, prop, a, &u.addrs); ok {
 			return err
 		}
-		var field *int
 		switch prop {
-		case "max_records":
-			field = &u.maxRecords
-		case "max_bytes":
-			field = &u.maxBytes
+		case "max_records", "max_bytes":
+			if len(a) != 1 {
+				return c.ArgErr()
+			}
+			n, err := strconv.Atoi(a[0])
+			if err != nil || n <= 0 {
+				return c.Errf("%s needs a positive integer, not %q", prop, a[0])
+			}
+			if prop == "max_records" {
+				u.maxRecords = n
+			} else {
+				u.maxBytes = n
+			}
+			return nil
 		default:
 			return corefile.ErrUnknown
 		}
-		if len(a) != 1 {
-			return c.ArgErr()
-		}
-		n, err := strconv.Atoi(a[0])
-		if err != nil || n <= 0 {
-			return c.Errf("%s needs a positive integer, not %q", prop, a[0])
-		}
-		*field = n
-		return nil
 	})
 	if err != nil {
 		return nil, err

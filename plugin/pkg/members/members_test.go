@@ -2,6 +2,7 @@ package members_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -65,5 +66,25 @@ func TestStarted(t *testing.T) {
 	st := storetest.New(t, zone, boltstore.Options{})
 	if err := members.Started(btmm.NewForTest(zone, st), "llq"); err != nil {
 		t.Errorf("store open: %v", err)
+	}
+}
+
+func TestOnStartup(t *testing.T) {
+	b := btmm.NewForTest(zone, nil)
+	var got members.Zone
+	start := members.Startup(block(t, b), "srv-discovery", func(z members.Zone) error { got = z; return nil })
+	if err := start(); err != nil || got != members.Zone(b) {
+		t.Errorf("start-up: %v, handed %v; want the block's btmm", err, got)
+	}
+
+	// Errors, the callback's or Find's, are the directive's.
+	start = members.Startup(block(t, b), "llq", func(members.Zone) error { return errors.New("no socket") })
+	if err := start(); err == nil || err.Error() != "plugin/llq: no socket" {
+		t.Errorf("failing callback: error %v, want it named as llq's", err)
+	}
+	called := false
+	start = members.Startup(block(t, other{}), "llq", func(members.Zone) error { called = true; return nil })
+	if err := start(); err == nil || !strings.HasPrefix(err.Error(), "plugin/llq: llq needs the btmm directive") || called {
+		t.Errorf("no btmm: error %v, callback called %t; want Find's error, named, and no call", err, called)
 	}
 }
