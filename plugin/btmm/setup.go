@@ -11,6 +11,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
@@ -94,19 +95,12 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 		}
 		return p
 	}
-	seen := make(map[string]bool)
 	var keysPath string
-	for c.NextBlock() {
-		prop := c.Val()
-		if seen[prop] && prop != "ns" {
-			return nil, c.Errf("%s given more than once", prop)
-		}
-		seen[prop] = true
+	_, err := corefile.Properties(c, func(prop string, a []string) error {
 		switch prop {
 		case "keys", "store":
-			a := c.RemainingArgs()
 			if len(a) != 1 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			if prop == "keys" {
 				keysPath = inRoot(a[0])
@@ -114,32 +108,31 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 				b.storePath = inRoot(a[0])
 			}
 		case "ns":
-			a := c.RemainingArgs()
 			if len(a) == 0 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			ns := nameServer{name: dns.CanonicalName(a[0])}
 			if _, ok := dns.IsDomainName(ns.name); !ok {
-				return nil, c.Errf("invalid name server %q", a[0])
+				return c.Errf("invalid name server %q", a[0])
 			}
 			for _, addr := range a[1:] {
 				ip := net.ParseIP(addr)
 				if ip == nil {
-					return nil, c.Errf("invalid address %q for name server %s", addr, a[0])
+					return c.Errf("invalid address %q for name server %s", addr, a[0])
 				}
 				ns.addrs = append(ns.addrs, ip)
 			}
 			if len(ns.addrs) == 0 && dns.IsSubDomain(zone, ns.name) {
-				return nil, c.Errf("name server %s is inside the zone and needs an address", ns.name)
+				return c.Errf("name server %s is inside the zone and needs an address", ns.name)
 			}
 			b.ns = append(b.ns, ns)
 		default:
-			return nil, c.Errf("unknown property %q", prop)
+			return corefile.ErrUnknown
 		}
-	}
-	if c.Next() {
-		// The dispenser holds every btmm of the server block.
-		return nil, plugin.ErrOnce
+		return nil
+	}, "ns")
+	if err != nil {
+		return nil, err
 	}
 	if keysPath == "" {
 		return nil, c.Err("keys FILE is required: it names the users' TSIG keys")

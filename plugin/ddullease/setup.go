@@ -8,6 +8,8 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 )
 
 const pluginName = "ddul-lease"
@@ -50,13 +52,10 @@ func setup(c *caddy.Controller) error {
 //	}
 func parse(c *caddy.Controller) (*DdulLease, error) {
 	d := &DdulLease{min: defaultMin, max: defaultMax, def: defaultLease, keyMax: defaultKeyMax}
-	c.Next() // "ddul-lease"
-	if len(c.RemainingArgs()) != 0 {
-		return nil, c.ArgErr()
+	if err := corefile.NoArgs(c); err != nil {
+		return nil, err
 	}
-	seen := make(map[string]bool)
-	for c.NextBlock() {
-		prop := c.Val()
+	seen, err := corefile.Properties(c, func(prop string, a []string) error {
 		var field *time.Duration
 		switch prop {
 		case "min":
@@ -68,29 +67,24 @@ func parse(c *caddy.Controller) (*DdulLease, error) {
 		case "key_max":
 			field = &d.keyMax
 		default:
-			return nil, c.Errf("unknown property %q", prop)
+			return corefile.ErrUnknown
 		}
-		if seen[prop] {
-			return nil, c.Errf("%s given more than once", prop)
-		}
-		seen[prop] = true
-		a := c.RemainingArgs()
 		if len(a) != 1 {
-			return nil, c.ArgErr()
+			return c.ArgErr()
 		}
 		v, err := time.ParseDuration(a[0])
 		if err != nil || v < time.Second || v%time.Second != 0 {
-			return nil, c.Errf("%s needs a whole number of seconds, at least 1s (like 90m), not %q", prop, a[0])
+			return c.Errf("%s needs a whole number of seconds, at least 1s (like 90m), not %q", prop, a[0])
 		}
 		if v > maxLease {
 			// The option carries seconds in 31 bits (RFC 6281's signed field).
-			return nil, c.Errf("%s %v is above the longest lease the option can carry, %v", prop, v, maxLease)
+			return c.Errf("%s %v is above the longest lease the option can carry, %v", prop, v, maxLease)
 		}
 		*field = v
-	}
-	if c.Next() {
-		// The dispenser holds every ddul-lease of the server block.
-		return nil, plugin.ErrOnce
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if d.min > d.max {
 		return nil, c.Errf("min %v is above max %v", d.min, d.max)

@@ -205,7 +205,9 @@ func (s *Server) acknowledged(req *request, opts []llqopt.Option) {
 func (s *Server) connGone(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.conns, c)
+	if s.conns[c.rc] == c {
+		delete(s.conns, c.rc)
+	}
 	for _, l := range c.llqs {
 		if l.conn == c {
 			l.conn = nil

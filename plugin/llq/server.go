@@ -5,13 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/openbtmm/btmm/plugin/pkg/members"
+	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 )
 
@@ -33,13 +33,12 @@ type Server struct {
 	policy atomic.Pointer[policy]
 	now    func() time.Time
 
-	udp       *net.UDPConn
-	listeners []net.Listener
+	raw *rawdns.Server // the listeners
 
 	// mu guards following.
 	mu     sync.Mutex
 	t      *table
-	conns  map[*conn]struct{}
+	conns  map[*rawdns.Conn]*conn // those that sent a message
 	closed bool
 
 	stop  chan struct{}
@@ -65,7 +64,7 @@ const (
 )
 
 func newServer(now func() time.Time) *Server {
-	return &Server{now: now, t: newTable(), conns: make(map[*conn]struct{}), stop: make(chan struct{})}
+	return &Server{now: now, t: newTable(), conns: make(map[*rawdns.Conn]*conn), stop: make(chan struct{})}
 }
 
 // setPolicy installs p, and moves the watch to p's store if it changed.
@@ -118,14 +117,15 @@ func (s *Server) setPolicyForce() {
 	go s.watchStore(sub)
 }
 
-// dropAll ends every LLQ and closes every connection.
+// dropAll ends every LLQ and closes every connection that has sent one
+// (the others hold none).
 func (s *Server) dropAll() {
 	s.mu.Lock()
 	for _, l := range s.t.byID {
 		s.t.remove(l)
 	}
 	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
+	for _, c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
@@ -147,11 +147,8 @@ func (s *Server) Close() error {
 	watch := s.watch
 	s.mu.Unlock()
 	close(s.stop)
-	if s.udp != nil {
-		s.udp.Close()
-	}
-	for _, l := range s.listeners {
-		l.Close()
+	if s.raw != nil {
+		s.raw.Close()
 	}
 	if watch != nil {
 		watch.Close()
@@ -227,9 +224,5 @@ func (s *Server) send(o origin, b []byte) error {
 	if o.conn != nil {
 		return o.conn.write(b)
 	}
-	if s.udp == nil {
-		return errors.New("llq: no UDP listener")
-	}
-	_, err := s.udp.WriteToUDPAddrPort(b, o.addr)
-	return err
+	return s.raw.WriteUDP(b, o.addr)
 }

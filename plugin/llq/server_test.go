@@ -11,6 +11,7 @@ import (
 	"github.com/openbtmm/btmm/plugin/btmm"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
+	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 	"github.com/openbtmm/btmm/plugin/pkg/store/boltstore"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
@@ -46,14 +47,14 @@ func newFixture(t testing.TB, tsigRequired bool, limit int) *fixture {
 	t.Cleanup(func() { st.Close() })
 	z := btmm.NewForTest(zone, st, keyfile.Key{Name: alice, Algorithm: dns.HmacSHA256, Secret: secret})
 	s := newServer(time.Now)
-	cfg := &config{udp: "127.0.0.1:0", tcp: "127.0.0.1:0"}
+	cfg := &config{addrs: rawdns.Addrs{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"}}
 	if err := s.listen(cfg); err != nil {
 		t.Fatal(err)
 	}
 	s.setPolicy(&policy{zone: z, min: 15 * time.Minute, max: 2 * time.Hour, tsigRequired: tsigRequired, limit: limit})
 	s.start()
 	t.Cleanup(func() { s.Close() })
-	return &fixture{s: s, st: st, udp: s.udp.LocalAddr().String(), tcp: s.listeners[0].Addr().String()}
+	return &fixture{s: s, st: st, udp: s.raw.UDPAddr().String(), tcp: s.raw.StreamAddrs()[0].String()}
 }
 
 // put sets name's records in the store, as an UPDATE would.

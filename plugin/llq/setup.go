@@ -1,19 +1,17 @@
 package llq
 
 import (
-	"crypto/tls"
-	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
+	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/shared"
 )
 
@@ -32,35 +30,23 @@ func init() { plugin.Register(pluginName, setup) }
 
 // config is one llq block.
 type config struct {
-	policy                   // zone filled in at start-up
-	udp, tcp, tlsAddr string // "" for off
-	tls               *tls.Config
+	policy // zone filled in at start-up
+	addrs  rawdns.Addrs
 }
-
-// listeners names the sockets; servers are shared by it across reloads.
-func (c *config) listeners() string { return c.udp + "|" + c.tcp + "|" + c.tlsAddr }
 
 func setup(c *caddy.Controller) error {
 	cfg, err := parse(c)
 	if err != nil {
 		return plugin.Error(pluginName, err)
 	}
-	dc := dnsserver.GetConfig(c)
-	c.OnStartup(func() error {
-		z, err := members.Find(dc, pluginName)
-		if err == nil {
-			// The LLQ server subscribes to the store as it starts.
-			err = members.Started(z, pluginName)
-		}
-		if err != nil {
-			return plugin.Error(pluginName, err)
+	members.OnStartup(c, pluginName, func(z members.Zone) error {
+		// The LLQ server subscribes to the store as it starts.
+		if err := members.Started(z, pluginName); err != nil {
+			return err
 		}
 		p := cfg.policy
 		p.zone = z
-		if err := acquire(cfg, &p); err != nil {
-			return plugin.Error(pluginName, err)
-		}
-		return nil
+		return acquire(cfg, &p)
 	})
 	c.OnShutdown(func() error { return release(cfg) })
 	return nil
@@ -79,27 +65,22 @@ func setup(c *caddy.Controller) error {
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	port := ":" + strconv.Itoa(llqopt.Port)
-	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit}, udp: port, tcp: port}
-	c.Next() // "llq"
-	if len(c.RemainingArgs()) != 0 {
-		return nil, c.ArgErr()
+	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit}, addrs: rawdns.Addrs{UDP: port, TCP: port}}
+	if err := corefile.NoArgs(c); err != nil {
+		return nil, err
 	}
-	seen := make(map[string]bool)
-	for c.NextBlock() {
-		prop := c.Val()
-		if seen[prop] {
-			return nil, c.Errf("%s given more than once", prop)
+	_, err := corefile.Properties(c, func(prop string, a []string) error {
+		if ok, err := rawdns.ParseProperty(c, prop, a, &cfg.addrs); ok {
+			return err
 		}
-		seen[prop] = true
-		a := c.RemainingArgs()
 		switch prop {
 		case "min", "max":
 			if len(a) != 1 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			d, err := time.ParseDuration(a[0])
 			if err != nil || d < time.Second || d%time.Second != 0 || d > 1<<31*time.Second {
-				return nil, c.Errf("%s needs a whole number of seconds, at least 1s (like 15m), not %q", prop, a[0])
+				return c.Errf("%s needs a whole number of seconds, at least 1s (like 15m), not %q", prop, a[0])
 			}
 			if prop == "min" {
 				cfg.min = d
@@ -108,57 +89,30 @@ func parse(c *caddy.Controller) (*config, error) {
 			}
 		case "tsig":
 			if len(a) != 1 || a[0] != "required" && a[0] != "optional" {
-				return nil, c.Errf("tsig is required or optional")
+				return c.Errf("tsig is required or optional")
 			}
 			cfg.tsigRequired = a[0] == "required"
 		case "limit":
 			if len(a) != 1 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			n, err := strconv.Atoi(a[0])
 			if err != nil || n < 1 {
-				return nil, c.Errf("limit needs a positive integer, not %q", a[0])
+				return c.Errf("limit needs a positive integer, not %q", a[0])
 			}
 			cfg.limit = n
-		case "udp", "tcp":
-			if len(a) != 1 {
-				return nil, c.ArgErr()
-			}
-			addr := a[0]
-			if addr == "off" {
-				addr = ""
-			} else if _, _, err := net.SplitHostPort(addr); err != nil {
-				return nil, c.Errf("%s needs HOST:PORT or off, not %q", prop, a[0])
-			}
-			if prop == "udp" {
-				cfg.udp = addr
-			} else {
-				cfg.tcp = addr
-			}
-		case "tls":
-			if len(a) != 3 {
-				return nil, c.Errf("tls needs ADDRESS CERT KEY")
-			}
-			if _, _, err := net.SplitHostPort(a[0]); err != nil {
-				return nil, c.Errf("tls needs HOST:PORT, not %q", a[0])
-			}
-			cert, err := tls.LoadX509KeyPair(a[1], a[2])
-			if err != nil {
-				return nil, c.Errf("tls certificate: %v", err)
-			}
-			cfg.tlsAddr = a[0]
-			cfg.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		default:
-			return nil, c.Errf("unknown property %q", prop)
+			return corefile.ErrUnknown
 		}
-	}
-	if c.Next() {
-		return nil, plugin.ErrOnce
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if cfg.min > cfg.max {
 		return nil, c.Errf("min %v is above max %v", cfg.min, cfg.max)
 	}
-	if cfg.udp == "" && cfg.tcp == "" && cfg.tlsAddr == "" {
+	if cfg.addrs.Empty() {
 		return nil, c.Err("every listener is off")
 	}
 	return cfg, nil
@@ -167,10 +121,13 @@ func parse(c *caddy.Controller) (*config, error) {
 // The LLQ listeners and their LLQs must outlive a Corefile reload: servers
 // are shared by the sockets they listen on (see package shared). A reload
 // keeps the server and installs the new block's policy (keys, bounds).
+// The registry is llq's own, not rawdns.Acquire's, because what outlives
+// the reload is the LLQ table with its listeners; and so an llq block
+// naming tsig-update's sockets fails to listen rather than take them over.
 var servers shared.Registry[*Server]
 
 func acquire(cfg *config, p *policy) error {
-	_, running, err := servers.Acquire(cfg.listeners(), func() (*Server, error) {
+	_, running, err := servers.Acquire(cfg.addrs.String(), func() (*Server, error) {
 		s := newServer(time.Now)
 		if err := s.listen(cfg); err != nil {
 			s.Close()
@@ -184,53 +141,30 @@ func acquire(cfg *config, p *policy) error {
 		return nil
 	})
 	if err == nil && !running {
-		log.Infof("listening for LLQs on %s", strings.Trim(strings.ReplaceAll(cfg.listeners(), "||", "|"), "|"))
+		log.Infof("listening for LLQs on %s", cfg.addrs)
 	}
 	return err
 }
 
 func release(cfg *config) error {
-	return servers.Release(cfg.listeners(), (*Server).Close)
+	return servers.Release(cfg.addrs.String(), (*Server).Close)
 }
 
 // listen opens the configured sockets.
 func (s *Server) listen(cfg *config) error {
-	if cfg.udp != "" {
-		a, err := net.ResolveUDPAddr("udp", cfg.udp)
-		if err != nil {
-			return err
-		}
-		if s.udp, err = net.ListenUDP("udp", a); err != nil {
-			return err
-		}
+	raw, err := rawdns.Listen(cfg.addrs)
+	if err != nil {
+		return err
 	}
-	if cfg.tcp != "" {
-		l, err := net.Listen("tcp", cfg.tcp)
-		if err != nil {
-			return err
-		}
-		s.listeners = append(s.listeners, l)
-	}
-	if cfg.tlsAddr != "" {
-		l, err := tls.Listen("tcp", cfg.tlsAddr, cfg.tls)
-		if err != nil {
-			return err
-		}
-		s.listeners = append(s.listeners, l)
-	}
+	raw.IdleTimeout = idleTimeout
+	raw.ConnClosed = s.connClosed
+	s.raw = raw
 	return nil
 }
 
 // start runs the server's goroutines.
 func (s *Server) start() {
-	if s.udp != nil {
-		s.wg.Add(1)
-		go s.serveUDP()
-	}
-	for _, l := range s.listeners {
-		s.wg.Add(1)
-		go s.serveTCP(l)
-	}
+	s.raw.Serve(s.serveRaw)
 	s.wg.Add(1)
 	go s.sweepLoop()
 }

@@ -11,6 +11,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 )
 
@@ -26,11 +27,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	cfg := dnsserver.GetConfig(c)
-	c.OnStartup(func() error {
-		h, err := members.Find(cfg, pluginName)
-		if err != nil {
-			return plugin.Error(pluginName, err)
-		}
+	members.OnStartup(c, pluginName, func(h members.Zone) error {
 		s.zone = h
 		for _, svc := range []Service{{"update", false}, {"update", true}, {"llq", false}, {"llq", true}} {
 			if t := s.targets[svc]; len(t) > 0 {
@@ -56,44 +53,43 @@ func setup(c *caddy.Controller) error {
 // with SERVICE update or llq, at least one line.
 func parse(c *caddy.Controller) (*SrvDiscovery, error) {
 	s := &SrvDiscovery{targets: make(map[Service][]Target)}
-	c.Next() // "srv-discovery"
-	if len(c.RemainingArgs()) != 0 {
-		return nil, c.ArgErr()
+	if err := corefile.NoArgs(c); err != nil {
+		return nil, err
 	}
-	for c.NextBlock() {
-		svc := Service{Name: c.Val()}
+	// Each line is a service's target; a service has as many as it needs.
+	_, err := corefile.Properties(c, func(service string, a []string) error {
+		svc := Service{Name: service}
 		if svc.Name != "update" && svc.Name != "llq" {
-			return nil, c.Errf("unknown service %q: update or llq", svc.Name)
+			return c.Errf("unknown service %q: update or llq", svc.Name)
 		}
-		a := c.RemainingArgs()
 		if len(a) != 2 && len(a) != 3 {
-			return nil, c.ArgErr()
+			return c.ArgErr()
 		}
 		name, ok := hostName(a[0])
 		if !ok {
-			return nil, c.Errf("invalid target %q: a host name is needed", a[0])
+			return c.Errf("invalid target %q: a host name is needed", a[0])
 		}
 		port, err := strconv.ParseUint(a[1], 10, 16)
 		if err != nil || port == 0 {
-			return nil, c.Errf("invalid port %q", a[1])
+			return c.Errf("invalid port %q", a[1])
 		}
 		if len(a) == 3 {
 			if a[2] != "tls" {
-				return nil, c.Errf("unknown flag %q: only tls", a[2])
+				return c.Errf("unknown flag %q: only tls", a[2])
 			}
 			svc.TLS = true
 		}
 		t := Target{Name: name, Port: uint16(port)}
 		for _, other := range s.targets[svc] {
 			if other == t {
-				return nil, c.Errf("%s %s given more than once", svc, t)
+				return c.Errf("%s %s given more than once", svc, t)
 			}
 		}
 		s.targets[svc] = append(s.targets[svc], t)
-	}
-	if c.Next() {
-		// The dispenser holds every srv-discovery of the server block.
-		return nil, plugin.ErrOnce
+		return nil
+	}, "update", "llq")
+	if err != nil {
+		return nil, err
 	}
 	if len(s.targets) == 0 {
 		return nil, c.Err("at least one line SERVICE TARGET PORT [tls] is needed")

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coredns/caddy"
+	"github.com/openbtmm/btmm/plugin/pkg/setuptest"
 )
 
 func TestParse(t *testing.T) {
@@ -17,83 +17,71 @@ func TestParse(t *testing.T) {
 		llq       = Service{"llq", false}
 		llqTLS    = Service{"llq", true}
 	)
-	tests := []struct {
-		input   string
-		wantErr string // a part of the error, or "" for none
-		targets map[Service][]Target
-	}{
-		{input: "srv-discovery {\n update ns1.members.example.com. 853 tls\n update ns1.members.example.com. 53\n llq ns1.members.example.com. 853 tls\n llq ns1.members.example.com. 5352\n}",
-			targets: map[Service][]Target{updateTLS: {{ns1, 853}}, update: {{ns1, 53}}, llqTLS: {{ns1, 853}}, llq: {{ns1, 5352}}}},
+	setuptest.Run(t, parse, []setuptest.Case[*SrvDiscovery]{
+		{Input: "srv-discovery {\n update ns1.members.example.com. 853 tls\n update ns1.members.example.com. 53\n llq ns1.members.example.com. 853 tls\n llq ns1.members.example.com. 5352\n}",
+			Check: targets(map[Service][]Target{updateTLS: {{ns1, 853}}, update: {{ns1, 53}}, llqTLS: {{ns1, 853}}, llq: {{ns1, 5352}}})},
 		// Several targets for one service, in the order given; names
 		// made fully qualified and lowercase.
-		{input: "srv-discovery {\n update NS1.Members.Example.com 853 tls\n update ns2.members.example.com. 853 tls\n update ns1.members.example.com. 8853 tls\n}",
-			targets: map[Service][]Target{updateTLS: {{ns1, 853}, {ns2, 853}, {ns1, 8853}}}},
-		{input: "srv-discovery {\n llq llq.example.net 5352\n}",
-			targets: map[Service][]Target{llq: {{"llq.example.net.", 5352}}}},
-		{input: "srv-discovery {\n llq x 65535\n}",
-			targets: map[Service][]Target{llq: {{"x.", 65535}}}},
-		{input: "srv-discovery {\n llq 1-2.example.net. 1\n}",
-			targets: map[Service][]Target{llq: {{"1-2.example.net.", 1}}}},
+		{Input: "srv-discovery {\n update NS1.Members.Example.com 853 tls\n update ns2.members.example.com. 853 tls\n update ns1.members.example.com. 8853 tls\n}",
+			Check: targets(map[Service][]Target{updateTLS: {{ns1, 853}, {ns2, 853}, {ns1, 8853}}})},
+		{Input: "srv-discovery {\n llq llq.example.net 5352\n}",
+			Check: targets(map[Service][]Target{llq: {{"llq.example.net.", 5352}}})},
+		{Input: "srv-discovery {\n llq x 65535\n}",
+			Check: targets(map[Service][]Target{llq: {{"x.", 65535}}})},
+		{Input: "srv-discovery {\n llq 1-2.example.net. 1\n}",
+			Check: targets(map[Service][]Target{llq: {{"1-2.example.net.", 1}}})},
 		// The same target for both transports is allowed.
-		{input: "srv-discovery {\n update ns1.members.example.com. 53\n update ns1.members.example.com. 53 tls\n}",
-			targets: map[Service][]Target{update: {{ns1, 53}}, updateTLS: {{ns1, 53}}}},
+		{Input: "srv-discovery {\n update ns1.members.example.com. 53\n update ns1.members.example.com. 53 tls\n}",
+			Check: targets(map[Service][]Target{update: {{ns1, 53}}, updateTLS: {{ns1, 53}}})},
 
 		// Missing lines.
-		{input: "srv-discovery", wantErr: "at least one line"},
-		{input: "srv-discovery {\n}", wantErr: "at least one line"},
-		{input: "srv-discovery members.example.com", wantErr: "Wrong argument count"},
-		{input: "srv-discovery members.example.com {\n llq ns1 5352\n}", wantErr: "Wrong argument count"},
+		{Input: "srv-discovery", WantErr: "at least one line"},
+		{Input: "srv-discovery {\n}", WantErr: "at least one line"},
+		{Input: "srv-discovery members.example.com", WantErr: "Wrong argument count"},
+		{Input: "srv-discovery members.example.com {\n llq ns1 5352\n}", WantErr: "Wrong argument count"},
 		// Unknown service.
-		{input: "srv-discovery {\n query ns1.members.example.com. 853 tls\n}", wantErr: "unknown service"},
-		{input: "srv-discovery {\n UPDATE ns1.members.example.com. 53\n}", wantErr: "unknown service"},
-		{input: "srv-discovery {\n dns-update ns1.members.example.com. 53\n}", wantErr: "unknown service"},
+		{Input: "srv-discovery {\n query ns1.members.example.com. 853 tls\n}", WantErr: "unknown service"},
+		{Input: "srv-discovery {\n UPDATE ns1.members.example.com. 53\n}", WantErr: "unknown service"},
+		{Input: "srv-discovery {\n dns-update ns1.members.example.com. 53\n}", WantErr: "unknown service"},
 		// Argument count.
-		{input: "srv-discovery {\n update\n}", wantErr: "Wrong argument count"},
-		{input: "srv-discovery {\n update ns1.members.example.com.\n}", wantErr: "Wrong argument count"},
-		{input: "srv-discovery {\n update ns1.members.example.com. 853 tls extra\n}", wantErr: "Wrong argument count"},
+		{Input: "srv-discovery {\n update\n}", WantErr: "Wrong argument count"},
+		{Input: "srv-discovery {\n update ns1.members.example.com.\n}", WantErr: "Wrong argument count"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. 853 tls extra\n}", WantErr: "Wrong argument count"},
 		// Bad port.
-		{input: "srv-discovery {\n update ns1.members.example.com. 0\n}", wantErr: "invalid port"},
-		{input: "srv-discovery {\n update ns1.members.example.com. 65536\n}", wantErr: "invalid port"},
-		{input: "srv-discovery {\n update ns1.members.example.com. -53\n}", wantErr: "invalid port"},
-		{input: "srv-discovery {\n update ns1.members.example.com. +53\n}", wantErr: "invalid port"},
-		{input: "srv-discovery {\n update ns1.members.example.com. domain\n}", wantErr: "invalid port"},
-		{input: "srv-discovery {\n update ns1.members.example.com. tls 853\n}", wantErr: "invalid port"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. 0\n}", WantErr: "invalid port"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. 65536\n}", WantErr: "invalid port"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. -53\n}", WantErr: "invalid port"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. +53\n}", WantErr: "invalid port"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. domain\n}", WantErr: "invalid port"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. tls 853\n}", WantErr: "invalid port"},
 		// Bad target.
-		{input: "srv-discovery {\n update . 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update 192.0.2.53 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update 2001:db8::53 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update ns1..example.com. 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update -ns1.example.com. 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update ns1-.example.com. 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update _dns.example.com. 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update ns1.exa\\.mple.com. 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update " + strings.Repeat("a", 64) + ".example.com. 53\n}", wantErr: "invalid target"},
-		{input: "srv-discovery {\n update " + strings.Repeat("abcdefghi.", 26) + " 53\n}", wantErr: "invalid target"},
+		{Input: "srv-discovery {\n update . 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update 192.0.2.53 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update 2001:db8::53 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update ns1..example.com. 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update -ns1.example.com. 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update ns1-.example.com. 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update _dns.example.com. 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update ns1.exa\\.mple.com. 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update " + strings.Repeat("a", 64) + ".example.com. 53\n}", WantErr: "invalid target"},
+		{Input: "srv-discovery {\n update " + strings.Repeat("abcdefghi.", 26) + " 53\n}", WantErr: "invalid target"},
 		// Unknown flag.
-		{input: "srv-discovery {\n update ns1.members.example.com. 853 TLS\n}", wantErr: "unknown flag"},
-		{input: "srv-discovery {\n update ns1.members.example.com. 853 tcp\n}", wantErr: "unknown flag"},
-		{input: "srv-discovery {\n update ns1.members.example.com. 853 fallback\n}", wantErr: "unknown flag"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. 853 TLS\n}", WantErr: "unknown flag"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. 853 tcp\n}", WantErr: "unknown flag"},
+		{Input: "srv-discovery {\n update ns1.members.example.com. 853 fallback\n}", WantErr: "unknown flag"},
 		// A repeated line.
-		{input: "srv-discovery {\n llq ns1.members.example.com. 5352\n llq NS1.members.example.com 5352\n}", wantErr: "more than once"},
+		{Input: "srv-discovery {\n llq ns1.members.example.com. 5352\n llq NS1.members.example.com 5352\n}", WantErr: "more than once"},
 		// A repeated directive.
-		{input: "srv-discovery {\n llq ns1 5352\n}\nsrv-discovery {\n llq ns2 5352\n}", wantErr: "only be used once"},
-		{input: "srv-discovery\nsrv-discovery {\n llq ns2 5352\n}", wantErr: "only be used once"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.input, func(t *testing.T) {
-			s, err := parse(caddy.NewTestController("dns", tc.input))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one with %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error %v", err)
-			}
-			if !maps.EqualFunc(s.targets, tc.targets, slices.Equal) {
-				t.Errorf("targets %v, want %v", s.targets, tc.targets)
-			}
-		})
+		{Input: "srv-discovery {\n llq ns1 5352\n}\nsrv-discovery {\n llq ns2 5352\n}", WantErr: "only be used once"},
+		{Input: "srv-discovery\nsrv-discovery {\n llq ns2 5352\n}", WantErr: "only be used once"},
+	})
+}
+
+// targets checks the targets a block parsed to, each service's in order.
+func targets(want map[Service][]Target) func(testing.TB, *SrvDiscovery) {
+	return func(t testing.TB, s *SrvDiscovery) {
+		if !maps.EqualFunc(s.targets, want, slices.Equal) {
+			t.Errorf("targets %v, want %v", s.targets, want)
+		}
 	}
 }

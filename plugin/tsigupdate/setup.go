@@ -9,6 +9,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
@@ -33,11 +34,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	cfg := dnsserver.GetConfig(c)
-	c.OnStartup(func() error {
-		h, err := members.Find(cfg, pluginName)
-		if err != nil {
-			return plugin.Error(pluginName, err)
-		}
+	members.OnStartup(c, pluginName, func(h members.Zone) error {
 		u.zone = h
 		// ddul-lease, if the block has it, grants each UPDATE's lease.
 		u.lease, _ = cfg.Handler("ddul-lease").(updatelease.Granter)
@@ -46,7 +43,7 @@ func setup(c *caddy.Controller) error {
 			return nil
 		}
 		if _, running, err := rawdns.Acquire(u.addrs, u.serveRaw); err != nil {
-			return plugin.Error(pluginName, err)
+			return err
 		} else if !running {
 			log.Infof("zone %s: taking UPDATEs on %s", h.Zone(), u.addrs)
 		}
@@ -76,45 +73,34 @@ func setup(c *caddy.Controller) error {
 //	}
 func parse(c *caddy.Controller) (*TsigUpdate, error) {
 	u := &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now}
-	c.Next() // "tsig-update"
-	if len(c.RemainingArgs()) != 0 {
-		return nil, c.ArgErr()
+	if err := corefile.NoArgs(c); err != nil {
+		return nil, err
 	}
-	seen := make(map[string]bool)
-	for c.NextBlock() {
-		prop := c.Val()
-		if seen[prop] {
-			return nil, c.Errf("%s given more than once", prop)
-		}
-		seen[prop] = true
-		if ok, err := rawdns.ParseProperty(c, &u.addrs); ok {
-			if err != nil {
-				return nil, err
-			}
-			continue
+	_, err := corefile.Properties(c, func(prop string, a []string) error {
+		if ok, err := rawdns.ParseProperty(c, prop, a, &u.addrs); ok {
+			return err
 		}
 		switch prop {
 		case "max_records", "max_bytes":
-			a := c.RemainingArgs()
 			if len(a) != 1 {
-				return nil, c.ArgErr()
+				return c.ArgErr()
 			}
 			n, err := strconv.Atoi(a[0])
 			if err != nil || n <= 0 {
-				return nil, c.Errf("%s needs a positive integer, not %q", prop, a[0])
+				return c.Errf("%s needs a positive integer, not %q", prop, a[0])
 			}
 			if prop == "max_records" {
 				u.maxRecords = n
 			} else {
 				u.maxBytes = n
 			}
+			return nil
 		default:
-			return nil, c.Errf("unknown property %q", prop)
+			return corefile.ErrUnknown
 		}
-	}
-	if c.Next() {
-		// The dispenser holds every tsig-update of the server block.
-		return nil, plugin.ErrOnce
+	})
+	if err != nil {
+		return nil, err
 	}
 	return u, nil
 }

@@ -7,7 +7,9 @@ package members
 import (
 	"fmt"
 
+	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
@@ -54,4 +56,24 @@ func Started(z Zone, who string) error {
 		return fmt.Errorf("%s started before %s: %s must come earlier in the directive order", who, Directive, Directive)
 	}
 	return nil
+}
+
+// OnStartup has fn run as the server starts, with the Zone of c's server
+// block, for the directive who: the start-up of every directive beside
+// btmm. An error, Find's or fn's, is reported as who's.
+func OnStartup(c *caddy.Controller, who string, fn func(Zone) error) {
+	c.OnStartup(startup(dnsserver.GetConfig(c), who, fn))
+}
+
+func startup(cfg *dnsserver.Config, who string, fn func(Zone) error) func() error {
+	return func() error {
+		z, err := Find(cfg, who)
+		if err == nil {
+			err = fn(z)
+		}
+		if err != nil {
+			return plugin.Error(who, err)
+		}
+		return nil
+	}
 }

@@ -7,18 +7,18 @@ import (
 	"github.com/coredns/caddy"
 )
 
-// ParseProperty reads the listener property under c's cursor into a:
+// ParseProperty reads a listener property, given with its arguments, into
+// a:
 //
 //	udp ADDRESS|off
 //	tcp ADDRESS|off
 //	tls ADDRESS CERT KEY
 //
-// It reports false, and reads nothing, for any other property.
-func ParseProperty(c *caddy.Controller, a *Addrs) (bool, error) {
-	prop := c.Val()
+// It reports false, and sets nothing, for any other property; c makes the
+// errors name the Corefile line.
+func ParseProperty(c *caddy.Controller, prop string, args []string, a *Addrs) (bool, error) {
 	switch prop {
 	case "udp", "tcp":
-		args := c.RemainingArgs()
 		if len(args) != 1 {
 			return true, c.ArgErr()
 		}
@@ -34,7 +34,6 @@ func ParseProperty(c *caddy.Controller, a *Addrs) (bool, error) {
 			a.TCP = addr
 		}
 	case "tls":
-		args := c.RemainingArgs()
 		if len(args) != 3 {
 			return true, c.Errf("tls needs ADDRESS CERT KEY")
 		}

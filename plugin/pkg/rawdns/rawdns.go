@@ -55,12 +55,17 @@ type Source struct {
 	Net  string         // "udp", "tcp" or "tls"
 
 	udp  *net.UDPConn
-	conn *conn
+	conn *Conn
 }
 
 // UDP reports whether the message came in a datagram, where replies must
 // fit the client's buffer.
 func (s *Source) UDP() bool { return s.udp != nil }
+
+// Conn is the connection the message came on, the same for every message
+// of it, or nil for a datagram: a handler that keeps state per client
+// connection (to write to it later, unasked) keys it by this.
+func (s *Source) Conn() *Conn { return s.conn }
 
 // Reply sends one message to the client.
 func (s *Source) Reply(b []byte) error {
@@ -68,7 +73,7 @@ func (s *Source) Reply(b []byte) error {
 		_, err := s.udp.WriteToUDPAddrPort(b, s.Addr)
 		return err
 	}
-	return s.conn.write(b)
+	return s.conn.Write(b)
 }
 
 const (
@@ -83,8 +88,19 @@ const (
 	writeTimeout = 10 * time.Second
 )
 
-// Server is a set of listeners and the handler they feed.
+// Server is a set of listeners and the handler they feed. Its exported
+// fields are set, if at all, before Serve.
 type Server struct {
+	// IdleTimeout closes a connection that sends nothing for this long;
+	// 0 is 30 seconds. A server whose clients hold connections open to be
+	// written to (LLQ) sets it longer than their refresh interval.
+	IdleTimeout time.Duration
+	// ConnClosed, if set, is called once a TCP or TLS connection has
+	// ended, after the last of its messages was served, with the error of
+	// a failed TLS handshake, if that was why: for a handler that keeps
+	// state per connection.
+	ConnClosed func(c *Conn, err error)
+
 	handler atomic.Pointer[Handler]
 
 	udp       *net.UDPConn
@@ -93,7 +109,7 @@ type Server struct {
 
 	// mu guards following.
 	mu     sync.Mutex
-	conns  map[*conn]struct{}
+	conns  map[*Conn]struct{}
 	closed bool
 
 	wg sync.WaitGroup
@@ -101,7 +117,7 @@ type Server struct {
 
 // Listen opens the sockets of a; Serve starts reading them.
 func Listen(a Addrs) (*Server, error) {
-	s := &Server{sem: make(chan struct{}, maxInFlight), conns: make(map[*conn]struct{})}
+	s := &Server{sem: make(chan struct{}, maxInFlight), conns: make(map[*Conn]struct{})}
 	if a.UDP != "" {
 		ua, err := net.ResolveUDPAddr("udp", a.UDP)
 		if err != nil {
@@ -149,6 +165,16 @@ func (s *Server) StreamAddrs() []net.Addr {
 	return out
 }
 
+// WriteUDP sends one datagram from the UDP listener to any address: a
+// message the client did not ask for, to the port it named for them.
+func (s *Server) WriteUDP(b []byte, to netip.AddrPort) error {
+	if s.udp == nil {
+		return errors.New("rawdns: no UDP listener")
+	}
+	_, err := s.udp.WriteToUDPAddrPort(b, to)
+	return err
+}
+
 // SetHandler makes h serve the messages from now on.
 func (s *Server) SetHandler(h Handler) { s.handler.Store(&h) }
 
@@ -175,7 +201,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	conns := make([]*conn, 0, len(s.conns))
+	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
@@ -236,7 +262,7 @@ func (s *Server) serveStream(l net.Listener) {
 			continue
 		}
 		ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-		cn := &conn{c: c}
+		cn := &Conn{c: c}
 		s.mu.Lock()
 		if s.closed || len(s.conns) >= maxConns {
 			s.mu.Unlock()
@@ -259,15 +285,20 @@ func isTLS(l net.Listener) bool {
 
 // serveConn reads length-prefixed messages (RFC 1035 §4.2.2) from one
 // connection and serves them in turn, so replies keep the requests' order.
-func (s *Server) serveConn(c *conn, src *Source) {
+func (s *Server) serveConn(c *Conn, src *Source) {
 	defer s.wg.Done()
-	defer func() {
-		c.c.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
-	ReadFramed(c.c, idleTimeout, func(msg []byte) { s.serve(msg, src) })
+	idle := s.IdleTimeout
+	if idle == 0 {
+		idle = idleTimeout
+	}
+	err := ReadFramed(c.c, idle, func(msg []byte) { s.serve(msg, src) })
+	c.c.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if s.ConnClosed != nil {
+		s.ConnClosed(c, err)
+	}
 }
 
 // ReadFramed reads DNS messages from a TCP or TLS connection (RFC 1035
@@ -297,13 +328,17 @@ func ReadFramed(c net.Conn, idle time.Duration, fn func(msg []byte)) error {
 	}
 }
 
-// conn is one TCP or TLS connection; replies are written whole under wmu.
-type conn struct {
+// Conn is one TCP or TLS connection. Messages are written whole, each
+// under wmu, so that replies and messages written unasked interleave
+// whole.
+type Conn struct {
 	c   net.Conn
 	wmu sync.Mutex
 }
 
-func (c *conn) write(b []byte) error {
+// Write sends one message on the connection, led by its length. It may
+// be called at any time, from any goroutine; after Close it fails.
+func (c *Conn) Write(b []byte) error {
 	if len(b) > 0xFFFF {
 		return errors.New("rawdns: message too long for TCP")
 	}
@@ -316,3 +351,7 @@ func (c *conn) write(b []byte) error {
 	_, err := c.c.Write(buf)
 	return err
 }
+
+// Close ends the connection; its messages being served finish, and
+// ConnClosed follows.
+func (c *Conn) Close() error { return c.c.Close() }

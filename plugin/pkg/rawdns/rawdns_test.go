@@ -104,3 +104,73 @@ func TestAcquireShares(t *testing.T) {
 	}
 	p.Close()
 }
+
+// TestConnHandle: a handler that keeps state per connection sees one Conn
+// for all of a connection's messages, none for datagrams, may write to the
+// connection unasked and to any UDP address, and hears when the connection
+// ends, after its last message.
+func TestConnHandle(t *testing.T) {
+	s, err := Listen(Addrs{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.IdleTimeout = time.Hour // longer than the test: the client ends it
+	conns := make(chan *Conn, 8)
+	closed := make(chan *Conn, 1)
+	s.ConnClosed = func(c *Conn, err error) { closed <- c }
+	s.Serve(func(msg []byte, from *Source) { conns <- from.Conn() })
+
+	u, _ := net.Dial("udp", s.UDPAddr().String())
+	defer u.Close()
+	u.Write([]byte{1})
+	if c := <-conns; c != nil {
+		t.Errorf("a datagram has connection %p", c)
+	}
+
+	c, err := net.Dial("tcp", s.StreamAddrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{0, 1, 'a', 0, 1, 'b'})
+	first, second := <-conns, <-conns
+	if first == nil || first != second {
+		t.Fatalf("two messages of one connection: %p and %p, want one Conn", first, second)
+	}
+
+	// Written unasked, framed like a reply.
+	if err := first.Write([]byte("event")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	got := make([]byte, 7)
+	if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, []byte("\x00\x05event")) {
+		t.Fatalf("unasked message: %q, %v", got, err)
+	}
+
+	// A datagram to an address that sent nothing.
+	to, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer to.Close()
+	if err := s.WriteUDP([]byte("push"), to.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	to.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 16)
+	if n, _, err := to.ReadFrom(buf); err != nil || string(buf[:n]) != "push" {
+		t.Fatalf("WriteUDP: %q, %v", buf[:n], err)
+	}
+
+	c.Close()
+	select {
+	case gone := <-closed:
+		if gone != first {
+			t.Errorf("ConnClosed for %p, want %p", gone, first)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no ConnClosed after the client closed")
+	}
+	if err := first.Write([]byte("late")); err == nil {
+		t.Error("a write after the connection ended succeeded")
+	}
+}
