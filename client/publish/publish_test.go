@@ -605,4 +605,3 @@ func selfSigned(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(c)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}, pool
 }
-
