@@ -35,6 +35,8 @@ type llqServer struct {
 	mu       sync.Mutex // guards following
 	zone     []dns.RR
 	refuse   bool                // answer LLQ setups REFUSED
+	servfail bool                // answer plain queries SERVFAIL
+	forge    bool                // answer plain queries without TSIG (a forger)
 	nextID   uint64              //
 	llqs     map[uint64]*fakeLLQ // live ones
 	conns    map[string]net.Conn // by the client's address
@@ -126,7 +128,15 @@ func (s *llqServer) serve(w dns.ResponseWriter, r *dns.Msg) {
 	switch {
 	case len(opts) == 0:
 		s.queries = append(s.queries, q)
+		if s.servfail {
+			m.Rcode = dns.RcodeServerFailure
+			break
+		}
 		m.Answer = s.answersLocked(q)
+		if s.forge {
+			w.WriteMsg(m)
+			return
+		}
 	case s.refuse:
 		m.Rcode = dns.RcodeRefused
 		llqopt.Set(m, 1232, llqopt.Option{Opcode: opts[0].Opcode})

@@ -356,3 +356,53 @@ func TestSetUpAgain(t *testing.T) {
 		})
 	}
 }
+
+// A poll that fails (the server answers SERVFAIL) is not an empty host
+// list: the table stays as it was, the status tells of the failure, and
+// polling goes on once the server is well again.
+func TestPollFailureKeepsTable(t *testing.T) {
+	s := newLLQServer(t, recordsOf(laptop, desktop)...)
+	s.set(func(s *llqServer) { s.refuse = true })
+	w := start(t, s, func(c *Config) { c.PollInterval = 20 * time.Millisecond })
+	waitPeers(t, w, "the desktop", desktop.peer())
+
+	s.set(func(s *llqServer) { s.servfail = true })
+	waitFor(t, "a failed poll", func() bool {
+		return !samePeers(w.Peers(), []Peer{desktop.peer()}) || strings.Contains(w.Status().Error, "SERVFAIL")
+	})
+	if !samePeers(w.Peers(), []Peer{desktop.peer()}) {
+		t.Errorf("peers %+v while the server fails, want the desktop still", w.Peers())
+	}
+	if st := w.Status(); !strings.Contains(st.Error, "SERVFAIL") {
+		t.Errorf("status %+v, want the SERVFAIL", st)
+	}
+
+	s.set(func(s *llqServer) { s.servfail = false })
+	s.add(server.records()...)
+	waitPeers(t, w, "the server, once polls work again", desktop.peer(), server.peer())
+}
+
+// Polled answers must carry the server's signature, as every LLQ reply
+// and event does: unsigned ones (a forger on the path) are not taken.
+func TestPollUnsignedReply(t *testing.T) {
+	s := newLLQServer(t, recordsOf(laptop, desktop)...)
+	s.set(func(s *llqServer) { s.refuse = true })
+	w := start(t, s, func(c *Config) { c.PollInterval = 20 * time.Millisecond })
+	waitPeers(t, w, "the desktop", desktop.peer())
+
+	forged := desktop
+	forged.ip = "192.0.2.66"
+	s.set(func(s *llqServer) { s.forge = true })
+	s.del(desktop.a())
+	s.add(forged.a())
+	waitFor(t, "the unsigned reply to be taken or refused", func() bool {
+		return !samePeers(w.Peers(), []Peer{desktop.peer()}) || strings.Contains(w.Status().Error, "not signed")
+	})
+	if !samePeers(w.Peers(), []Peer{desktop.peer()}) {
+		t.Errorf("peers %+v from unsigned answers, want %+v", w.Peers(), desktop.peer())
+	}
+
+	// Signed again, the same data is taken.
+	s.set(func(s *llqServer) { s.forge = false })
+	waitPeers(t, w, "the signed address", forged.peer())
+}
