@@ -151,8 +151,10 @@ func TestPeers(t *testing.T) {
 			t.Errorf("%s: Changed not set", p.Host)
 		}
 	}
+	// The list, and SRV, A, AAAA, TXT for each of the two other hosts
+	// (counted just after the change is signalled).
+	waitFor(t, "the LLQ count", func() bool { return w.Status().LLQs != 0 })
 	st := w.Status()
-	// The list, and SRV, A, AAAA, TXT for each of the two other hosts.
 	if st.Mode != "llq" || st.Server != "tcp://"+s.addr || st.LLQs != 9 || st.Error != "" {
 		t.Errorf("status %+v, want llq mode on tcp://%s with 9 LLQs", st, s.addr)
 	}
