@@ -146,6 +146,9 @@ func (r *Resolver) address(ctx context.Context, target string, extra []dns.RR) (
 	}
 	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		m, err := r.exchange(ctx, target, t)
+		if errors.Is(err, ErrNotOffered) {
+			continue // no A (NODATA): try AAAA
+		}
 		if err != nil {
 			return netip.Addr{}, err
 		}

@@ -40,6 +40,14 @@ func (w *Watcher) pollOnce(ctx context.Context, server string) error {
 		if err != nil {
 			return nil, fmt.Errorf("watch: polling %s: %w", name, err)
 		}
+		// miekg/dns checks a reply's TSIG only if it has one.
+		if r.IsTsig() == nil {
+			return nil, fmt.Errorf("watch: polling %s: the reply is not signed", name)
+		}
+		// A failed query is not an empty answer: it must not empty the table.
+		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
+			return nil, fmt.Errorf("watch: polling %s: %s", name, dns.RcodeToString[r.Rcode])
+		}
 		return r.Answer, nil
 	}
 	list, err := q(w.listName(), dns.TypePTR)

@@ -1,0 +1,112 @@
+package publish
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// laptop is alice's laptop, as the daemon would describe it.
+func laptop() Host {
+	return Host{
+		Zone:   "members.example.com", // not fully qualified: the names must be anyway
+		User:   "alice",
+		Name:   "laptop",
+		Label:  "AutoTunnel-02-11-22-FF-FE-33-44-55",
+		ULA:    netip.MustParseAddr("fd5e:1b2c:3d4e:1:211:22ff:fe33:4455"),
+		Public: netip.MustParseAddrPort("203.0.113.7:4500"),
+		Key:    "q1JKBZ7Cv4Y0tOG4pK7t5f1dOtoc5Bn0nB4i2R0x1mE=",
+		TTL:    60,
+	}
+}
+
+// The six records of RFC 6281 §3 and §5.2, as Records documents them.
+func TestRecords(t *testing.T) {
+	h := laptop()
+	recs, err := h.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		host  = "laptop.alice.members.example.com."
+		label = "AutoTunnel-02-11-22-FF-FE-33-44-55.alice.members.example.com."
+		srv   = "_autotunnel._udp.laptop.alice.members.example.com."
+		list  = "_autotunnel._udp.alice.members.example.com."
+		ula   = "fd5e:1b2c:3d4e:1:211:22ff:fe33:4455"
+	)
+	want := []string{
+		srv + "\t60\tIN\tSRV\t0 0 4500 " + label,
+		label + "\t60\tIN\tA\t203.0.113.7",
+		label + "\t60\tIN\tAAAA\t" + ula,
+		label + "\t60\tIN\tTXT\t\"txtvers=1\" \"pk=q1JKBZ7Cv4Y0tOG4pK7t5f1dOtoc5Bn0nB4i2R0x1mE=\" \"ciphers=aes256gcm,chacha20poly1305\"",
+		host + "\t60\tIN\tAAAA\t" + ula,
+		list + "\t60\tIN\tPTR\t" + host,
+	}
+	var got []string
+	for _, rr := range recs {
+		got = append(got, rr.String())
+		// Every record must survive the wire as it is.
+		if _, err := dns.NewRR(rr.String()); err != nil {
+			t.Errorf("%v: %v", rr, err)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("records:\n%s\nwant:\n%s", join(got), join(want))
+	}
+
+	// The names the package exports agree with the records.
+	for _, tt := range []struct{ got, want string }{
+		{h.HostName(), host}, {h.LabelName(), label}, {h.SRVName(), srv}, {h.ListName(), list},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("name %q, want %q", tt.got, tt.want)
+		}
+	}
+}
+
+func join(ss []string) string {
+	out := ""
+	for _, s := range ss {
+		out += "\t" + s + "\n"
+	}
+	return out
+}
+
+// The TTL is the host's, on every record.
+func TestRecordsTTL(t *testing.T) {
+	h := laptop()
+	h.TTL = 7
+	recs, err := h.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rr := range recs {
+		if rr.Header().Ttl != 7 || rr.Header().Class != dns.ClassINET {
+			t.Errorf("%v: want class IN, TTL 7", rr)
+		}
+	}
+}
+
+// No records from an address that cannot be published: the public one
+// must be IPv4 (it goes in an A record), the ULA IPv6.
+func TestRecordsBadAddresses(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		edit func(*Host)
+	}{
+		{"IPv6 public", func(h *Host) { h.Public = netip.MustParseAddrPort("[2001:db8::1]:4500") }},
+		{"no public", func(h *Host) { h.Public = netip.AddrPort{} }},
+		{"IPv4 ULA", func(h *Host) { h.ULA = netip.MustParseAddr("10.0.0.1") }},
+		{"no ULA", func(h *Host) { h.ULA = netip.Addr{} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := laptop()
+			tt.edit(&h)
+			if recs, err := h.Records(); err == nil {
+				t.Errorf("Records() = %v, want an error", recs)
+			}
+		})
+	}
+}
