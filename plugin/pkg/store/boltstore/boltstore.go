@@ -44,6 +44,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/store/memzone"
 )
 
 // Buckets of the file, the checkpoint. Keys in names are store.Key
@@ -94,7 +95,7 @@ type Store struct {
 	// mu guards the zone and the group being gathered; queries take it
 	// shared, transactions exclusive.
 	mu     sync.RWMutex
-	z      *memZone
+	z      *memzone.Zone
 	seq    uint64 // the last log record's sequence number
 	group  *group
 	logged int64 // octets logged since the last checkpoint; commitMu guards it
@@ -223,36 +224,36 @@ func (s *Store) load(path, zone string) error {
 	if err != nil {
 		return err
 	}
-	if s.z, err = newZone(zone, serial); err != nil {
+	if s.z, err = memzone.New(zone, serial); err != nil {
 		return err
 	}
 	err = s.db.View(func(btx *bolt.Tx) error {
 		if err := btx.Bucket(bucketNames).ForEach(func(k, v []byte) error {
 			// The layout is checked here, each record's data as it is read.
-			if err := walkPacked(v, func(int64, []byte) error { return nil }); err != nil || !bytes.HasPrefix(k, []byte(s.z.apexKey)) {
+			if err := memzone.WalkPacked(v, func(int64, []byte) error { return nil }); err != nil || !bytes.HasPrefix(k, []byte(s.z.ApexKey())) {
 				name, _ := store.KeyName(k)
-				return fmt.Errorf("name %s: %w", name, errCorrupt)
+				return fmt.Errorf("name %s: %w", name, memzone.ErrCorrupt)
 			}
-			s.z.set(string(k), bytes.Clone(v))
+			s.z.Set(string(k), bytes.Clone(v))
 			return nil
 		}); err != nil {
 			return err
 		}
 		return btx.Bucket(bucketSigned).ForEach(func(k, _ []byte) error {
-			if len(k) != 8+idLen {
-				return errCorrupt
+			if len(k) != 8+memzone.IDLen {
+				return memzone.ErrCorrupt
 			}
-			var id seenID
-			id.signed = int64(binary.BigEndian.Uint64(k))
-			copy(id.id[:], k[8:])
-			s.z.seen.add(id)
+			var id memzone.SeenID
+			id.Signed = int64(binary.BigEndian.Uint64(k))
+			copy(id.ID[:], k[8:])
+			s.z.Seen().Add(id)
 			return nil
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("loading store %s: %w", path, err)
 	}
-	clear(s.z.dirty)
+	s.z.TrackChanges()
 
 	logDir := path + ".wal"
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
@@ -264,19 +265,20 @@ func (s *Store) load(path, zone string) error {
 			return err
 		}
 		for i, key := range l.keys {
-			if !bytes.HasPrefix([]byte(key), []byte(s.z.apexKey)) {
+			if !bytes.HasPrefix([]byte(key), []byte(s.z.ApexKey())) {
 				name, _ := store.KeyName([]byte(key))
 				return fmt.Errorf("name %s outside the zone", name)
 			}
-			s.z.set(key, bytes.Clone(l.packed[i]))
+			s.z.Set(key, bytes.Clone(l.packed[i]))
 		}
+		seen := s.z.Seen()
 		for _, id := range l.seen {
-			if !s.z.seen.has(id.id) {
-				s.z.seen.add(id)
+			if !seen.Has(id.ID) {
+				seen.Add(id)
 			}
 		}
-		s.z.fresh = append(s.z.fresh, l.seen...)
-		s.z.serial = l.serial
+		s.z.PutBackChanges(nil, l.seen)
+		s.z.SetSerial(l.serial)
 		return nil
 	})
 	if err != nil {
@@ -312,7 +314,7 @@ func upgradeV1(btx *bolt.Tx) error {
 			continue
 		}
 		at := int64(binary.BigEndian.Uint64(k))
-		h := hashID(k[8:], at)
+		h := memzone.HashID(k[8:], at)
 		if err := signed.Put(append(binary.BigEndian.AppendUint64(nil, uint64(at)), h[:]...), []byte{1}); err != nil {
 			return err
 		}
@@ -325,7 +327,7 @@ func upgradeV1(btx *bolt.Tx) error {
 }
 
 // Zone implements store.Store.
-func (s *Store) Zone() string { return s.z.apex }
+func (s *Store) Zone() string { return s.z.Apex() }
 
 // Path returns the file's path.
 func (s *Store) Path() string { return s.db.Path() }
@@ -373,23 +375,23 @@ func (s *Store) Subscribe(queue int) *store.Subscription { return s.feed.Subscri
 func (s *Store) Serial() (uint32, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.z.serial, nil
+	return s.z.Serial(), nil
 }
 
 // Lookup implements store.Store. The records are decoded for the caller,
 // who may keep or change them.
 func (s *Store) Lookup(name string) (rrs []dns.RR, exists bool, err error) {
-	key, err := s.z.keyOf(name)
+	key, err := s.z.KeyOf(name)
 	if err != nil {
 		return nil, false, err
 	}
 	now := s.opts.Now()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if rrs, err = s.z.live(key, now); err != nil {
+	if rrs, err = s.z.Live(key, now); err != nil {
 		return nil, false, fmt.Errorf("store: records at %s: %w", name, err)
 	}
-	return rrs, len(rrs) > 0 || s.z.hasDescendants(key), nil
+	return rrs, len(rrs) > 0 || s.z.HasDescendants(key), nil
 }
 
 // Update implements store.Store.
@@ -403,17 +405,21 @@ func (s *Store) update(expiry bool, fn func(store.Tx) error) (store.Event, error
 		s.mu.Unlock()
 		return store.Event{}, s.failed
 	}
-	t := &tx{z: s.z, now: s.opts.Now(), touched: make(map[string]*touch)}
+	t := memzone.NewTx(s.z, s.opts.Now())
 	if err := fn(t); err != nil {
-		t.undo()
+		t.Undo()
 		s.mu.Unlock()
 		return store.Event{}, err
 	}
-	ev, rec, err := t.finish(s.seq + 1)
+	ev, err := t.Finish()
 	if err != nil {
-		t.undo()
+		t.Undo()
 		s.mu.Unlock()
 		return store.Event{}, err
+	}
+	var rec []byte
+	if len(t.Touched()) > 0 || len(t.Remembered()) > 0 {
+		rec = encodeTx(s.seq+1, ev.Serial, t.Touched(), t.Remembered())
 	}
 	ev.Expired = expiry
 	g := s.group

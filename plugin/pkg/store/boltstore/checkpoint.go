@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/store/memzone"
 )
 
 // checkpoint is what the file must take to catch up with the log up to
@@ -19,7 +20,7 @@ type checkpoint struct {
 	through uint64
 	serial  uint32
 	dirty   map[string][]byte // packed records by name key; nil: deleted
-	fresh   []seenID
+	fresh   []memzone.SeenID
 	// segment is the first record of the log segment started with this
 	// checkpoint: once it is in the file, the segments before go.
 	segment uint64
@@ -29,10 +30,8 @@ type checkpoint struct {
 // last transaction applied. The caller holds s.mu, and makes sure that
 // the file is written only once the log holds all of it.
 func (s *Store) snapshotLocked() *checkpoint {
-	c := &checkpoint{through: s.seq, serial: s.z.serial, dirty: s.z.dirty, fresh: s.z.fresh}
-	s.z.dirty = make(map[string][]byte)
-	s.z.fresh = nil
-	return c
+	dirty, fresh := s.z.TakeChanges()
+	return &checkpoint{through: s.seq, serial: s.z.Serial(), dirty: dirty, fresh: fresh}
 }
 
 // checkpointLoop writes the checkpoints that commit hands it, in order,
@@ -44,12 +43,7 @@ func (s *Store) checkpointLoop() {
 			// Keep the log, and what this checkpoint missed for the next
 			// one: names changed again since hold newer records already.
 			s.mu.Lock()
-			for k, v := range c.dirty {
-				if _, ok := s.z.dirty[k]; !ok {
-					s.z.dirty[k] = v
-				}
-			}
-			s.z.fresh = append(c.fresh, s.z.fresh...)
+			s.z.PutBackChanges(c.dirty, c.fresh)
 			s.mu.Unlock()
 			continue
 		}
@@ -84,14 +78,14 @@ func (s *Store) writeCheckpoint(c *checkpoint) error {
 				return err
 			}
 		}
-		slices.SortFunc(c.fresh, func(a, b seenID) int {
-			return cmp.Or(cmp.Compare(a.signed, b.signed), bytes.Compare(a.id[:], b.id[:]))
+		slices.SortFunc(c.fresh, func(a, b memzone.SeenID) int {
+			return cmp.Or(cmp.Compare(a.Signed, b.Signed), bytes.Compare(a.ID[:], b.ID[:]))
 		})
 		for _, id := range c.fresh {
-			if id.signed < cutoff {
+			if id.Signed < cutoff {
 				continue
 			}
-			k := append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+idLen), uint64(id.signed)), id.id[:]...)
+			k := append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+memzone.IDLen), uint64(id.Signed)), id.ID[:]...)
 			if err := signed.Put(k, []byte{1}); err != nil {
 				return err
 			}

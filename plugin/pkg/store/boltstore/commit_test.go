@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/store/memzone"
 )
 
 // crash stops s the way kill -9 would leave it: no final checkpoint, the
@@ -226,7 +227,7 @@ func TestCrashKeepsEveryCommit(t *testing.T) {
 	if want := 0; u.Records == want {
 		t.Errorf("usage of u3 lost in the crash")
 	}
-	if next, ok := s.z.nextExpiry(); !ok || !next.Equal(c.Now().Add(time.Hour)) {
+	if next, ok := s.z.NextExpiry(); !ok || !next.Equal(c.Now().Add(time.Hour)) {
 		t.Errorf("lease index after the crash: %v %v", next, ok)
 	}
 }
@@ -258,17 +259,17 @@ func TestCorruptLogRefused(t *testing.T) {
 func FuzzDecodeTx(f *testing.F) {
 	r, _ := dns.NewRR("h.alice.members.example.com. 60 IN A 192.0.2.1")
 	k, _ := store.Key("h.alice.members.example.com.")
-	packed, _ := encodeRecords([]store.Record{{RR: r}})
-	rec := encodeTx(7, 42, []*touch{{key: string(k), newPacked: packed}}, []seenID{{signed: 5}})
+	packed, _ := memzone.EncodeRecords([]store.Record{{RR: r}})
+	rec := encodeTx(7, 42, []*memzone.Touch{{Key: string(k), NewPacked: packed}}, []memzone.SeenID{{Signed: 5}})
 	f.Add(rec)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := decodeTx(b)
 		if err != nil {
 			return
 		}
-		order := make([]*touch, len(l.keys))
+		order := make([]*memzone.Touch, len(l.keys))
 		for i := range l.keys {
-			order[i] = &touch{key: l.keys[i], newPacked: l.packed[i]}
+			order[i] = &memzone.Touch{Key: l.keys[i], NewPacked: l.packed[i]}
 		}
 		again := encodeTx(l.seq, l.serial, order, l.seen)
 		if back, err := decodeTx(again); err != nil || back.seq != l.seq || len(back.keys) != len(l.keys) || len(back.seen) != len(l.seen) {

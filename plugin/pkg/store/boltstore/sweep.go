@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/store/memzone"
 )
 
 // Sweep deletes every record whose lease has ended, as one transaction
@@ -12,27 +13,27 @@ import (
 // and for Open.
 func (s *Store) Sweep() (int, error) {
 	s.mu.RLock()
-	due := len(s.z.due(s.opts.Now())) > 0
+	due := len(s.z.Due(s.opts.Now())) > 0
 	s.mu.RUnlock()
 	if !due {
 		return 0, nil
 	}
 	deleted := 0
 	_, err := s.update(true, func(st store.Tx) error {
-		t := st.(*tx)
+		z := st.(*memzone.Tx).Zone()
 		deleted = 0
-		for _, key := range t.z.due(t.now) {
+		for _, key := range z.Due(st.Now()) {
 			name, err := store.KeyName([]byte(key))
 			if err != nil {
 				return err
 			}
-			before := addUsage(store.Usage{}, t.z.packed(key), 1).Records
-			live, err := t.Get(name)
+			before := memzone.AddUsage(store.Usage{}, z.Packed(key), 1).Records
+			live, err := st.Get(name)
 			if err != nil {
 				return err
 			}
 			deleted += before - len(live)
-			if err := t.Set(name, live); err != nil {
+			if err := st.Set(name, live); err != nil {
 				return err
 			}
 		}
@@ -60,7 +61,7 @@ func (s *Store) sweepLoop(every time.Duration) {
 		}
 		wait := every
 		s.mu.RLock()
-		next, ok := s.z.nextExpiry()
+		next, ok := s.z.NextExpiry()
 		s.mu.RUnlock()
 		if ok {
 			wait = min(wait, max(next.Sub(s.opts.Now()), 0))

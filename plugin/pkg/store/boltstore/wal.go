@@ -86,11 +86,11 @@ func frameRecords(payload []byte) ([][]byte, error) {
 	var recs [][]byte
 	for len(payload) > 0 {
 		if len(payload) < 4 {
-			return nil, errCorrupt
+			return nil, errLogCorrupt
 		}
 		n := binary.BigEndian.Uint32(payload)
 		if n < 8 || uint64(n) > uint64(len(payload)-4) {
-			return nil, errCorrupt
+			return nil, errLogCorrupt
 		}
 		recs = append(recs, payload[4:4+n])
 		payload = payload[4+n:]

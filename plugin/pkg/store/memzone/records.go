@@ -1,4 +1,4 @@
-package boltstore
+package memzone
 
 import (
 	"encoding/binary"
@@ -10,10 +10,10 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 )
 
-// diff returns the records of new that old lacks and those of old that new
+// Diff returns the records of new that old lacks and those of old that new
 // lacks. Records are equal when their data and TTL are; a changed lease
 // alone is not a change anyone can see.
-func diff(old, new []store.Record) (added, removed []dns.RR) {
+func Diff(old, new []store.Record) (added, removed []dns.RR) {
 	for _, n := range new {
 		if !containsRR(old, n.RR) {
 			added = append(added, n.RR)
@@ -36,16 +36,16 @@ func containsRR(recs []store.Record, rr dns.RR) bool {
 	return false
 }
 
-// walkPacked calls fn for each record of a packed value (encodeRecords):
+// WalkPacked calls fn for each record of a packed value (EncodeRecords):
 // its lease end (unix nanoseconds, 0 for none) and its wire form.
-func walkPacked(b []byte, fn func(expires int64, wire []byte) error) error {
+func WalkPacked(b []byte, fn func(expires int64, wire []byte) error) error {
 	for len(b) > 0 {
 		if len(b) < 10 {
-			return errCorrupt
+			return ErrCorrupt
 		}
 		n := int(binary.BigEndian.Uint16(b[8:]))
 		if len(b) < 10+n {
-			return errCorrupt
+			return ErrCorrupt
 		}
 		if err := fn(int64(binary.BigEndian.Uint64(b)), b[10:10+n]); err != nil {
 			return err
@@ -55,10 +55,10 @@ func walkPacked(b []byte, fn func(expires int64, wire []byte) error) error {
 	return nil
 }
 
-// firstExpiry returns the earliest lease end in a packed value, 0 for none.
-func firstExpiry(packed []byte) int64 {
+// FirstExpiry returns the earliest lease end in a packed value, 0 for none.
+func FirstExpiry(packed []byte) int64 {
 	var first int64
-	walkPacked(packed, func(expires int64, _ []byte) error {
+	WalkPacked(packed, func(expires int64, _ []byte) error {
 		if expires != 0 && (first == 0 || expires < first) {
 			first = expires
 		}
@@ -67,10 +67,10 @@ func firstExpiry(packed []byte) int64 {
 	return first
 }
 
-// addUsage adds (sign 1) or takes away (sign -1) the records of a packed
+// AddUsage adds (sign 1) or takes away (sign -1) the records of a packed
 // value: how many, and their wire length.
-func addUsage(u store.Usage, packed []byte, sign int) store.Usage {
-	walkPacked(packed, func(_ int64, wire []byte) error {
+func AddUsage(u store.Usage, packed []byte, sign int) store.Usage {
+	WalkPacked(packed, func(_ int64, wire []byte) error {
 		u.Records += sign
 		u.Bytes += sign * len(wire)
 		return nil
@@ -78,13 +78,13 @@ func addUsage(u store.Usage, packed []byte, sign int) store.Usage {
 	return u
 }
 
-// errCorrupt marks a value that this package cannot have written.
-var errCorrupt = errors.New("store: corrupt record value")
+// ErrCorrupt marks a value that this package cannot have written.
+var ErrCorrupt = errors.New("store: corrupt record value")
 
-// encodeRecords lays records out as, for each: the lease end (unix nanos,
+// EncodeRecords lays records out as, for each: the lease end (unix nanos,
 // 0 for none, 8 octets), the RR's wire length (2 octets) and the RR in
 // uncompressed wire form, owner name included so its case survives.
-func encodeRecords(recs []store.Record) ([]byte, error) {
+func EncodeRecords(recs []store.Record) ([]byte, error) {
 	size := 0
 	for _, r := range recs {
 		size += 10 + dns.Len(r.RR)
@@ -109,12 +109,14 @@ func encodeRecords(recs []store.Record) ([]byte, error) {
 	return b, nil
 }
 
-func decodeRecords(b []byte) ([]store.Record, error) {
+// DecodeRecords reads what EncodeRecords wrote; ErrCorrupt for anything
+// else.
+func DecodeRecords(b []byte) ([]store.Record, error) {
 	var recs []store.Record
-	err := walkPacked(b, func(expires int64, wire []byte) error {
+	err := WalkPacked(b, func(expires int64, wire []byte) error {
 		rr, _, err := dns.UnpackRR(wire, 0)
 		if err != nil || rr == nil {
-			return errCorrupt
+			return ErrCorrupt
 		}
 		r := store.Record{RR: rr}
 		if expires != 0 {

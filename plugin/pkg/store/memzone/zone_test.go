@@ -1,4 +1,4 @@
-package boltstore
+package memzone
 
 import (
 	"fmt"
@@ -11,13 +11,15 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 )
 
+const zone = "members.example.com."
+
 // TestZoneIndexes sets, renews and deletes names at random and checks,
 // after every step, what the zone derives from the records: the lease
 // heap (each name where its entry says, ordered, and due finding exactly
 // the names with an ended lease), the counts of names below each name,
 // and the usage per owner.
 func TestZoneIndexes(t *testing.T) {
-	z, err := newZone(zone, 1)
+	z, err := New(zone, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func TestZoneIndexes(t *testing.T) {
 	}
 	for step := range 2000 {
 		name := names[rand.IntN(len(names))]
-		key, _ := z.keyOf(name)
+		key, _ := z.KeyOf(name)
 		var recs []store.Record
 		for j := range rand.IntN(3) {
 			rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A 192.0.2.%d", name, j+1))
@@ -38,22 +40,22 @@ func TestZoneIndexes(t *testing.T) {
 			}
 			recs = append(recs, r)
 		}
-		packed, err := encodeRecords(recs)
+		packed, err := EncodeRecords(recs)
 		if err != nil {
 			t.Fatal(err)
 		}
-		z.set(key, packed)
+		z.Set(key, packed)
 
 		at := base.Add(time.Duration(rand.IntN(100)) * time.Second)
 		due := make(map[string]bool)
-		for _, k := range z.due(at) {
+		for _, k := range z.Due(at) {
 			due[k] = true
 		}
 		below := make(map[string]int)
 		usage := make(map[string]store.Usage)
 		for k, e := range z.names {
-			if e.expires != firstExpiry(e.packed) {
-				t.Fatalf("step %d: %q expires %d, its records say %d", step, k, e.expires, firstExpiry(e.packed))
+			if e.expires != FirstExpiry(e.packed) {
+				t.Fatalf("step %d: %q expires %d, its records say %d", step, k, e.expires, FirstExpiry(e.packed))
 			}
 			if (e.lease >= 0) != (e.expires != 0) || e.lease >= 0 && z.leases.items[e.lease].key != k {
 				t.Fatalf("step %d: %q has lease index %d, expires %d", step, k, e.lease, e.expires)
@@ -64,7 +66,7 @@ func TestZoneIndexes(t *testing.T) {
 			for off := len(z.apexKey); off < len(k); off += int(k[off]) + 1 {
 				below[k[:off]]++
 			}
-			usage[z.ownerKey(k)] = addUsage(usage[z.ownerKey(k)], e.packed, 1)
+			usage[z.OwnerKey(k)] = AddUsage(usage[z.OwnerKey(k)], e.packed, 1)
 		}
 		if len(z.leases.items) != len(due)+countLeasesAfter(z, at) {
 			t.Fatalf("step %d: %d names in the lease heap", step, len(z.leases.items))
@@ -83,7 +85,7 @@ func TestZoneIndexes(t *testing.T) {
 	}
 }
 
-func countLeasesAfter(z *memZone, at time.Time) int {
+func countLeasesAfter(z *Zone, at time.Time) int {
 	n := 0
 	for _, l := range z.leases.items {
 		if l.at > at.UnixNano() {
