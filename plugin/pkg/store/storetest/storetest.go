@@ -1,6 +1,8 @@
-// Package storetest makes real stores for the tests of the plugins that
-// use them: a boltstore in the test's temporary directory, holding the
-// records given in presentation format.
+// Package storetest holds what tests need of stores: Run, the conformance
+// tests that every store engine passes (the same tests for each), and
+// New, a real store for the tests of the plugins that use one (a
+// boltstore in the test's temporary directory, holding the records given
+// in presentation format).
 package storetest
 
 import (
