@@ -4,11 +4,11 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build coredns btmm-client btmm-lab btmm-updateload wireguard-go test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
+.PHONY: all build coredns btmm-client btmm-lab btmm-updateload wireguard-go etcd test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
 
 all: build
 
-build: coredns btmm-client btmm-lab wireguard-go btmm-updateload
+build: coredns btmm-client btmm-lab wireguard-go etcd btmm-updateload
 
 coredns:
 	$(GO) build $(GOFLAGS) -o $(BIN)/coredns ./plugin/cmd/coredns
@@ -29,6 +29,13 @@ btmm-lab:
 # package the client uses).
 wireguard-go:
 	$(GO) build $(GOFLAGS) -o $(BIN)/wireguard-go golang.zx2c4.com/wireguard
+
+# etcd, the server behind the etcd zone store's tests
+# (plugin/pkg/store/etcdstore/etcdtest starts clusters of it): built from
+# the Go module proxy at the version go.mod pins, from the server module's
+# main package (go.mod lists it as a tool so that go mod tidy keeps it).
+etcd:
+	$(GO) build $(GOFLAGS) -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 
 # The whole system on one machine: a lab with the server and two hosts behind
 # two NATs, told in plain words; nothing is left behind (root).
