@@ -71,6 +71,18 @@ func (f *Feed) Publish(ev Event) {
 	}
 }
 
+// Lag ends every subscription with ErrLagged, for a store that lost
+// events it cannot publish (its holders read the store again); later
+// subscriptions work as usual.
+func (f *Feed) Lag() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for s := range f.subs {
+		delete(f.subs, s)
+		s.endLocked(ErrLagged)
+	}
+}
+
 // Close ends every subscription with ErrClosed; later ones start ended.
 func (f *Feed) Close() {
 	f.mu.Lock()

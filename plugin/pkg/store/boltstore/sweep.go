@@ -19,25 +19,9 @@ func (s *Store) Sweep() (int, error) {
 		return 0, nil
 	}
 	deleted := 0
-	_, err := s.update(true, func(st store.Tx) error {
-		z := st.(*memzone.Tx).Zone()
-		deleted = 0
-		for _, key := range z.Due(st.Now()) {
-			name, err := store.KeyName([]byte(key))
-			if err != nil {
-				return err
-			}
-			before := memzone.AddUsage(store.Usage{}, z.Packed(key), 1).Records
-			live, err := st.Get(name)
-			if err != nil {
-				return err
-			}
-			deleted += before - len(live)
-			if err := st.Set(name, live); err != nil {
-				return err
-			}
-		}
-		return nil
+	_, err := s.update(true, func(st store.Tx) (err error) {
+		deleted, err = st.(*memzone.Tx).SweepExpired()
+		return err
 	})
 	return deleted, err
 }

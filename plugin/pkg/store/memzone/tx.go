@@ -165,3 +165,26 @@ func NextSerial(s uint32) uint32 {
 	}
 	return s
 }
+
+// SweepExpired removes from the zone, in this transaction, every record
+// whose lease ended by the transaction's time, and returns how many it
+// removed: to subscribers it looks like an UPDATE deleting them.
+func (t *Tx) SweepExpired() (int, error) {
+	removed := 0
+	for _, key := range t.z.Due(t.now) {
+		name, err := store.KeyName([]byte(key))
+		if err != nil {
+			return 0, err
+		}
+		before := AddUsage(store.Usage{}, t.z.Packed(key), 1).Records
+		live, err := t.Get(name)
+		if err != nil {
+			return 0, err
+		}
+		removed += before - len(live)
+		if err := t.Set(name, live); err != nil {
+			return 0, err
+		}
+	}
+	return removed, nil
+}
