@@ -12,37 +12,40 @@ import (
 // The store file is locked by the process that has it open, a Corefile
 // reload builds new plugin instances before it shuts the old ones down,
 // and a zone may be served by several server blocks (plain DNS and TLS).
-// So stores are shared by the file's absolute path (see package shared).
-var stores shared.Registry[*boltstore.Store]
+// So stores are shared by where they are (see package shared): the file's
+// absolute path, or the etcd endpoints and prefix.
+var stores shared.Registry[store.Store]
 
-// openStore is boltstore.Open; tests replace it to set a clock.
-var openStore = func(path, zone string) (*boltstore.Store, error) {
-	return boltstore.Open(path, zone, boltstore.Options{})
+// storeKey says where the zone lives, for the registry and the logs.
+func (b *Btmm) storeKey() string {
+	if b.etcd != nil {
+		return b.etcd.String()
+	}
+	abs, err := filepath.Abs(b.storePath)
+	if err != nil {
+		return b.storePath
+	}
+	return abs
 }
 
-func acquireStore(path, zone string) (store.Store, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
+// openStore opens the zone where the configuration puts it.
+func (b *Btmm) openStore() (store.Store, error) {
+	if b.etcd != nil {
+		return b.etcd.open(b.zone)
 	}
-	s, _, err := stores.Acquire(abs, func() (*boltstore.Store, error) {
-		return openStore(abs, zone)
-	}, func(s *boltstore.Store) error {
+	return boltstore.Open(b.storeKey(), b.zone, boltstore.Options{})
+}
+
+func acquireStore(key string, open func() (store.Store, error), zone string) (store.Store, error) {
+	s, _, err := stores.Acquire(key, open, func(s store.Store) error {
 		if s.Zone() != store.Canonical(zone) {
-			return fmt.Errorf("store %s already serves zone %s", path, s.Zone())
+			return fmt.Errorf("store %s already serves zone %s", key, s.Zone())
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
+	return s, err
 }
 
-func releaseStore(path string) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	return stores.Release(abs, (*boltstore.Store).Close)
+func releaseStore(key string) error {
+	return stores.Release(key, store.Store.Close)
 }

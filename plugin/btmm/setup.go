@@ -13,6 +13,7 @@ import (
 
 	"github.com/openbtmm/btmm/plugin/pkg/corefile"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
+	"github.com/openbtmm/btmm/plugin/pkg/store"
 )
 
 const pluginName = "btmm"
@@ -40,15 +41,15 @@ func setup(c *caddy.Controller) error {
 		cfg.TsigSecret[name] = k.Secret
 	}
 	c.OnStartup(func() error {
-		s, err := acquireStore(b.storePath, b.zone)
+		s, err := acquireStore(b.storeKey(), func() (store.Store, error) { return b.openStore() }, b.zone)
 		if err != nil {
 			return plugin.Error(pluginName, err)
 		}
 		b.store = s
-		log.Infof("zone %s: %d user keys, store %s", b.zone, len(b.keys), b.storePath)
+		log.Infof("zone %s: %d user keys, store %s", b.zone, len(b.keys), b.storeKey())
 		return nil
 	})
-	c.OnShutdown(func() error { return releaseStore(b.storePath) })
+	c.OnShutdown(func() error { return releaseStore(b.storeKey()) })
 	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
 		b.Next = next
 		return b
@@ -61,6 +62,10 @@ func setup(c *caddy.Controller) error {
 //	btmm [ZONE] {
 //	    keys  FILE
 //	    store FILE
+//	    etcd  ENDPOINT... {
+//	        prefix PATH
+//	        tls    [CERT KEY] CA
+//	    }
 //	    ns    NAME [ADDRESS...]
 //	}
 func parse(c *caddy.Controller) (*Btmm, error) {
@@ -126,6 +131,12 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 				return c.Errf("name server %s is inside the zone and needs an address", ns.name)
 			}
 			b.ns = append(b.ns, ns)
+		case "etcd":
+			e, err := parseEtcd(c, a, zone, inRoot)
+			if err != nil {
+				return err
+			}
+			b.etcd = e
 		default:
 			return corefile.ErrUnknown
 		}
@@ -147,7 +158,10 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 		}
 		b.keys[k.Name] = k
 	}
-	if b.storePath == "" {
+	if b.etcd != nil && b.storePath != "" {
+		return nil, c.Err("store FILE and etcd are alternatives: the zone lives in one of them")
+	}
+	if b.storePath == "" && b.etcd == nil {
 		b.storePath = inRoot(zone + "db")
 	}
 	return b, nil

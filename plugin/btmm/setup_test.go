@@ -66,5 +66,23 @@ func TestParse(t *testing.T) {
 		{Input: "btmm members.example.com {\n keys " + broken + "\n}", WantErr: "broken.keys:3"},
 		{Input: "btmm members.example.com {\n keys " + dir + "/missing.keys\n}", WantErr: "missing.keys"},
 		{Input: "btmm a.example. b.example. {\n keys " + keys + "\n}", WantErr: "Wrong argument count"},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd http://127.0.0.1:2379 https://10.0.0.2:2379 {\n  prefix /zones/members/\n }\n ns ns2.example.net.\n}",
+			Check: func(t testing.TB, b *Btmm) {
+				if b.etcd == nil || len(b.etcd.endpoints) != 2 || b.etcd.prefix != "/zones/members" || b.storePath != "" || len(b.ns) != 1 {
+					t.Errorf("etcd %+v, store %q, ns %v", b.etcd, b.storePath, b.ns)
+				}
+			}},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd http://127.0.0.1:2379\n}",
+			Check: func(t testing.TB, b *Btmm) {
+				if b.etcd == nil || b.etcd.prefix != "/btmm/members.example.com" || b.etcd.tls != nil {
+					t.Errorf("default prefix: etcd %+v", b.etcd)
+				}
+			}},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n store m.db\n etcd http://127.0.0.1:2379\n}", WantErr: "alternatives"},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd\n}", WantErr: "at least one endpoint"},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd 127.0.0.1:2379\n}", WantErr: "not an http:// or https:// URL"},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd http://127.0.0.1:2379 {\n  prefix relative\n }\n}", WantErr: "starts with /"},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd http://127.0.0.1:2379 {\n  user root\n }\n}", WantErr: `unknown property "user"`},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd https://127.0.0.1:2379 {\n  tls " + dir + "/missing-ca.pem\n }\n}", WantErr: "etcd tls"},
 	})
 }

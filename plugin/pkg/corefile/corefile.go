@@ -51,6 +51,44 @@ func Properties(c *caddy.Controller, fn func(prop string, args []string) error, 
 	return seen, nil
 }
 
+// Nested reads the block that may follow a property's arguments, inside
+// the directive's block,
+//
+//	PROPERTY ARGS... {
+//	    SUB [ARGS...]
+//	}
+//
+// handing each line to fn, with the same rules as Properties: each
+// sub-property once, unknown ones named. Call it from a Properties
+// callback; it does nothing if no block follows. (caddy's NextBlock reads
+// one level only.)
+func Nested(c *caddy.Controller, fn func(prop string, args []string) error) error {
+	if !c.NextArg() {
+		return nil
+	}
+	if c.Val() != "{" {
+		return c.ArgErr()
+	}
+	seen := make(map[string]bool)
+	for c.Next() {
+		prop := c.Val()
+		if prop == "}" {
+			return nil
+		}
+		if err := fn(prop, c.RemainingArgs()); err != nil {
+			if errors.Is(err, ErrUnknown) {
+				return c.Errf("unknown property %q", prop)
+			}
+			return err
+		}
+		if seen[prop] {
+			return c.Errf("%s given more than once", prop)
+		}
+		seen[prop] = true
+	}
+	return c.Err("a block opened with { is not closed")
+}
+
 // NoArgs reads the directive's name and refuses any argument after it,
 // for a directive configured by its block alone.
 func NoArgs(c *caddy.Controller) error {

@@ -81,3 +81,47 @@ func TestEmptyBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestNested: a property's own block is read line by line, with the
+// lines after it back in the outer block; its errors are named.
+func TestNested(t *testing.T) {
+	read := func(input string) ([]string, error) {
+		c := caddy.NewTestController("dns", input)
+		if err := NoArgs(c); err != nil {
+			return nil, err
+		}
+		var lines []string
+		_, err := Properties(c, func(prop string, args []string) error {
+			lines = append(lines, prop+" "+strings.Join(args, " "))
+			if prop != "outer" {
+				return nil
+			}
+			return Nested(c, func(sub string, args []string) error {
+				if sub == "bad" {
+					return ErrUnknown
+				}
+				lines = append(lines, "  "+sub+" "+strings.Join(args, " "))
+				return nil
+			})
+		})
+		return lines, err
+	}
+	lines, err := read("d {\n before 1\n outer a b {\n  x 1\n  y 2 3\n }\n after 4\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"before 1", "outer a b", "  x 1", "  y 2 3", "after 4"}; !slices.Equal(lines, want) {
+		t.Errorf("lines %q, want %q", lines, want)
+	}
+	if lines, err := read("d {\n outer a\n after 4\n}"); err != nil || len(lines) != 2 {
+		t.Errorf("without a nested block: %q %v", lines, err)
+	}
+	for input, wantErr := range map[string]string{
+		"d {\n outer a {\n  bad 1\n }\n}":      `unknown property "bad"`,
+		"d {\n outer a {\n  x 1\n  x 2\n }\n}": "x given more than once",
+	} {
+		if _, err := read(input); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%q: error %v, want %q", input, err, wantErr)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package btmm
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	ctls "github.com/coredns/coredns/plugin/pkg/tls"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/openbtmm/btmm/plugin/pkg/corefile"
+	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/store/etcdstore"
+)
+
+// etcdPlace is the zone on an etcd cluster: every instance configured
+// with the same endpoints' cluster and prefix serves the same zone.
+type etcdPlace struct {
+	endpoints []string
+	prefix    string
+	tls       *tls.Config // nil: plain HTTP endpoints
+}
+
+func (e *etcdPlace) String() string {
+	return "etcd " + strings.Join(e.endpoints, ",") + " " + e.prefix
+}
+
+// parseEtcd reads the etcd property's endpoints and its block.
+func parseEtcd(c *caddy.Controller, endpoints []string, zone string, inRoot func(string) string) (*etcdPlace, error) {
+	if len(endpoints) == 0 {
+		return nil, c.Err("etcd needs at least one endpoint, such as https://10.0.0.1:2379")
+	}
+	for _, ep := range endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, c.Errf("etcd endpoint %q is not an http:// or https:// URL", ep)
+		}
+	}
+	e := &etcdPlace{endpoints: endpoints, prefix: "/btmm/" + strings.TrimSuffix(zone, ".")}
+	err := corefile.Nested(c, func(prop string, args []string) error {
+		switch prop {
+		case "prefix":
+			if len(args) != 1 || !strings.HasPrefix(args[0], "/") {
+				return c.Err("prefix takes one key path that starts with /")
+			}
+			e.prefix = strings.TrimSuffix(args[0], "/")
+		case "tls":
+			if len(args) == 0 || len(args) > 3 {
+				return c.ArgErr()
+			}
+			for i := range args {
+				args[i] = inRoot(args[i])
+			}
+			// CoreDNS's own etcd plugin reads the same: CA alone, or
+			// client certificate, key and CA.
+			var err error
+			if len(args) == 1 {
+				e.tls, err = ctls.NewTLSConfigFromArgs("", "", args[0])
+			} else {
+				e.tls, err = ctls.NewTLSConfigFromArgs(args...)
+			}
+			if err != nil {
+				return c.Errf("etcd tls: %v", err)
+			}
+		default:
+			return corefile.ErrUnknown
+		}
+		return nil
+	})
+	return e, err
+}
+
+// open connects to the cluster and opens the zone under the prefix; the
+// store closes the client when it closes.
+func (e *etcdPlace) open(zone string) (store.Store, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   e.endpoints,
+		DialTimeout: 5 * time.Second,
+		TLS:         e.tls,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(e.endpoints, ","), err)
+	}
+	s, err := etcdstore.Open(cli, e.prefix+"/", zone, etcdstore.Options{Logf: log.Infof})
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return &etcdZone{Store: s, cli: cli}, nil
+}
+
+// etcdZone is the etcd store with the client it owns.
+type etcdZone struct {
+	*etcdstore.Store
+	cli *clientv3.Client
+}
+
+func (z *etcdZone) Close() error {
+	err := z.Store.Close()
+	if cerr := z.cli.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
