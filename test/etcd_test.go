@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,8 @@ import (
 
 // etcdServers starts n bin/coredns instances serving the zone from one
 // etcd prefix on cluster, each given the members in another order, with
-// their own update and LLQ listeners and short update leases.
-func etcdServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*coredns.Server {
+// their own update and LLQ listeners; leases is ddul-lease's block.
+func etcdServers(t *testing.T, cluster *etcdtest.Cluster, n int, leases string) []*coredns.Server {
 	t.Helper()
 	eps := cluster.Endpoints()
 	var out []*coredns.Server
@@ -35,19 +36,20 @@ func etcdServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*coredns.Serv
 		ns ns1.members.example.com. 127.0.0.1
 	}
 	ddul-lease {
-		min 2s
-		max 4s
+		%s
 	}
 	tsig-update {
 		udp 127.0.0.1:{{UPDATEPORT}}
 		tcp 127.0.0.1:{{UPDATEPORT}}
+		max_records 1000000
+		max_bytes 100000000
 	}
 	llq {
 		udp 127.0.0.1:{{LLQPORT}}
 		tcp 127.0.0.1:{{LLQPORT}}
 	}
 }
-`, strings.Join(order, " "))
+`, strings.Join(order, " "), leases)
 		s := coredns.New(t, dir, cf)
 		s.Start(zone)
 		out = append(out, s)
@@ -61,7 +63,7 @@ func etcdServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*coredns.Serv
 // one removal event on each instance.
 func TestEtcdTwoInstances(t *testing.T) {
 	cluster := etcdtest.Start(t, 3)
-	st := etcdServers(t, cluster, 2)
+	st := etcdServers(t, cluster, 2, "min 2s\n\t\tmax 4s")
 	a, b := st[0], st[1]
 
 	for i := range 5 {
@@ -107,4 +109,94 @@ func TestEtcdTwoInstances(t *testing.T) {
 	for _, c := range []*llq.Client{onB, onA} {
 		noEvent(t, c, time.Second)
 	}
+}
+
+// TestEtcdKillUnderLoad: 32 clients send UPDATEs through instance A,
+// which is killed with SIGKILL at a random moment; every UPDATE A
+// acknowledged is answered by instance B, with A still down.
+func TestEtcdKillUnderLoad(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	st := etcdServers(t, cluster, 2, "")
+	a, b := st[0], st[1]
+	total := 0
+	for trial := range 3 {
+		load := startUpdateLoad(t, a.UpdateAddr(), fmt.Sprintf("t%d", trial), 32)
+		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+		a.Kill()
+		acked := load.stop()
+		if len(acked) == 0 {
+			t.Fatalf("trial %d: no UPDATE acknowledged before the kill\n%s", trial, a.Output())
+		}
+		if lost := missing(t, b.Addr(), acked, func(name string, rcode int) {
+			t.Errorf("trial %d: %s was acknowledged by A and B does not have it: %v", trial, name, dns.RcodeToString[rcode])
+		}); lost > 0 {
+			t.Fatalf("trial %d: %d of %d acknowledged UPDATEs lost", trial, lost, len(acked))
+		}
+		total += len(acked)
+		a.Start(zone)
+	}
+	t.Logf("3 trials: %d UPDATEs acknowledged by A, all answered by B after A's kill -9", total)
+}
+
+// TestEtcdMemberLoss: UPDATEs through bin/coredns go on when one member of
+// three (the leader) is killed, get SERVFAIL when two are, and work again
+// when one comes back; queries are answered throughout.
+func TestEtcdMemberLoss(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	s := etcdServers(t, cluster, 1, "")[0]
+	n := 0
+	var acked []string
+	c := &dns.Client{Net: "tcp", Timeout: 10 * time.Second, TsigSecret: map[string]string{alice.name: alice.secret}}
+	// try sends one UPDATE and returns its rcode, -1 for no answer.
+	try := func() int {
+		n++
+		m := new(dns.Msg).SetUpdate(zone)
+		rr, _ := dns.NewRR(fmt.Sprintf("m%d.alice.members.example.com. 60 IN A 192.0.2.1", n))
+		m.Insert([]dns.RR{rr})
+		m.SetTsig(alice.name, alice.miekgAlg(), 300, time.Now().Unix())
+		r, _, err := c.Exchange(m, s.UpdateAddr())
+		if err != nil {
+			return -1
+		}
+		if r.Rcode == dns.RcodeSuccess {
+			acked = append(acked, rr.Header().Name)
+		}
+		return r.Rcode
+	}
+	// within tries UPDATEs until one gets rcode or d passes, and says how long it took.
+	within := func(rcode int, d time.Duration) (time.Duration, bool) {
+		start := time.Now()
+		for time.Since(start) < d {
+			if try() == rcode {
+				return time.Since(start), true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return d, false
+	}
+	if _, ok := within(dns.RcodeSuccess, 5*time.Second); !ok {
+		t.Fatal("no update succeeds with the whole cluster")
+	}
+	leader := cluster.Leader(t)
+	cluster.Stop(leader)
+	took, ok := within(dns.RcodeSuccess, 10*time.Second)
+	if !ok {
+		t.Fatal("updates stopped with two members of three")
+	}
+	t.Logf("the leader killed: updates again within %v", took.Round(time.Millisecond))
+
+	second := (leader + 1) % 3
+	cluster.Stop(second)
+	if _, ok := within(dns.RcodeServerFailure, 15*time.Second); !ok {
+		t.Fatal("with one member of three, no update got SERVFAIL")
+	}
+	if r := query(t, s.Addr(), acked[0], dns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("without a quorum, a query for %s: %s %v\n%s", acked[0], dns.RcodeToString[r.Rcode], answers(r), s.Output())
+	}
+	cluster.Restart(second)
+	took, ok = within(dns.RcodeSuccess, 15*time.Second)
+	if !ok {
+		t.Fatal("updates do not work again with two members back")
+	}
+	t.Logf("a member back: updates again within %v", took.Round(time.Millisecond))
 }

@@ -33,8 +33,8 @@ type Btmm struct {
 	Next plugin.Handler
 
 	zone      string
-	storePath string     // the file store, unless etcd is set
-	etcd      *etcdPlace // the zone on etcd instead
+	storePath string                 // the file store, unless etcd is set
+	etcd      *etcdPlace             // the zone on etcd instead
 	keys      map[string]keyfile.Key // by lowercase name
 	ns        []nameServer
 	store     store.Store // set in OnStartup, before any query arrives

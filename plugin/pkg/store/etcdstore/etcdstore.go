@@ -115,6 +115,11 @@ type Store struct {
 		granted time.Time
 	}
 
+	// watchCancel ends the current watch, which the watch loop then
+	// starts again; watchMu guards it.
+	watchMu     sync.Mutex
+	watchCancel context.CancelFunc
+
 	down   downLog
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -166,8 +171,10 @@ func Open(cli *clientv3.Client, prefix, zone string, opts Options) (*Store, erro
 
 func (s *Store) key(k string) string { return s.prefix + k }
 
+// reqCtx bounds one request to etcd; a member without a leader fails it
+// at once rather than holding it until an election ends.
 func (s *Store) reqCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.ctx, s.opts.Timeout)
+	return context.WithTimeout(clientv3.WithRequireLeader(s.ctx), s.opts.Timeout)
 }
 
 // load creates the zone under the prefix if it is new, and reads it into
@@ -283,29 +290,76 @@ func (s *Store) Close() error {
 // catchUp makes the copy as new as the last commit etcd acknowledged to
 // anyone: it reads P serial (linearizable) and waits for the watch to
 // apply that revision. If etcd cannot be reached it returns false, and
-// the copy is as it is.
+// the copy is as it is; while etcd stays unreachable, queries do not wait
+// for it: one probe a second finds when it is back.
 func (s *Store) catchUp() bool {
-	ctx, cancel := s.reqCtx()
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.key(keySerial))
-	if err != nil || len(resp.Kvs) != 1 {
+	if s.down.isDown() {
+		s.probe()
+		return false
+	}
+	rev, err := s.lastCommit()
+	if err != nil {
 		s.down.failed(err)
 		return false
 	}
 	s.down.ok()
-	return s.waitApplied(resp.Kvs[0].ModRevision)
+	return s.waitApplied(rev)
+}
+
+// lastCommit reads the revision of the last commit to the zone.
+func (s *Store) lastCommit() (int64, error) {
+	ctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(s.ctx), min(s.opts.Timeout, time.Second))
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.key(keySerial))
+	if err != nil {
+		return 0, err
+	}
+	if len(resp.Kvs) != 1 {
+		return 0, errors.New("the zone's serial is gone")
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
+// probe checks, at most once a second and off the caller's path, whether
+// etcd is reachable again.
+func (s *Store) probe() {
+	if !s.down.startProbe() {
+		return
+	}
+	go func() {
+		_, err := s.lastCommit()
+		if err == nil {
+			s.down.ok()
+		}
+		time.Sleep(time.Second)
+		s.down.endProbe()
+	}()
 }
 
 // waitApplied waits until the copy reflects revision rev, at most the
-// request timeout.
+// request timeout. A watch that has not delivered a committed revision
+// within staleWatch is on a member that went away (the client library can
+// take seconds to notice): it is started again, on a member that answers.
 func (s *Store) waitApplied(rev int64) bool {
-	deadline := time.AfterFunc(s.opts.Timeout, func() {
+	if s.waitAppliedFor(rev, staleWatch) {
+		return true
+	}
+	s.restartWatch()
+	return s.waitAppliedFor(rev, s.opts.Timeout)
+}
+
+// staleWatch is how long a committed revision may take to come through
+// the watch before the watch is started again.
+const staleWatch = 300 * time.Millisecond
+
+func (s *Store) waitAppliedFor(rev int64, d time.Duration) bool {
+	deadline := time.AfterFunc(d, func() {
 		s.mu.Lock()
 		s.applied.Broadcast()
 		s.mu.Unlock()
 	})
 	defer deadline.Stop()
-	until := time.Now().Add(s.opts.Timeout)
+	until := time.Now().Add(d)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for s.rev < rev && s.ctx.Err() == nil && time.Now().Before(until) {
@@ -341,9 +395,32 @@ func (s *Store) Lookup(name string) ([]dns.RR, bool, error) {
 
 // downLog says once that etcd is unreachable, and once that it is back.
 type downLog struct {
-	mu   sync.Mutex
-	down bool
-	logf func(string, ...any)
+	mu      sync.Mutex
+	down    bool
+	probing bool
+	logf    func(string, ...any)
+}
+
+func (d *downLog) isDown() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.down
+}
+
+func (d *downLog) startProbe() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.probing {
+		return false
+	}
+	d.probing = true
+	return true
+}
+
+func (d *downLog) endProbe() {
+	d.mu.Lock()
+	d.probing = false
+	d.mu.Unlock()
 }
 
 func (d *downLog) failed(err error) {

@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"context"
 	"encoding/binary"
 	"strings"
 	"time"
@@ -22,7 +23,12 @@ func (s *Store) watch() {
 		s.mu.RLock()
 		from := s.rev + 1
 		s.mu.RUnlock()
-		wch := s.cli.Watch(clientv3.WithRequireLeader(s.ctx), s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
+		s.watchMu.Lock()
+		s.watchCancel = cancel
+		s.watchMu.Unlock()
+		wch := s.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
+		restarted := false
 		for resp := range wch {
 			if resp.CompactRevision != 0 {
 				s.opts.Logf("etcd compacted revisions this instance had not seen: reading the zone again")
@@ -30,17 +36,34 @@ func (s *Store) watch() {
 				break
 			}
 			if err := resp.Err(); err != nil {
-				s.down.failed(err)
+				if restarted = wctx.Err() != nil && s.ctx.Err() == nil; !restarted {
+					s.down.failed(err)
+				}
 				break
 			}
 			backoff = 50 * time.Millisecond
 			s.apply(resp.Events)
+		}
+		restarted = restarted || (wctx.Err() != nil && s.ctx.Err() == nil)
+		cancel()
+		if restarted {
+			continue // restartWatch: at once
 		}
 		select {
 		case <-s.ctx.Done():
 		case <-time.After(backoff):
 			backoff = min(2*backoff, 2*time.Second)
 		}
+	}
+}
+
+// restartWatch ends the current watch; the loop starts a new one from
+// the last revision applied.
+func (s *Store) restartWatch() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.watchCancel != nil {
+		s.watchCancel()
 	}
 }
 
