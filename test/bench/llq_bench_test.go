@@ -56,63 +56,72 @@ func BenchmarkLLQEventLatency(b *testing.B) {
 			}
 			probeName := "probe.alice.members.example.com."
 			probe := holdLLQs(b, s.LLQAddr(), 1, func(int) string { return probeName })
-
-			arrived := make(chan time.Time, 16)
-			go func() {
-				buf := make([]byte, 65535)
-				for {
-					n, err := probe.Read(buf)
-					if err != nil {
-						return
-					}
-					at := time.Now()
-					ev := new(dns.Msg)
-					if ev.Unpack(buf[:n]) != nil || !ev.Response {
-						continue
-					}
-					ack := new(dns.Msg)
-					ack.Id, ack.Response, ack.Question = ev.Id, true, ev.Question
-					opts, _ := llqopt.From(ev)
-					llqopt.Set(ack, 1232, opts...)
-					if b, err := ack.Pack(); err == nil {
-						probe.Write(b)
-					}
-					arrived <- at
-				}
-			}()
-			c := &dns.Client{Timeout: 5 * time.Second, TsigSecret: map[string]string{keyName: secret}}
-			var lat, fromSend []time.Duration
 			b.ResetTimer()
-			for i := range b.N {
-				rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A 192.0.2.%d", probeName, i%250+1))
-				m := new(dns.Msg).SetUpdate("members.example.com.")
-				m.RemoveRRset([]dns.RR{rr})
-				m.Insert([]dns.RR{rr})
-				m.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
-				sent := time.Now()
-				r, _, err := c.Exchange(m, s.UpdateAddr())
-				acked := time.Now()
-				if err != nil || r.Rcode != dns.RcodeSuccess {
-					b.Fatalf("update: %v %v", err, r)
-				}
-				// One event per update: the A that went, the A that came.
-				select {
-				case at := <-arrived:
-					lat = append(lat, max(at.Sub(acked), 0))
-					fromSend = append(fromSend, at.Sub(sent))
-				case <-time.After(5 * time.Second):
-					b.Fatalf("no event for update %d", i)
-				}
-			}
+			lat, fromSend := eventLatencies(b, probe, probeName, s.UpdateAddr(), b.N)
 			b.StopTimer()
-			slices.Sort(lat)
-			slices.Sort(fromSend)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "ack-p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "ack-p99-µs")
 			b.ReportMetric(float64(fromSend[len(fromSend)/2].Microseconds()), "send-p50-µs")
 			b.ReportMetric(float64(fromSend[len(fromSend)*99/100].Microseconds()), "send-p99-µs")
 		})
 	}
+}
+
+// eventLatencies sends n UPDATEs, one after the other, each replacing the
+// A record at probeName (signed with the probe user's key) to updateAddr,
+// and waits for the event each causes on probe, an LLQ held on probeName
+// (acknowledging it, as a client does). It returns, sorted, the times from
+// each UPDATE's acknowledgement to its event (0 when the event came
+// first: the server sends it as the change commits) and from its sending.
+func eventLatencies(tb testing.TB, probe net.Conn, probeName, updateAddr string, n int) (lat, fromSend []time.Duration) {
+	arrived := make(chan time.Time, 16)
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, err := probe.Read(buf)
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			ev := new(dns.Msg)
+			if ev.Unpack(buf[:n]) != nil || !ev.Response {
+				continue
+			}
+			ack := new(dns.Msg)
+			ack.Id, ack.Response, ack.Question = ev.Id, true, ev.Question
+			opts, _ := llqopt.From(ev)
+			llqopt.Set(ack, 1232, opts...)
+			if b, err := ack.Pack(); err == nil {
+				probe.Write(b)
+			}
+			arrived <- at
+		}
+	}()
+	c := &dns.Client{Timeout: 5 * time.Second, TsigSecret: map[string]string{keyName: secret}}
+	for i := range n {
+		rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A 192.0.2.%d", probeName, i%250+1))
+		m := new(dns.Msg).SetUpdate("members.example.com.")
+		m.RemoveRRset([]dns.RR{rr})
+		m.Insert([]dns.RR{rr})
+		m.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
+		sent := time.Now()
+		r, _, err := c.Exchange(m, updateAddr)
+		acked := time.Now()
+		if err != nil || r.Rcode != dns.RcodeSuccess {
+			tb.Fatalf("update: %v %v", err, r)
+		}
+		// One event per update: the A that went, the A that came.
+		select {
+		case at := <-arrived:
+			lat = append(lat, max(at.Sub(acked), 0))
+			fromSend = append(fromSend, at.Sub(sent))
+		case <-time.After(5 * time.Second):
+			tb.Fatalf("no event for update %d", i)
+		}
+	}
+	slices.Sort(lat)
+	slices.Sort(fromSend)
+	return lat, fromSend
 }
 
 func startLLQServer(b *testing.B, limit int, more []keyfile.Key) *coredns.Server {
@@ -144,7 +153,7 @@ func startLLQServer(b *testing.B, limit int, more []keyfile.Key) *coredns.Server
 
 // holdLLQs sets up n unsigned LLQs (type A) from one UDP socket, a window
 // of them at a time, and returns the socket.
-func holdLLQs(b *testing.B, addr string, n int, name func(int) string) net.Conn {
+func holdLLQs(b testing.TB, addr string, n int, name func(int) string) net.Conn {
 	c, err := net.Dial("udp", addr)
 	if err != nil {
 		b.Fatal(err)

@@ -92,6 +92,20 @@ type member struct {
 // it failed, the members' logs are shown.
 func Start(t testing.TB, members int) *Cluster {
 	t.Helper()
+	return StartWith(t, members, Options{})
+}
+
+// Options change how the members run.
+type Options struct {
+	// Fsync makes the members sync their log as etcd does by default, for
+	// benchmarks that compare with a store that syncs; tests leave it off
+	// for speed (a killed process loses nothing either way).
+	Fsync bool
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, members int, o Options) *Cluster {
+	t.Helper()
 	if members < 1 {
 		t.Fatalf("etcdtest.Start: %d members", members)
 	}
@@ -128,10 +142,12 @@ func Start(t testing.TB, members int) *Cluster {
 			"--heartbeat-interval", fmt.Sprint(heartbeatMs),
 			"--election-timeout", fmt.Sprint(electionMs),
 			"--quota-backend-bytes", fmt.Sprint(quotaBytes),
-			"--unsafe-no-fsync",
 			"--log-level", "error",
 			// --max-txn-ops and --max-request-bytes: etcd's defaults (128
 			// and 1.5 MiB), on purpose.
+		}
+		if !o.Fsync {
+			m.args = append(m.args, "--unsafe-no-fsync")
 		}
 		if err := c.start(i); err != nil {
 			t.Fatal(err)
