@@ -28,6 +28,43 @@ func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 	t.Helper()
 	ip := l.Addr("server")
 	cert, key := writeLabCert(t, dir, ip)
+	return startLabServer(t, l, dir, fmt.Sprintf(`tsig-update {
+		tls :853 %s %s
+	}
+	srv-discovery {
+		update ns1.members.example.com. 853 tls
+		llq    ns1.members.example.com. 5353 tls
+	}
+	llq {
+		udp :5352
+		tcp :5352
+		tls :5353 %s %s
+	}`, cert, key, cert, key))
+}
+
+// labPlainServer is labServer without TLS: updates on UDP and TCP 5301,
+// LLQs on UDP and TCP 5352, and the plain SRV names pointing at them.
+func labPlainServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
+	t.Helper()
+	return startLabServer(t, l, dir, `tsig-update {
+		udp :5301
+		tcp :5301
+	}
+	srv-discovery {
+		update ns1.members.example.com. 5301
+		llq    ns1.members.example.com. 5352
+	}
+	llq {
+		udp :5352
+		tcp :5352
+	}`)
+}
+
+// startLabServer runs the zone with the given tsig-update, srv-discovery
+// and llq blocks in the server namespace.
+func startLabServer(t *testing.T, l *lab.Lab, dir, listeners string) *coredns.Server {
+	t.Helper()
+	ip := l.Addr("server")
 	writeKeys(t, dir, alice, bob)
 	cf := fmt.Sprintf(`members.example.com:53 {
 	btmm members.example.com {
@@ -40,20 +77,9 @@ func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 		max 20s
 		default 20s
 	}
-	tsig-update {
-		tls :853 %s %s
-	}
-	srv-discovery {
-		update ns1.members.example.com. 853 tls
-		llq    ns1.members.example.com. 5353 tls
-	}
-	llq {
-		udp :5352
-		tcp :5352
-		tls :5353 %s %s
-	}
+	%s
 }
-`, ip, cert, key, cert, key)
+`, ip, listeners)
 	s := coredns.New(t, dir, cf)
 	s.Port, s.Host = 53, ip.String()
 	s.Command = func(name string, args ...string) *exec.Cmd { return l.Exec("server", name, args...) }
@@ -443,4 +469,23 @@ func TestTunnelBehindNATs(t *testing.T) {
 	}
 	laptop.stop()
 	desktop.stop()
+}
+
+// TestPlainTransports: hosts configured with transport "tcp" and "udp"
+// register and watch each other through a server without TLS, found by
+// the plain SRV names.
+func TestPlainTransports(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	dir := t.TempDir()
+	labPlainServer(t, l, dir)
+	desktop, laptop := startPeers(t, l, dir, "desktop", []string{"--set", "transport=tcp", "--set", "tls_ca="}, "laptop", []string{"--set", "transport=udp", "--set", "tls_ca="})
+	for _, c := range []*labClient{desktop, laptop} {
+		st, err := c.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Publish.Error != "" || len(st.Peers) != 1 {
+			t.Errorf("%s: publish error %q, %d peers", c.name, st.Publish.Error, len(st.Peers))
+		}
+	}
 }

@@ -46,35 +46,37 @@ type Resolver struct {
 	Timeout time.Duration
 }
 
-// names are the SRV names to try for svc, in order, under domain. With
-// tlsOnly, only the -tls names.
-func names(svc Service, domain string, tlsOnly bool) []struct {
+// names are the SRV names to try for svc, in order, under domain: the
+// DNS-over-TLS ones, then the plain one.
+func names(svc Service, domain string) []struct {
 	name string
 	tls  bool
 } {
 	base := "_dns-" + string(svc)
-	out := []struct {
+	return []struct {
 		name string
 		tls  bool
 	}{
 		{base + "-tls._tcp." + domain, true},
 		{base + "-tls._udp." + domain, true},
+		{base + "._udp." + domain, false},
 	}
-	if !tlsOnly {
-		out = append(out, struct {
-			name string
-			tls  bool
-		}{base + "._udp." + domain, false})
-	}
-	return out
 }
 
 // Find returns the server for svc for the user whose domain is
 // userDomain, under zone: first the names under the user's domain, then
 // those at the zone's apex. With tlsOnly, plain DNS servers are not taken.
 func (r *Resolver) Find(ctx context.Context, svc Service, userDomain, zone string, tlsOnly bool) (Endpoint, error) {
+	return r.find(ctx, svc, userDomain, zone, func(isTLS bool) bool { return isTLS || !tlsOnly })
+}
+
+// find is Find over the names that want takes (by whether they are TLS's).
+func (r *Resolver) find(ctx context.Context, svc Service, userDomain, zone string, want func(tls bool) bool) (Endpoint, error) {
 	for _, domain := range []string{dns.Fqdn(userDomain), dns.Fqdn(zone)} {
-		for _, n := range names(svc, domain, tlsOnly) {
+		for _, n := range names(svc, domain) {
+			if !want(n.tls) {
+				continue
+			}
 			ep, err := r.lookup(ctx, n.name)
 			if errors.Is(err, ErrNotOffered) {
 				continue

@@ -3,7 +3,6 @@ package publish
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -243,37 +242,11 @@ func (p *Publisher) send(ctx context.Context, m *dns.Msg) (*dns.Msg, string, err
 	return r, server, nil
 }
 
-// endpoint finds the update server: the configured one, else by SRV.
+// endpoint finds the update server and how to reach it.
 func (p *Publisher) endpoint(ctx context.Context) (server, netw string, conf *tls.Config, err error) {
-	tlsOnly := p.cfg.Transport == "tls"
-	if p.cfg.Server != "" {
-		server = p.cfg.Server
-		if tlsOnly {
-			return server, "tcp-tls", p.tlsConfig(""), nil
-		}
-		return server, p.cfg.Transport, nil, nil
-	}
-	ep, err := p.cfg.Resolver.Find(ctx, discover.Update, p.cfg.Key.Name, p.cfg.Zone, tlsOnly)
+	rt, err := p.cfg.Resolver.RouteTo(ctx, discover.Update, p.cfg.Key.Name, p.cfg.Zone, p.cfg.Transport, p.cfg.Server, p.cfg.TLS)
 	if err != nil {
-		return "", "", nil, err
+		return "", "", nil, fmt.Errorf("publish: %w", err)
 	}
-	switch {
-	case ep.TLS:
-		return ep.Addr.String(), "tcp-tls", p.tlsConfig(ep.Name), nil
-	case tlsOnly:
-		return "", "", nil, errors.New("publish: the update server offers no TLS")
-	default:
-		return ep.Addr.String(), p.cfg.Transport, nil, nil
-	}
-}
-
-func (p *Publisher) tlsConfig(name string) *tls.Config {
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if p.cfg.TLS != nil {
-		c = p.cfg.TLS.Clone()
-	}
-	if c.ServerName == "" && name != "" {
-		c.ServerName = name[:len(name)-1]
-	}
-	return c
+	return rt.Addr, rt.Network, rt.TLS, nil
 }

@@ -196,36 +196,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 // endpoint finds the LLQ server and how to reach it.
 func (w *Watcher) endpoint(ctx context.Context) (llq.Config, error) {
 	cfg := llq.Config{Lease: w.cfg.Lease, Logf: w.cfg.Logf, Key: &keyfile.Key{Name: w.cfg.Key.Name, Algorithm: w.cfg.Key.Algorithm, Secret: w.cfg.Key.Secret}}
-	tlsOnly := w.cfg.Transport == "tls"
-	name := ""
-	if w.cfg.Server != "" {
-		cfg.Server = w.cfg.Server
-	} else {
-		ep, err := w.cfg.Resolver.Find(ctx, discover.LLQ, w.cfg.Key.Name, w.cfg.Zone, tlsOnly)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Server, name = ep.Addr.String(), ep.Name
-		if !ep.TLS && tlsOnly {
-			return cfg, errors.New("watch: the LLQ server offers no TLS")
-		}
+	rt, err := w.cfg.Resolver.RouteTo(ctx, discover.LLQ, w.cfg.Key.Name, w.cfg.Zone, w.cfg.Transport, w.cfg.Server, w.cfg.TLS)
+	if err != nil {
+		return cfg, err
 	}
-	switch w.cfg.Transport {
-	case "tls":
-		cfg.Network = "tcp-tls"
-		c := &tls.Config{MinVersion: tls.VersionTLS12}
-		if w.cfg.TLS != nil {
-			c = w.cfg.TLS.Clone()
-		}
-		if c.ServerName == "" && name != "" {
-			c.ServerName = strings.TrimSuffix(name, ".")
-		}
-		cfg.TLS = c
-	case "tcp":
-		cfg.Network = "tcp"
-	default:
-		cfg.Network = "udp"
-	}
+	cfg.Server, cfg.Network, cfg.TLS = rt.Addr, rt.Network, rt.TLS
 	return cfg, nil
 }
 
