@@ -489,3 +489,81 @@ func TestPlainTransports(t *testing.T) {
 		}
 	}
 }
+
+// waitStatus polls c's status until ok, or fails after within.
+func (c *labClient) waitStatus(what string, within time.Duration, ok func(daemon.Status) bool) daemon.Status {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := c.status()
+		if err == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: not %s within %v: %+v\n%s", c.name, what, within, st.Watch, c.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestServerDown: the hosts keep each other while the server is down: a
+// client restarted meanwhile reaches its peer through the tunnel from its
+// cached table, and status says since when the server is unreachable.
+// When the server is back, both hosts have each other's current state
+// again within 5 s (ten times; the log gives the median).
+func TestServerDown(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	dir := t.TempDir()
+	s := labServer(t, l, dir)
+	desktop, laptop := startPeers(t, l, dir, "desktop", nil, "laptop", nil)
+	desktopULA := laptop.peerULA(desktop.name)
+	ping := func(from *labClient, to netip.Addr) {
+		t.Helper()
+		if out, err := l.Exec(from.ns, "ping", "-6", "-c", "1", "-W", "2", to.String()).CombinedOutput(); err != nil {
+			t.Fatalf("ping %s from %s: %v\n%s", to, from.name, err, out)
+		}
+	}
+	laptop.waitTunnel(desktopULA, 5*time.Second)
+	ping(laptop, desktopULA)
+
+	s.Kill()
+	laptop.stop()
+	laptop.start(l)
+	// The restarted laptop knows the desktop from its cache, and reaches
+	// it: it kept its tunnel address and key, by which the desktop, which
+	// cannot hear from the server either, still knows it.
+	st := laptop.waitStatus("unreachable", 10*time.Second, func(st daemon.Status) bool { return !st.Watch.Since.IsZero() })
+	if len(st.Peers) != 1 || st.Peers[0].Host != desktop.name || !st.Watch.Cached {
+		t.Fatalf("restarted without a server: peers %+v, watch %+v", st.Peers, st.Watch)
+	}
+	laptop.waitTunnel(desktopULA, 5*time.Second)
+	ping(laptop, desktopULA)
+	human, err := exec.Command(coredns.Built(t, "btmm-client"), "status", "--socket", laptop.socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(human), "unreachable since") {
+		t.Errorf("btmm-client status does not say the server is unreachable: %v\n%s", err, human)
+	}
+
+	wanA := netip.AddrPortFrom(l.WAN("routerA"), 4500)
+	wanB := netip.AddrPortFrom(l.WAN("routerB"), 4500)
+	var took []time.Duration
+	for i := range 10 {
+		if i > 0 {
+			s.Kill()
+			for _, c := range []*labClient{desktop, laptop} {
+				c.waitStatus("unreachable", 10*time.Second, func(st daemon.Status) bool { return !st.Watch.Since.IsZero() })
+			}
+		}
+		s.Start(zone)
+		back := time.Now()
+		for _, c := range []*labClient{desktop, laptop} {
+			c.waitStatus("back with the server", 5*time.Second, func(st daemon.Status) bool {
+				return st.Watch.Mode == "llq" && !st.Watch.Cached && st.Watch.Since.IsZero()
+			})
+		}
+		desktop.waitPeer(laptop.name, wanB, 5*time.Second)
+		laptop.waitPeer(desktop.name, wanA, 5*time.Second)
+		took = append(took, time.Since(back))
+	}
+	slices.Sort(took)
+	t.Logf("server back: both hosts current again after %v (median of 10; %v to %v)", took[5].Round(time.Millisecond), took[0].Round(time.Millisecond), took[9].Round(time.Millisecond))
+}

@@ -154,6 +154,13 @@ const (
 // HostKeyFile is the name of the host's X25519 key file in StateDir.
 const HostKeyFile = "x25519.key"
 
+// PeersFile is the name of the cached peer table in StateDir.
+const PeersFile = "peers.json"
+
+// IdentityFile is the name of the host's kept identity (tunnel address
+// and label) in StateDir.
+const IdentityFile = "identity"
+
 // Where the system defaults come from; tests replace them.
 var (
 	hostname   = os.Hostname
@@ -279,6 +286,17 @@ func (c *Config) HostName() string {
 // KeyPath is where the host's X25519 key is kept (identity.LoadOrCreateKey).
 func (c *Config) KeyPath() string {
 	return filepath.Join(c.StateDir, HostKeyFile)
+}
+
+// IdentityPath is where the host's identity is kept across restarts.
+func (c *Config) IdentityPath() string {
+	return filepath.Join(c.StateDir, IdentityFile)
+}
+
+// PeersPath is where the last known table of the user's other hosts is
+// kept, for a start while the server is down.
+func (c *Config) PeersPath() string {
+	return filepath.Join(c.StateDir, PeersFile)
 }
 
 // Level is LogLevel as a log/slog level; it is slog.LevelInfo for a level

@@ -80,8 +80,7 @@ type Identity struct {
 //     (multicast) address, which no interface should own — gives 8 more
 //     octets from rnd with the universal/local bit set to "local" and the
 //     individual/group bit cleared, so that the label cannot pass for a
-//     real IEEE-assigned identifier. Such an EUI-64 is new on every start,
-//     like the ULA.
+//     real IEEE-assigned identifier. LoadOrNew keeps it, with the ULA.
 func New(iface string, mac net.HardwareAddr, rnd io.Reader) (Identity, error) {
 	var ula [16]byte
 	ula[0] = 0xfd

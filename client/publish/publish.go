@@ -3,6 +3,7 @@ package publish
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/client/backoff"
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
@@ -94,7 +96,11 @@ func (p *Publisher) Status() Status {
 func (p *Publisher) Run(ctx context.Context) error {
 	var refresh <-chan time.Time
 	var timer *time.Timer
-	backoff := time.Second
+	// A server that cannot be reached is tried again within seconds, so
+	// that the records are back soon after it is; one that answers with
+	// an error (a refused key, say) less and less often.
+	unreachable := backoff.Backoff{Min: time.Second, Max: 2 * time.Second}
+	refused := backoff.Backoff{Min: time.Second, Max: 5 * time.Minute}
 	published := false
 	for {
 		select {
@@ -127,11 +133,16 @@ func (p *Publisher) Run(ctx context.Context) error {
 		granted, err := p.publish(ctx, *h)
 		var wait time.Duration
 		if err != nil {
-			p.cfg.Logf("publish: %v (trying again in %v)", err, backoff)
-			wait, backoff = backoff, min(backoff*2, 5*time.Minute)
+			if errors.As(err, new(*ErrRcode)) {
+				wait = refused.Next()
+			} else {
+				wait = unreachable.Next()
+			}
+			p.cfg.Logf("publish: %v (trying again in %v)", err, wait.Round(time.Millisecond))
 		} else {
 			published = true
-			backoff = time.Second
+			unreachable.Reset()
+			refused.Reset()
 			wait = granted*8/10 + time.Duration(rand.Int64N(int64(granted/20)+1))
 		}
 		if timer != nil {

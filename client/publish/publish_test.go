@@ -19,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/client/backoff"
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
@@ -390,7 +391,8 @@ func TestPublishRefresh(t *testing.T) {
 }
 
 // An error answer is shown in Status, and the UPDATE is tried again with
-// back-off (1 s, then 2 s) until it succeeds, which clears the error.
+// back-off (1 s, then 2 s, each ± the jitter) until it succeeds, which
+// clears the error.
 func TestPublishRcodeRetry(t *testing.T) {
 	t.Parallel()
 	s := newUpdateServer(t, "tcp", nil)
@@ -412,7 +414,8 @@ func TestPublishRcodeRetry(t *testing.T) {
 		t.Fatalf("%d UPDATEs, want 3", len(ups))
 	}
 	for i, min := range []time.Duration{time.Second, 2 * time.Second} {
-		if d := ups[i+1].at.Sub(ups[i].at); d < min || d > min+2*time.Second {
+		lo := time.Duration(float64(min) * (1 - backoff.Jitter))
+		if d := ups[i+1].at.Sub(ups[i].at); d < lo || d > min+2*time.Second {
 			t.Errorf("retry %d after %v, want about %v", i+1, d, min)
 		}
 	}

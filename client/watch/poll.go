@@ -18,7 +18,7 @@ func (w *Watcher) poll(ctx context.Context) error {
 	if server == "" {
 		server = w.cfg.Resolver.Server
 	}
-	w.setStatus(func(s *Status) { s.Server, s.Mode, s.Error, s.LLQs = server, "poll", "", 0 })
+	w.setStatus(func(s *Status) { s.Server, s.Mode, s.Error, s.LLQs, s.Since = server, "poll", "", 0, time.Time{} })
 	for {
 		if err := w.pollOnce(ctx, server); err != nil {
 			return err

@@ -7,9 +7,12 @@ package watch
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/client/backoff"
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/client/llq"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
@@ -49,7 +53,12 @@ type Config struct {
 	// minutes of unchanged data from stub resolvers; this is one user's
 	// own few names).
 	PollInterval time.Duration
-	Logf         func(string, ...any)
+	// CacheFile, if set, keeps the last known table across restarts: it
+	// is written on every change and read by New, so that a client
+	// started while the server is down still knows the other hosts (and
+	// the tunnel reaches them) until the server answers again.
+	CacheFile string
+	Logf      func(string, ...any)
 }
 
 // Status is how the watcher is doing, for `btmm-client status`.
@@ -58,6 +67,12 @@ type Status struct {
 	Mode   string `json:"mode"` // "llq", "poll" or "connecting"
 	LLQs   int    `json:"llqs"`
 	Error  string `json:"error,omitempty"`
+	// Since is when the server stopped answering (or the first error
+	// since it last did); zero while it answers.
+	Since time.Time `json:"since,omitzero"`
+	// Cached says the table is the one kept from before (CacheFile), not
+	// yet confirmed by the server.
+	Cached bool `json:"cached,omitempty"`
 }
 
 // Watcher keeps the peer table.
@@ -102,15 +117,72 @@ func New(cfg Config) *Watcher {
 		cfg.Lease = 2 * time.Hour
 	}
 	cfg.Self = dns.CanonicalName(cfg.Self)
-	return &Watcher{cfg: cfg, changed: make(chan struct{}, 1), reconnect: make(chan struct{}, 1), peers: make(map[string]*hostState), status: Status{Mode: "connecting"}}
+	w := &Watcher{cfg: cfg, changed: make(chan struct{}, 1), reconnect: make(chan struct{}, 1), peers: make(map[string]*hostState), status: Status{Mode: "connecting"}}
+	w.loadCache()
+	return w
+}
+
+// loadCache starts the table from CacheFile, if it holds one, and tells
+// the daemon at once.
+func (w *Watcher) loadCache() {
+	if w.cfg.CacheFile == "" {
+		return
+	}
+	b, err := os.ReadFile(w.cfg.CacheFile)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			w.cfg.Logf("watch: reading the cached peers: %v", err)
+		}
+		return
+	}
+	var peers []Peer
+	if err := json.Unmarshal(b, &peers); err != nil {
+		w.cfg.Logf("watch: %s is not a peer table (%v): starting without it", w.cfg.CacheFile, err)
+		return
+	}
+	for _, p := range peers {
+		host := dns.CanonicalName(p.Host)
+		if host == w.cfg.Self || !dns.IsSubDomain(w.domain(), host) {
+			continue
+		}
+		w.peers[host] = &hostState{name: host, peer: p}
+	}
+	if len(w.peers) > 0 {
+		w.status.Cached = true
+		w.cfg.Logf("watch: %d peers from %s until the server answers", len(w.peers), w.cfg.CacheFile)
+		w.notify()
+	}
+}
+
+// saveCache writes the table to CacheFile, whole or not at all.
+func (w *Watcher) saveCache() {
+	if w.cfg.CacheFile == "" {
+		return
+	}
+	b, err := json.Marshal(w.Peers())
+	if err == nil {
+		tmp := w.cfg.CacheFile + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, w.cfg.CacheFile)
+		}
+	}
+	if err != nil {
+		w.cfg.Logf("watch: saving the peers: %v", err)
+	}
 }
 
 // Peers returns the table, sorted by host name.
 func (w *Watcher) Peers() []Peer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]Peer, 0, len(w.peers))
-	for _, h := range w.peers {
+	table := w.peers
+	if w.before != nil {
+		// A session is setting its LLQs up: until its table is whole,
+		// the last whole one stands.
+		table = w.before
+	}
+	out := make([]Peer, 0, len(table))
+	for _, h := range table {
 		out = append(out, h.peer)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
@@ -147,7 +219,9 @@ func (w *Watcher) setStatus(f func(*Status)) {
 	w.mu.Unlock()
 }
 
+// notify tells the daemon that the table changed, and keeps it.
 func (w *Watcher) notify() {
+	w.saveCache()
 	select {
 	case w.changed <- struct{}{}:
 	default:
@@ -162,7 +236,9 @@ func (w *Watcher) listName() string { return "_autotunnel._udp." + w.domain() }
 // connection or a server restart (with back-off), or polling where LLQs
 // are refused or not offered.
 func (w *Watcher) Run(ctx context.Context) error {
-	backoff := time.Second
+	// Capped at a few seconds, so that the LLQs are back soon after the
+	// server is; jittered, so that its clients do not all come at once.
+	retry := backoff.Backoff{Min: 500 * time.Millisecond, Max: 2 * time.Second}
 	for ctx.Err() == nil {
 		err := w.session(ctx)
 		if ctx.Err() != nil {
@@ -170,7 +246,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, errReconnect) {
 			w.cfg.Logf("%v", err)
-			backoff = time.Second
+			retry.Reset()
 			continue
 		}
 		var se *llq.SetupError
@@ -181,16 +257,29 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return nil
 			}
 		}
-		w.setStatus(func(s *Status) { s.Mode, s.Error, s.LLQs = "connecting", fmt.Sprint(err), 0 })
-		w.cfg.Logf("watch: %v; setting up again in %v", err, backoff)
+		w.failed(err)
+		wait := retry.Next()
+		w.cfg.Logf("watch: %v; setting up again in %v", err, wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, time.Minute)
+		if w.Status().Mode != "connecting" {
+			retry.Reset() // it polled for a while
+		}
 	}
 	return nil
+}
+
+// failed records that the server could not be used, and since when.
+func (w *Watcher) failed(err error) {
+	w.setStatus(func(s *Status) {
+		s.Mode, s.Error, s.LLQs = "connecting", fmt.Sprint(err), 0
+		if s.Since.IsZero() {
+			s.Since = time.Now()
+		}
+	})
 }
 
 // endpoint finds the LLQ server and how to reach it.
@@ -220,7 +309,9 @@ func (w *Watcher) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.setStatus(func(s *Status) { s.Server, s.Mode, s.Error = cfg.Network+"://"+cfg.Server, "llq", "" })
+	w.setStatus(func(s *Status) {
+		s.Server, s.Mode, s.Error, s.Since = cfg.Network+"://"+cfg.Server, "llq", "", time.Time{}
+	})
 	w.cfg.Logf("watch: watching %s on %s", w.listName(), cfg.Server)
 
 	// Start afresh: the answers are the truth now. What was known of a
@@ -238,6 +329,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	w.mu.Lock()
 	w.before = nil
 	w.mu.Unlock()
+	w.setStatus(func(s *Status) { s.Cached = false })
 	w.notify()
 	llqs := func() []*llq.LLQ {
 		all := []*llq.LLQ{list}

@@ -2,8 +2,12 @@ package watch
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -407,4 +411,51 @@ func TestPollUnsignedReply(t *testing.T) {
 	// Signed again, the same data is taken.
 	s.set(func(s *llqServer) { s.forge = false })
 	waitPeers(t, w, "the signed address", forged.peer())
+}
+
+// TestCache: the table is kept in CacheFile. A watcher started while the
+// server cannot be reached starts from it (marked cached, the host itself
+// left out), says since when the server is unreachable, and keeps the
+// table; once the server answers, the table is the server's and the file
+// follows.
+func TestCache(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "peers.json")
+	// The last table, as a watcher left it (with the host itself in it,
+	// which a watcher never writes, to show that it is left out).
+	b, _ := json.Marshal([]Peer{desktop.peer(), laptop.peer()})
+	if err := os.WriteFile(cache, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A server that is not there: a port nobody listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	w := start(t, &llqServer{addr: addr}, func(c *Config) { c.CacheFile = cache })
+	changed(t, w)
+	if got := w.Peers(); !samePeers(got, []Peer{desktop.peer()}) {
+		t.Fatalf("peers from the cache %+v, want the desktop", got)
+	}
+	waitFor(t, "the server's absence in the status", func() bool { return !w.Status().Since.IsZero() })
+	if st := w.Status(); !st.Cached || st.Mode != "connecting" || st.Error == "" {
+		t.Errorf("status %+v, want cached, connecting, with the error", st)
+	}
+	if got := w.Peers(); !samePeers(got, []Peer{desktop.peer()}) {
+		t.Fatalf("peers while the server is away %+v, want the desktop still", got)
+	}
+
+	// A server that answers: its table replaces the cached one.
+	s := newLLQServer(t, recordsOf(laptop, server)...)
+	w2 := start(t, s, func(c *Config) { c.CacheFile = cache })
+	waitPeers(t, w2, "the server's table", server.peer())
+	if st := w2.Status(); st.Cached || !st.Since.IsZero() {
+		t.Errorf("status %+v once the server answered", st)
+	}
+	var saved []Peer
+	b, _ = os.ReadFile(cache)
+	if err := json.Unmarshal(b, &saved); err != nil || !samePeers(saved, []Peer{server.peer()}) {
+		t.Errorf("the file holds %+v (%v), want the server's table", saved, err)
+	}
 }

@@ -85,8 +85,15 @@ func printStatus(out io.Writer, st daemon.Status) {
 	if w.Error != "" {
 		fmt.Fprintf(tw, "watch error\t%s\n", w.Error)
 	}
+	if !w.Since.IsZero() {
+		fmt.Fprintf(tw, "server\tunreachable since %s (%s); peers and tunnels kept as last known\n", w.Since.Format(time.DateTime), ago(w.Since))
+	}
 	tw.Flush()
-	fmt.Fprintf(out, "\n%d peers\n", len(st.Peers))
+	if w.Cached {
+		fmt.Fprintf(out, "\n%d peers (kept from before: the server has not answered yet)\n", len(st.Peers))
+	} else {
+		fmt.Fprintf(out, "\n%d peers\n", len(st.Peers))
+	}
 	if len(st.Peers) > 0 {
 		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PEER\tTUNNEL ADDRESS\tREACHABLE AT\tCHANGED")

@@ -174,7 +174,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 				return err
 			}
 			desktopBin = ""
-			// A host's ULA is new on every start (RFC 6281 §6.3).
+			// An older build drew a new ULA on every start: ask the desktop.
 			st, err := desktop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return st.ULA != "" })
 			if err != nil {
 				return fmt.Errorf("the restarted desktop: %w\n%s", err, desktop.Out)
