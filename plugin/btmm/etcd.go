@@ -56,13 +56,10 @@ func parseEtcd(c *caddy.Controller, endpoints []string, zone string, inRoot func
 				args[i] = inRoot(args[i])
 			}
 			// CoreDNS's own etcd plugin reads the same: CA alone, or
-			// client certificate, key and CA.
+			// client certificate, key and CA. The number of arguments
+			// says which, so they are passed on as they are.
 			var err error
-			if len(args) == 1 {
-				e.tls, err = ctls.NewTLSConfigFromArgs("", "", args[0])
-			} else {
-				e.tls, err = ctls.NewTLSConfigFromArgs(args...)
-			}
+			e.tls, err = ctls.NewTLSConfigFromArgs(args...)
 			if err != nil {
 				return c.Errf("etcd tls: %v", err)
 			}
