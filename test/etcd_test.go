@@ -18,20 +18,43 @@ import (
 
 // etcdServers starts n bin/coredns instances serving the zone from one
 // etcd prefix on cluster, each given the members in another order, with
-// their own update and LLQ listeners; leases is ddul-lease's block.
+// their own update and LLQ listeners; leases is ddul-lease's block. On a
+// TLS cluster they connect with the harness's client certificate.
 func etcdServers(t *testing.T, cluster *etcdtest.Cluster, n int, leases string) []*coredns.Server {
 	t.Helper()
 	eps := cluster.Endpoints()
 	var out []*coredns.Server
 	for i := range n {
 		order := append(append([]string(nil), eps[i%len(eps):]...), eps[:i%len(eps)]...)
-		dir := t.TempDir()
-		writeKeys(t, dir, alice, bob)
-		cf := fmt.Sprintf(`members.example.com:{{PORT}} {
+		s := etcdServer(t, order, etcdTLS(cluster), leases)
+		s.Start(zone)
+		out = append(out, s)
+	}
+	return out
+}
+
+// etcdTLS is the etcd block's tls property for cluster: client
+// certificate, key and CA; "" for a plain http cluster.
+func etcdTLS(cluster *etcdtest.Cluster) string {
+	if cluster.CAFile() == "" {
+		return ""
+	}
+	return fmt.Sprintf("tls %s %s %s", cluster.ClientCertFile(), cluster.ClientKeyFile(), cluster.CAFile())
+}
+
+// etcdServer returns a bin/coredns instance, not started, serving the
+// zone from prefix /btmm/test on the etcd endpoints; tls is the etcd
+// block's tls property, if any, and leases ddul-lease's block.
+func etcdServer(t *testing.T, endpoints []string, tls, leases string) *coredns.Server {
+	t.Helper()
+	dir := t.TempDir()
+	writeKeys(t, dir, alice, bob)
+	cf := fmt.Sprintf(`members.example.com:{{PORT}} {
 	btmm members.example.com {
 		keys users.keys
 		etcd %s {
 			prefix /btmm/test
+			%s
 		}
 		ns ns1.members.example.com. 127.0.0.1
 	}
@@ -49,12 +72,37 @@ func etcdServers(t *testing.T, cluster *etcdtest.Cluster, n int, leases string) 
 		tcp 127.0.0.1:{{LLQPORT}}
 	}
 }
-`, strings.Join(order, " "), leases)
-		s := coredns.New(t, dir, cf)
-		s.Start(zone)
-		out = append(out, s)
+`, strings.Join(endpoints, " "), tls, leases)
+	return coredns.New(t, dir, cf)
+}
+
+// TestEtcdTLS: two bin/coredns on a cluster that serves https and wants
+// client certificates, each configured with `tls CERT KEY CA`: an UPDATE
+// through A is answered by B. An instance with only `tls CA` (it trusts
+// the cluster but has no certificate to show) does not start, and says
+// that the cluster refused it for want of a certificate.
+func TestEtcdTLS(t *testing.T) {
+	cluster := etcdtest.StartWith(t, 3, etcdtest.Options{TLS: true})
+	st := etcdServers(t, cluster, 2, "")
+	a, b := st[0], st[1]
+	host := "tls.alice.members.example.com."
+	if out, err := nsupdate(t, a, alice, "update add "+host+" 60 AAAA fd00::1"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
-	return out
+	if r := query(t, b.Addr(), host, dns.TypeAAAA); len(r.Answer) != 1 {
+		t.Fatalf("B after A's acknowledged UPDATE: %s %v", dns.RcodeToString[r.Rcode], answers(r))
+	}
+
+	// The client only sees its deadline pass (about 5 s) while the
+	// members refuse the handshake; the server then says what a user
+	// needs to fix.
+	noCert := etcdServer(t, cluster.Endpoints(), "tls "+cluster.CAFile(), "")
+	out := noCert.StartFails()
+	for _, want := range []string{"etcd: creating zone", "tls: certificate required", "tls CERT KEY CA"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("coredns with only tls CA: %q is not in its output:\n%s", want, out)
+		}
+	}
 }
 
 // TestEtcdTwoInstances: two bin/coredns on one three-member etcd cluster

@@ -1,8 +1,11 @@
 package btmm
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -56,13 +59,10 @@ func parseEtcd(c *caddy.Controller, endpoints []string, zone string, inRoot func
 				args[i] = inRoot(args[i])
 			}
 			// CoreDNS's own etcd plugin reads the same: CA alone, or
-			// client certificate, key and CA.
+			// client certificate, key and CA. The number of arguments
+			// says which, so they are passed on as they are.
 			var err error
-			if len(args) == 1 {
-				e.tls, err = ctls.NewTLSConfigFromArgs("", "", args[0])
-			} else {
-				e.tls, err = ctls.NewTLSConfigFromArgs(args...)
-			}
+			e.tls, err = ctls.NewTLSConfigFromArgs(args...)
 			if err != nil {
 				return c.Errf("etcd tls: %v", err)
 			}
@@ -89,9 +89,85 @@ func (e *etcdPlace) open(zone string) (store.Store, error) {
 	s, err := etcdstore.Open(cli, e.prefix+"/", zone, etcdstore.Options{Logf: log.Infof})
 	if err != nil {
 		cli.Close()
+		// The client waits for a connection until its deadline and then
+		// says no more than that; one connection of our own finds why.
+		if errors.Is(err, context.DeadlineExceeded) {
+			if why := e.unreachable(); why != "" {
+				err = fmt.Errorf("%w (%s)", err, why)
+			}
+		}
 		return nil, err
 	}
 	return &etcdZone{Store: s, cli: cli}, nil
+}
+
+// unreachable connects to each endpoint once, with a TLS handshake for
+// https, and tells what failed, naming each reason once with the
+// endpoints that gave it; "" if every endpoint took the connection.
+func (e *etcdPlace) unreachable() string {
+	var reasons []string
+	failed := map[string][]string{} // reason: endpoints
+	for _, ep := range e.endpoints {
+		err := e.reach(ep)
+		if err == nil {
+			continue
+		}
+		why := err.Error()
+		// crypto/tls has no type for an alert from the peer, only its
+		// text; a member that complains of the certificate of a client
+		// that showed none most likely wants one.
+		if strings.HasPrefix(why, "remote error: tls:") && strings.Contains(why, "certificate") &&
+			e.tls != nil && len(e.tls.Certificates) == 0 {
+			why += ", and the etcd block's tls names no client certificate: tls CERT KEY CA"
+		}
+		if failed[why] == nil {
+			reasons = append(reasons, why)
+		}
+		failed[why] = append(failed[why], ep)
+	}
+	var out []string
+	for _, why := range reasons {
+		out = append(out, strings.Join(failed[why], ", ")+": "+why)
+	}
+	return strings.Join(out, "; ")
+}
+
+// reach makes one connection to endpoint as the client would, and
+// returns why it failed, if it did.
+func (e *etcdPlace) reach(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return err
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if u.Scheme != "https" {
+		return nil
+	}
+	cfg := &tls.Config{}
+	if e.tls != nil {
+		cfg = e.tls.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	tc := tls.Client(conn, cfg)
+	tc.SetDeadline(time.Now().Add(time.Second))
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	// With TLS 1.3 the member checks the client's certificate after the
+	// client has finished its handshake: a refusal is an alert that the
+	// first read returns. A member that accepts the client waits for it
+	// to speak, so the read ends at the deadline instead.
+	_, err = tc.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return nil
+	}
+	return err
 }
 
 // etcdZone is the etcd store with the client it owns.

@@ -1,10 +1,18 @@
 package btmm
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coredns/caddy"
 
@@ -30,6 +38,7 @@ func TestParse(t *testing.T) {
 	dir := t.TempDir()
 	keys := writeFile(t, dir, "users.keys", aliceKey)
 	outside := writeFile(t, dir, "outside.keys", strings.Replace(aliceKey, "alice.members.example.com.", "alice.example.net.", 1))
+	ca := writeCA(t, dir)
 	broken := writeFile(t, dir, "broken.keys", "key \"a.members.example.com.\" {\n\talgorithm hmac-sha256;\n\tsecret \"!!!\";\n};\n")
 
 	// The server block's zone, for a directive that names none.
@@ -83,6 +92,36 @@ func TestParse(t *testing.T) {
 		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd 127.0.0.1:2379\n}", WantErr: "not an http:// or https:// URL"},
 		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd http://127.0.0.1:2379 {\n  prefix relative\n }\n}", WantErr: "starts with /"},
 		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd http://127.0.0.1:2379 {\n  user root\n }\n}", WantErr: `unknown property "user"`},
-		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd https://127.0.0.1:2379 {\n  tls " + dir + "/missing-ca.pem\n }\n}", WantErr: "etcd tls"},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd https://127.0.0.1:2379 {\n  tls " + dir + "/missing-ca.pem\n }\n}", WantErr: "missing-ca.pem"},
+		{Input: "btmm members.example.com {\n keys " + keys + "\n etcd https://127.0.0.1:2379 {\n  tls " + ca + "\n }\n}",
+			Check: func(t testing.TB, b *Btmm) {
+				if b.etcd.tls == nil || b.etcd.tls.RootCAs == nil || len(b.etcd.tls.Certificates) != 0 {
+					t.Errorf("tls CA: %+v, want the CA's pool and no client certificate", b.etcd.tls)
+				}
+			}},
 	})
+}
+
+// writeCA writes a self-signed CA certificate (PEM) into dir and returns
+// its path.
+func writeCA(t *testing.T, dir string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
 }

@@ -18,13 +18,18 @@
 // that the store must live with stay at etcd's defaults: at most 128
 // operations in a transaction (--max-txn-ops) and requests of at most
 // 1.5 MiB (--max-request-bytes), as users run it.
+//
+// Client URLs are plain http unless Options.TLS asks for https with
+// client certificates, signed by a CA the harness makes for the test.
 package etcdtest
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,6 +77,7 @@ type Cluster struct {
 	bin     string
 	members []*member
 	cli     *clientv3.Client // the harness's own, on every endpoint
+	pki     *pki             // nil: plain http client URLs
 }
 
 type member struct {
@@ -101,6 +107,13 @@ type Options struct {
 	// benchmarks that compare with a store that syncs; tests leave it off
 	// for speed (a killed process loses nothing either way).
 	Fsync bool
+	// TLS makes the members serve their client URLs over https, with a
+	// server certificate for 127.0.0.1, and refuse clients without a
+	// certificate; CAFile, ClientCertFile and ClientKeyFile are the files
+	// a client needs, and the harness's clients use them. A test CA signs
+	// both certificates. Peers still talk plain http: what is tested is
+	// the store's client, not etcd's replication.
+	TLS bool
 }
 
 // StartWith is Start with options.
@@ -110,12 +123,17 @@ func StartWith(t testing.TB, members int, o Options) *Cluster {
 		t.Fatalf("etcdtest.Start: %d members", members)
 	}
 	c := &Cluster{t: t, bin: Binary(t)}
+	scheme := "http"
+	if o.TLS {
+		c.pki = newPKI(t)
+		scheme = "https"
+	}
 	var initial []string
 	for i := range members {
 		m := &member{
 			name:      fmt.Sprintf("m%d", i),
 			dataDir:   filepath.Join(t.TempDir(), "data"), // etcd makes it, mode 0700
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t)),
 			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 			output:    new(output),
 		}
@@ -148,6 +166,13 @@ func StartWith(t testing.TB, members int, o Options) *Cluster {
 		}
 		if !o.Fsync {
 			m.args = append(m.args, "--unsafe-no-fsync")
+		}
+		if c.pki != nil {
+			m.args = append(m.args,
+				"--cert-file", c.pki.serverCert,
+				"--key-file", c.pki.serverKey,
+				"--client-cert-auth",
+				"--trusted-ca-file", c.pki.caFile)
 		}
 		if err := c.start(i); err != nil {
 			t.Fatal(err)
@@ -201,8 +226,13 @@ func (c *Cluster) client(t testing.TB, endpoints []string) *clientv3.Client {
 }
 
 func (c *Cluster) config(endpoints []string) clientv3.Config {
+	var tlsConfig *tls.Config
+	if c.pki != nil {
+		tlsConfig = c.pki.clientTLS(c.t)
+	}
 	return clientv3.Config{
 		Endpoints:   endpoints,
+		TLS:         tlsConfig,
 		DialTimeout: 2 * time.Second,
 		// The client logs every retry against a stopped member; tests
 		// see the errors that matter in what their calls return.
@@ -331,7 +361,11 @@ func (c *Cluster) ready() error {
 // URL.
 func (c *Cluster) waitListening(i int, deadline time.Time) {
 	c.t.Helper()
-	addr := strings.TrimPrefix(c.members[i].clientURL, "http://")
+	u, err := url.Parse(c.members[i].clientURL)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	addr := u.Host
 	for {
 		conn, err := net.DialTimeout("tcp", addr, probeLimit)
 		if err == nil {

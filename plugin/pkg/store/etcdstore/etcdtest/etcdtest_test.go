@@ -2,12 +2,18 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net/url"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -139,5 +145,71 @@ func TestCleanup(t *testing.T) {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("member process %d is still there after the test: kill 0: %v", pid, err)
 		}
+	}
+}
+
+// TestTLS: a TLS cluster serves https client URLs to a client with the
+// test CA's client certificate, and refuses one that trusts the CA but
+// has no certificate of its own.
+func TestTLS(t *testing.T) {
+	c := StartWith(t, 3, Options{TLS: true})
+	for _, ep := range c.Endpoints() {
+		if !strings.HasPrefix(ep, "https://") {
+			t.Fatalf("endpoint %s, want https", ep)
+		}
+	}
+	for _, f := range []string{c.CAFile(), c.ClientCertFile(), c.ClientKeyFile()} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put(t, c.MemberClient(t, 0), "k", "v", 5*time.Second); err != nil {
+		t.Fatalf("put with the client certificate: %v", err)
+	}
+	if v := get(t, c.MemberClient(t, 2), "k"); v != "v" {
+		t.Fatalf("member 2 reads %q, want v", v)
+	}
+
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(c.CAFile())
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("reading %s: %v", c.CAFile(), err)
+	}
+	anon, err := clientv3.New(clientv3.Config{
+		Endpoints:   c.Endpoints(),
+		DialTimeout: 2 * time.Second,
+		TLS:         &tls.Config{RootCAs: pool},
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	// The client waits for a connection that the members keep refusing,
+	// so all it can say is that its deadline passed...
+	err = put(t, anon, "k", "anonymous", 2*time.Second)
+	if err == nil {
+		t.Fatal("put without a client certificate succeeded")
+	}
+	if !isTimeout(err) {
+		t.Errorf("put without a client certificate: %v, want a timeout", err)
+	}
+	// ...the member says why, in the TLS alert it sends once it has seen
+	// the client's (empty) certificate.
+	u, err := url.Parse(c.Endpoints()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: pool})
+	if err == nil {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("TLS without a client certificate: %v, want a certificate required alert", err)
+	}
+	if v := get(t, c.Client(t), "k"); v != "v" {
+		t.Fatalf("after the refused put, k is %q, want v", v)
 	}
 }
