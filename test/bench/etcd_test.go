@@ -35,13 +35,13 @@ func TestEtcdBench(t *testing.T) {
 		cfg.duration, cfg.max, cfg.rounds, cfg.n = 10*time.Second, 20_000, 3, 500
 	}
 	users := userKeys(100)
-	file := startBenchServer(t, "store members.db", users)
+	file := startBenchServer(t, "store members.db", 0, users)
 	// The members sync, as etcd does unless told not to: the file store
 	// syncs each commit too.
 	cluster := etcdtest.StartWith(t, 3, etcdtest.Options{Fsync: true})
 	eps := strings.Join(cluster.Endpoints(), " ")
-	a := startBenchServer(t, "etcd "+eps, users)
-	b := startBenchServer(t, "etcd "+eps, users)
+	a := startBenchServer(t, "etcd "+eps, 0, users)
+	b := startBenchServer(t, "etcd "+eps, 0, users)
 
 	type cell struct{ rates, p99 []float64 }
 	results := map[string]map[int]*cell{"file": {1: {}, 32: {}}, "etcd": {1: {}, 32: {}}}
@@ -113,12 +113,17 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 // startBenchServer runs bin/coredns with the zone in store (a btmm
 // property: "store FILE" or "etcd ENDPOINT..."), UPDATEs and unsigned
-// LLQs over UDP, the users' keys and the probe's.
-func startBenchServer(t *testing.T, store string, users []keyfile.Key) *coredns.Server {
+// LLQs over UDP (at most llqs of them; 0: llq's default), the users' keys
+// and the probe's.
+func startBenchServer(t testing.TB, store string, llqs int, users []keyfile.Key) *coredns.Server {
 	dir := t.TempDir()
 	keys := append([]keyfile.Key{{Name: keyName, Algorithm: dns.HmacSHA256, Secret: secret}}, users...)
 	if err := os.WriteFile(filepath.Join(dir, "users.keys"), keyfile.Format(keys), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	limit := ""
+	if llqs > 0 {
+		limit = fmt.Sprintf("limit %d", llqs)
 	}
 	s := coredns.New(t, dir, fmt.Sprintf(`members.example.com:{{PORT}} {
 	btmm members.example.com {
@@ -133,11 +138,12 @@ func startBenchServer(t *testing.T, store string, users []keyfile.Key) *coredns.
 	}
 	llq {
 		tsig optional
+		%s
 		udp 127.0.0.1:{{LLQPORT}}
 		tcp off
 	}
 }
-`, store))
+`, store, limit))
 	s.Start(zone)
 	return s
 }

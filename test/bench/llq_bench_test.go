@@ -3,8 +3,6 @@ package bench
 import (
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -125,30 +123,7 @@ func eventLatencies(tb testing.TB, probe net.Conn, probeName, updateAddr string,
 }
 
 func startLLQServer(b *testing.B, limit int, more []keyfile.Key) *coredns.Server {
-	dir := b.TempDir()
-	keys := append([]keyfile.Key{{Name: keyName, Algorithm: dns.HmacSHA256, Secret: secret}}, more...)
-	os.WriteFile(filepath.Join(dir, "users.keys"), keyfile.Format(keys), 0o600)
-	s := coredns.New(b, dir, fmt.Sprintf(`members.example.com:{{PORT}} {
-	btmm members.example.com {
-		keys users.keys
-		store members.db
-	}
-	ddul-lease
-	tsig-update {
-		udp 127.0.0.1:{{UPDATEPORT}}
-		max_records 1000000
-		max_bytes 100000000
-	}
-	llq {
-		tsig optional
-		limit %d
-		udp 127.0.0.1:{{LLQPORT}}
-		tcp off
-	}
-}
-`, limit+10))
-	s.Start("members.example.com.")
-	return s
+	return startBenchServer(b, "store members.db", limit+10, more)
 }
 
 // holdLLQs sets up n unsigned LLQs (type A) from one UDP socket, a window

@@ -39,29 +39,6 @@ func instances(t *testing.T, endpoints [][]string, c *storetest.Clock) []*Store 
 	return out
 }
 
-func mustRR(t *testing.T, s string) dns.RR {
-	t.Helper()
-	r, err := dns.NewRR(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func nextEvent(t *testing.T, sub *store.Subscription) store.Event {
-	t.Helper()
-	select {
-	case ev, ok := <-sub.C:
-		if !ok {
-			t.Fatalf("subscription ended: %v", sub.Err())
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatal("no event")
-	}
-	return store.Event{}
-}
-
 // testReadYourWritesAcross: an UPDATE acknowledged by instance A is
 // answered by instance B at once (no waiting, no retry), and B's
 // subscribers get its event with A's serial.
@@ -73,7 +50,7 @@ func testReadYourWritesAcross(t *testing.T, endpoints [][]string) {
 	for i := range 50 {
 		name := fmt.Sprintf("h%d.alice.members.example.com.", i)
 		ev, err := a.Update(func(tx store.Tx) error {
-			return tx.Set(name, []store.Record{{RR: mustRR(t, name+" 60 IN A 192.0.2.1")}})
+			return tx.Set(name, []store.Record{{RR: storetest.RR(t, name+" 60 IN A 192.0.2.1")}})
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +62,7 @@ func testReadYourWritesAcross(t *testing.T, endpoints [][]string) {
 		if serial, _ := b.Serial(); serial != ev.Serial {
 			t.Fatalf("B's serial %d, A's commit %d", serial, ev.Serial)
 		}
-		if got := nextEvent(t, sub); got.Serial != ev.Serial || got.Changes[0].Name != name {
+		if got := storetest.NextEvent(t, sub); got.Serial != ev.Serial || got.Changes[0].Name != name {
 			t.Fatalf("B's event %+v, want A's %+v", got, ev)
 		}
 	}
@@ -116,7 +93,7 @@ func testRacesAcross(t *testing.T, endpoints [][]string) {
 				if len(recs) == 1 {
 					fmt.Sscanf(recs[0].RR.(*dns.TXT).Txt[0], "%d", &v)
 				}
-				return tx.Set(counter, []store.Record{{RR: mustRR(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", counter, v+1))}})
+				return tx.Set(counter, []store.Record{{RR: storetest.RR(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", counter, v+1))}})
 			})
 			if err != nil {
 				t.Error(err)
@@ -125,7 +102,7 @@ func testRacesAcross(t *testing.T, endpoints [][]string) {
 				if recs, err := tx.Get(first); err != nil || len(recs) > 0 {
 					return errors.Join(err, errTaken)
 				}
-				return tx.Set(first, []store.Record{{RR: mustRR(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", first, i))}})
+				return tx.Set(first, []store.Record{{RR: storetest.RR(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", first, i))}})
 			})
 			mu.Lock()
 			defer mu.Unlock()
@@ -157,12 +134,12 @@ func testOneRemovalPerLease(t *testing.T, endpoints [][]string) {
 	subs := []*store.Subscription{st[0].Subscribe(10), st[1].Subscribe(10)}
 	name := "laptop.alice.members.example.com."
 	if _, err := st[0].Update(func(tx store.Tx) error {
-		return tx.Set(name, []store.Record{{RR: mustRR(t, name+" 60 IN AAAA fd00::1"), Expires: c.Now().Add(time.Minute)}})
+		return tx.Set(name, []store.Record{{RR: storetest.RR(t, name+" 60 IN AAAA fd00::1"), Expires: c.Now().Add(time.Minute)}})
 	}); err != nil {
 		t.Fatal(err)
 	}
 	for _, sub := range subs {
-		nextEvent(t, sub)
+		storetest.NextEvent(t, sub)
 	}
 	c.Add(time.Minute)
 	var wg sync.WaitGroup
@@ -180,7 +157,7 @@ func testOneRemovalPerLease(t *testing.T, endpoints [][]string) {
 		t.Fatalf("the sweeps removed %v records, want 1 in all", removed)
 	}
 	for i, sub := range subs {
-		if ev := nextEvent(t, sub); !ev.Expired || len(ev.Changes) != 1 {
+		if ev := storetest.NextEvent(t, sub); !ev.Expired || len(ev.Changes) != 1 {
 			t.Fatalf("instance %d: event %+v, want the expiry", i, ev)
 		}
 		select {
@@ -276,9 +253,9 @@ func TestFailures(t *testing.T) {
 
 	// b heard of every acknowledged update, once, in order.
 	for _, want := range acked {
-		got := nextEvent(t, sub)
+		got := storetest.NextEvent(t, sub)
 		if got.Changes[0].Name == name {
-			got = nextEvent(t, sub)
+			got = storetest.NextEvent(t, sub)
 		}
 		if got.Serial != want.Serial || got.Changes[0].Name != want.Changes[0].Name {
 			t.Fatalf("b's event %d %v, want %d %v", got.Serial, got.Changes[0].Name, want.Serial, want.Changes[0].Name)
@@ -311,7 +288,7 @@ func TestCatchUp(t *testing.T) {
 	}
 	cl.Restart(2)
 	for _, want := range acked {
-		if got := nextEvent(t, sub); got.Serial != want.Serial {
+		if got := storetest.NextEvent(t, sub); got.Serial != want.Serial {
 			t.Fatalf("after the member's return, event %d, want %d", got.Serial, want.Serial)
 		}
 	}

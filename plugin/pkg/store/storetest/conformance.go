@@ -85,7 +85,9 @@ func (o *opener) store() store.Store {
 	return s
 }
 
-func rr(t *testing.T, s string) dns.RR {
+// RR parses a record in presentation format, failing the test if it
+// does not parse.
+func RR(t testing.TB, s string) dns.RR {
 	t.Helper()
 	r, err := dns.NewRR(s)
 	if err != nil {
@@ -103,7 +105,9 @@ func set(t *testing.T, s store.Store, name string, recs ...store.Record) store.E
 	return ev
 }
 
-func next(t *testing.T, sub *store.Subscription) store.Event {
+// NextEvent waits for sub's next event, failing the test if there is none
+// within 10 s or the subscription ended.
+func NextEvent(t testing.TB, sub *store.Subscription) store.Event {
 	t.Helper()
 	select {
 	case ev, ok := <-sub.C:
@@ -120,7 +124,7 @@ func next(t *testing.T, sub *store.Subscription) store.Event {
 func testSetLookupExists(t *testing.T, e Engine) {
 	s := newOpener(t, e).store()
 	name := "_autotunnel._udp.laptop.alice.members.example.com."
-	set(t, s, name, store.Record{RR: rr(t, name+" 60 IN SRV 0 0 4500 autotunnel-1.alice.members.example.com.")})
+	set(t, s, name, store.Record{RR: RR(t, name+" 60 IN SRV 0 0 4500 autotunnel-1.alice.members.example.com.")})
 
 	rrs, exists, err := s.Lookup("_AutoTunnel._UDP.Laptop.alice.members.example.com.")
 	if err != nil || !exists || len(rrs) != 1 {
@@ -149,12 +153,12 @@ func testSerialAndEvents(t *testing.T, e Engine) {
 		t.Fatalf("first serial %d, want the clock's %d", s0, o.c.Now().Unix())
 	}
 	name := "laptop.alice.members.example.com."
-	a := store.Record{RR: rr(t, name+" 60 IN AAAA fd00::1"), Expires: o.c.Now().Add(time.Hour)}
+	a := store.Record{RR: RR(t, name+" 60 IN AAAA fd00::1"), Expires: o.c.Now().Add(time.Hour)}
 	ev := set(t, s, name, a)
 	if ev.Serial != s0+1 || len(ev.Changes) != 1 || len(ev.Changes[0].Added) != 1 || len(ev.Changes[0].Removed) != 0 {
 		t.Fatalf("add: %+v", ev)
 	}
-	if got := next(t, sub); got.Serial != ev.Serial || got.Changes[0].Name != name {
+	if got := NextEvent(t, sub); got.Serial != ev.Serial || got.Changes[0].Name != name {
 		t.Fatalf("feed gave %+v, want %+v", got, ev)
 	}
 	if serial, _ := s.Serial(); serial != ev.Serial {
@@ -167,12 +171,12 @@ func testSerialAndEvents(t *testing.T, e Engine) {
 		t.Fatalf("renewal changed the zone: %+v", ev)
 	}
 	// A new TTL is a change: the record is removed and added.
-	b := store.Record{RR: rr(t, name+" 120 IN AAAA fd00::1")}
+	b := store.Record{RR: RR(t, name+" 120 IN AAAA fd00::1")}
 	ev = set(t, s, name, b)
 	if ev.Serial != s0+2 || len(ev.Changes[0].Added) != 1 || len(ev.Changes[0].Removed) != 1 {
 		t.Fatalf("TTL change: %+v", ev)
 	}
-	if got := next(t, sub); got.Serial != s0+2 {
+	if got := NextEvent(t, sub); got.Serial != s0+2 {
 		t.Fatalf("feed: got serial %d, want %d", got.Serial, s0+2)
 	}
 	select {
@@ -188,7 +192,7 @@ func testFailedUpdateChangesNothing(t *testing.T, e Engine) {
 	s0, _ := s.Serial()
 	boom := errors.New("boom")
 	_, err := s.Update(func(tx store.Tx) error {
-		if err := tx.Set(name, []store.Record{{RR: rr(t, name+" 60 IN A 192.0.2.1")}}); err != nil {
+		if err := tx.Set(name, []store.Record{{RR: RR(t, name+" 60 IN A 192.0.2.1")}}); err != nil {
 			return err
 		}
 		if got, _ := tx.Get(name); len(got) != 1 {
@@ -210,12 +214,12 @@ func testFailedUpdateChangesNothing(t *testing.T, e Engine) {
 func testOutsideZoneRefused(t *testing.T, e Engine) {
 	s := newOpener(t, e).store()
 	if _, err := s.Update(func(tx store.Tx) error {
-		return tx.Set("evil.example.com.", []store.Record{{RR: rr(t, "evil.example.com. 60 IN A 192.0.2.1")}})
+		return tx.Set("evil.example.com.", []store.Record{{RR: RR(t, "evil.example.com. 60 IN A 192.0.2.1")}})
 	}); err == nil {
 		t.Fatal("a name outside the zone was written")
 	}
 	if _, err := s.Update(func(tx store.Tx) error {
-		return tx.Set("a.members.example.com.", []store.Record{{RR: rr(t, "b.members.example.com. 60 IN A 192.0.2.1")}})
+		return tx.Set("a.members.example.com.", []store.Record{{RR: RR(t, "b.members.example.com. 60 IN A 192.0.2.1")}})
 	}); err == nil {
 		t.Fatal("a record was written at a name other than its owner")
 	}
@@ -223,11 +227,11 @@ func testOutsideZoneRefused(t *testing.T, e Engine) {
 
 func testUsage(t *testing.T, e Engine) {
 	s := newOpener(t, e).store()
-	r1 := rr(t, "a.alice.members.example.com. 60 IN A 192.0.2.1")
-	r2 := rr(t, "b.c.alice.members.example.com. 60 IN TXT \"hello\"")
+	r1 := RR(t, "a.alice.members.example.com. 60 IN A 192.0.2.1")
+	r2 := RR(t, "b.c.alice.members.example.com. 60 IN TXT \"hello\"")
 	set(t, s, "a.alice.members.example.com.", store.Record{RR: r1})
 	set(t, s, "b.c.alice.members.example.com.", store.Record{RR: r2})
-	set(t, s, "x.bob.members.example.com.", store.Record{RR: rr(t, "x.bob.members.example.com. 60 IN A 192.0.2.9")})
+	set(t, s, "x.bob.members.example.com.", store.Record{RR: RR(t, "x.bob.members.example.com. 60 IN A 192.0.2.9")})
 	var u store.Usage
 	s.Update(func(tx store.Tx) (err error) {
 		u, err = tx.Usage("alice.members.example.com.")
@@ -252,11 +256,11 @@ func testExpirySweepsLikeADelete(t *testing.T, e Engine) {
 	s := o.store()
 	sub := s.Subscribe(8)
 	name := "laptop.alice.members.example.com."
-	short := store.Record{RR: rr(t, name+" 60 IN AAAA fd00::1"), Expires: o.c.Now().Add(30 * time.Minute)}
-	long := store.Record{RR: rr(t, name+" 60 IN TXT \"x\""), Expires: o.c.Now().Add(2 * time.Hour)}
-	forever := store.Record{RR: rr(t, name+" 60 IN A 192.0.2.1")}
+	short := store.Record{RR: RR(t, name+" 60 IN AAAA fd00::1"), Expires: o.c.Now().Add(30 * time.Minute)}
+	long := store.Record{RR: RR(t, name+" 60 IN TXT \"x\""), Expires: o.c.Now().Add(2 * time.Hour)}
+	forever := store.Record{RR: RR(t, name+" 60 IN A 192.0.2.1")}
 	set(t, s, name, short, long, forever)
-	next(t, sub)
+	NextEvent(t, sub)
 	serial, _ := s.Serial()
 
 	o.c.Add(30 * time.Minute)
@@ -268,7 +272,7 @@ func testExpirySweepsLikeADelete(t *testing.T, e Engine) {
 	if err != nil || n != 1 {
 		t.Fatalf("Sweep deleted %d records (%v), want 1", n, err)
 	}
-	ev := next(t, sub)
+	ev := NextEvent(t, sub)
 	if !ev.Expired || ev.Serial != serial+1 || len(ev.Changes) != 1 || len(ev.Changes[0].Removed) != 1 || ev.Changes[0].Removed[0].Header().Rrtype != dns.TypeAAAA {
 		t.Fatalf("expiry event %+v, want the AAAA removed with a serial bump", ev)
 	}
@@ -296,7 +300,7 @@ func testExpirySweepsLikeADelete(t *testing.T, e Engine) {
 func testReopenKeepsData(t *testing.T, e Engine) {
 	o := newOpener(t, e)
 	s := o.store()
-	set(t, s, "h.alice.members.example.com.", store.Record{RR: rr(t, "h.alice.members.example.com. 60 IN A 192.0.2.1")})
+	set(t, s, "h.alice.members.example.com.", store.Record{RR: RR(t, "h.alice.members.example.com. 60 IN A 192.0.2.1")})
 	serial, _ := s.Serial()
 	s.Close()
 	s = o.store()
@@ -319,7 +323,7 @@ func testFeedDropsLaggards(t *testing.T, e Engine) {
 	fast := s.Subscribe(16)
 	name := "h.alice.members.example.com."
 	for i := range 3 {
-		set(t, s, name, store.Record{RR: rr(t, fmt.Sprintf("%s 60 IN A 192.0.2.%d", name, i+1))})
+		set(t, s, name, store.Record{RR: RR(t, fmt.Sprintf("%s 60 IN A 192.0.2.%d", name, i+1))})
 	}
 	// The feed may deliver a moment after Update returns.
 	deadline := time.Now().Add(10 * time.Second)
@@ -410,14 +414,14 @@ func testConcurrentUpdatesAreSerial(t *testing.T, e Engine) {
 					if len(recs) == 1 {
 						fmt.Sscanf(recs[0].RR.(*dns.TXT).Txt[0], "%d", &v)
 					}
-					return tx.Set(counter, []store.Record{{RR: rr(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", counter, v+1))}})
+					return tx.Set(counter, []store.Record{{RR: RR(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", counter, v+1))}})
 				})
 			} else {
 				ev, err = s.Update(func(tx store.Tx) error {
 					if recs, err := tx.Get(first); err != nil || len(recs) > 0 {
 						return errors.Join(err, errTaken)
 					}
-					return tx.Set(first, []store.Record{{RR: rr(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", first, i))}})
+					return tx.Set(first, []store.Record{{RR: RR(t, fmt.Sprintf("%s 60 IN TXT \"%d\"", first, i))}})
 				})
 			}
 			mu.Lock()
@@ -447,7 +451,7 @@ func testConcurrentUpdatesAreSerial(t *testing.T, e Engine) {
 	}
 	want := s0 + 1
 	for range n/2 + 1 {
-		ev := next(t, sub)
+		ev := NextEvent(t, sub)
 		if ev.Serial != want || len(ev.Changes) != 1 {
 			t.Fatalf("event %+v, want serial %d with one change", ev, want)
 		}
@@ -471,7 +475,7 @@ func testFailedUpdateAmongConcurrent(t *testing.T, e Engine) {
 		wg.Go(func() {
 			name := fmt.Sprintf("h%d.alice.members.example.com.", i)
 			_, err := s.Update(func(tx store.Tx) error {
-				if err := tx.Set(name, []store.Record{{RR: rr(t, name+" 60 IN A 192.0.2.1")}}); err != nil {
+				if err := tx.Set(name, []store.Record{{RR: RR(t, name+" 60 IN A 192.0.2.1")}}); err != nil {
 					return err
 				}
 				if _, err := tx.Remember([]byte(name), o.c.Now()); err != nil {
