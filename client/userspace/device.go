@@ -136,10 +136,14 @@ func (d *Device) Write(bufs [][]byte) error {
 // than once is harmless.
 //
 // The netstack device hands each outgoing packet to Read over an unbuffered
-// channel and closes that channel on Close; a stack goroutine still
-// holding a packet would then panic. So Close drains the packets while it
+// channel, and closes that channel on Close: a stack goroutine blocked
+// sending a packet then would panic. So Close drains the packets while it
 // shuts the stack down, and stops Write first (a packet written can make
-// the stack answer at once, on the writer's goroutine).
+// the stack answer at once, on the writer's goroutine). That leaves a
+// window of a few instructions in the netstack package (a goroutine that
+// has taken a packet from the link queue but not yet sent it on when the
+// channel is closed), which this package cannot close from outside; close
+// the Forwarders and proxies first so the stack is quiet.
 func (d *Device) Close() error {
 	d.closeOnce.Do(func() {
 		d.fwdMu.Lock()
