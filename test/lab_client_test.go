@@ -3,7 +3,9 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -102,6 +104,7 @@ type labClient struct {
 	config string
 	socket string
 	args   []string // more arguments of run
+	prefix []string // a command that runs btmm-client (setpriv ...); none: as root
 	cmd    *exec.Cmd
 	out    *coredns.Output
 	done   chan struct{}
@@ -116,6 +119,14 @@ func startClient(t *testing.T, l *lab.Lab, dir, ns, host string, runArgs ...stri
 
 // startUserClient is startClient for a host of the user whose key is key.
 func startUserClient(t *testing.T, l *lab.Lab, dir, ns, host string, key testKey, runArgs ...string) *labClient {
+	t.Helper()
+	c := newUserClient(t, l, dir, ns, host, key, runArgs...)
+	c.start(l)
+	return c
+}
+
+// newUserClient writes the configuration of a client, to start.
+func newUserClient(t *testing.T, l *lab.Lab, dir, ns, host string, key testKey, runArgs ...string) *labClient {
 	t.Helper()
 	user := strings.TrimSuffix(key.name, "."+zone)
 	state := filepath.Join(dir, host)
@@ -136,13 +147,14 @@ lease = "30s"
 llq_lease = "15m"
 `, user, host, keyFile, state, l.Addr("server"), filepath.Join(dir, "cert.pem"), c.socket)
 	os.WriteFile(c.config, []byte(conf), 0o600)
-	c.start(l)
 	return c
 }
 
 func (c *labClient) start(l *lab.Lab) {
 	c.out = &coredns.Output{}
-	c.cmd = l.Exec(c.ns, coredns.Built(c.t, "btmm-client"), append([]string{"run", "--config", c.config}, c.args...)...)
+	args := append([]string{coredns.Built(c.t, "btmm-client"), "run", "--config", c.config}, c.args...)
+	args = append(append([]string(nil), c.prefix...), args...)
+	c.cmd = l.Exec(c.ns, args[0], args[1:]...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := c.cmd.Start(); err != nil {
@@ -566,4 +578,106 @@ func TestServerDown(t *testing.T) {
 	}
 	slices.Sort(took)
 	t.Logf("server back: both hosts current again after %v (median of 10; %v to %v)", took[5].Round(time.Millisecond), took[0].Round(time.Millisecond), took[9].Round(time.Millisecond))
+}
+
+// TestRootless: a host runs btmm-client as an unprivileged user with no
+// capabilities (--userspace: no TUN device). Through its SOCKS5 proxy, curl
+// fetches a page that the other host (TUN mode) serves on its tunnel
+// address, by the other host's name; the other host reaches the rootless
+// one's forwarded port through the tunnel.
+func TestRootless(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	lab.Require(t, "setpriv", "util-linux")
+	lab.Require(t, "curl", "curl")
+	dir := t.TempDir()
+	labServer(t, l, dir)
+	desktop := startClient(t, l, dir, "hostA", "desktop")
+
+	laptop := newUserClient(t, l, dir, "hostB", "laptop", alice, "--userspace", "--forward", "7000")
+	// The unprivileged user reaches its state directory, and nothing else
+	// of the test's.
+	state := filepath.Dir(laptop.config)
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		os.Chmod(d, 0o711)
+	}
+	os.Chmod(filepath.Join(dir, "cert.pem"), 0o644)
+	if out, err := exec.Command("chown", "-R", "65534:65534", state).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	laptop.prefix = []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"}
+	laptop.start(l)
+	defer func() {
+		if t.Failed() {
+			t.Logf("desktop:\n%s\nlaptop:\n%s", desktop.out.String(), laptop.out.String())
+		}
+	}()
+	laptop.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	desktop.waitPeer(laptop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 10*time.Second)
+
+	// It runs as nobody, with no capability, and says it is in userspace mode.
+	proc, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", laptop.cmd.Process.Pid))
+	if err != nil || !strings.Contains(string(proc), "\nUid:\t65534\t") || !strings.Contains(string(proc), "\nCapEff:\t0000000000000000\n") {
+		t.Fatalf("the laptop's client is not unprivileged: %v\n%s", err, proc)
+	}
+	st := laptop.waitStatus("in userspace mode", 5*time.Second, func(st daemon.Status) bool { return st.TunnelMode == "userspace" })
+	if st.SOCKSProxy == "" || len(st.Forwarded) != 1 || st.Forwarded[0] != 7000 {
+		t.Fatalf("userspace status: %+v", st)
+	}
+
+	// A page on the desktop's tunnel address.
+	desktopULA := laptop.peerULA(desktop.name)
+	var web net.Listener
+	if err := l.Go("hostA", func() (err error) {
+		web, err = net.Listen("tcp", netip.AddrPortFrom(desktopULA, 8000).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go http.Serve(web, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the desktop to %s", r.RemoteAddr)
+	}))
+	defer web.Close()
+	url := "http://" + strings.TrimSuffix(desktop.name, ".") + ":8000/"
+	out, err := l.Exec("hostB", "curl", "-sS", "--max-time", "15", "--socks5-hostname", st.SOCKSProxy, url).CombinedOutput()
+	laptopULA := desktop.peerULA(laptop.name)
+	if err != nil || !strings.Contains(string(out), "hello from the desktop to ["+laptopULA.String()+"]") {
+		t.Fatalf("curl --socks5-hostname %s %s: %v\n%s", st.SOCKSProxy, url, err, out)
+	}
+	// The same through the HTTP proxy.
+	out, err = l.Exec("hostB", "curl", "-sS", "--max-time", "15", "--proxy", "http://"+st.HTTPProxy, url).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "hello from the desktop") {
+		t.Fatalf("curl --proxy http://%s %s: %v\n%s", st.HTTPProxy, url, err, out)
+	}
+
+	// The desktop connects to the laptop's forwarded port: an echo server
+	// on the laptop's 127.0.0.1:7000.
+	var echo net.Listener
+	if err := l.Go("hostB", func() (err error) {
+		echo, err = net.Listen("tcp", "127.0.0.1:7000")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	conn, err := l.Dial("hostA", "tcp", netip.AddrPortFrom(laptopULA, 7000).String(), 10*time.Second)
+	if err != nil {
+		t.Fatalf("the desktop to the laptop's forwarded port: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := "through the tunnel to a rootless host"
+	fmt.Fprint(conn, msg)
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo through the forwarded port: %q %v", buf, err)
+	}
 }

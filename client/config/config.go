@@ -111,6 +111,26 @@ type Config struct {
 	// traffic of the SAs in it. Default "" (off). run's --esp-keylog flag
 	// overrides it.
 	ESPKeyLog string `toml:"esp_keylog"`
+	// TunnelMode is where the tunnel's inner side lives: "tun" (the
+	// default), a TUN device with the host's tunnel address, which needs
+	// root or CAP_NET_ADMIN; or "userspace", a TCP/IP stack inside the
+	// client, which needs no privilege: applications reach the other hosts
+	// through the proxies below, and they reach this one on the forwarded
+	// ports only. run's --userspace flag sets it.
+	TunnelMode string `toml:"tunnel_mode"`
+	// SOCKSProxy is the loopback address of the SOCKS5 proxy into the
+	// tunnel in userspace mode (it resolves the user's host names itself:
+	// curl --socks5-hostname). Default 127.0.0.1:1080; "" turns it off.
+	SOCKSProxy string `toml:"socks_proxy"`
+	// HTTPProxy is the loopback address of the HTTP proxy (CONNECT, and
+	// plain http:// requests) into the tunnel in userspace mode. Default
+	// 127.0.0.1:8080; "" turns it off.
+	HTTPProxy string `toml:"http_proxy"`
+	// Forward lists, comma-separated, the TCP ports of this host's tunnel
+	// address that are forwarded to the same port on 127.0.0.1 in
+	// userspace mode ("22" lets the other hosts ssh in). Default none.
+	// run's --forward PORT adds one.
+	Forward string `toml:"forward"`
 
 	// source names where the settings came from, for error messages.
 	source string
@@ -131,6 +151,9 @@ const (
 	DefaultLLQLease     = 2 * time.Hour
 	DefaultStatusSocket = "/run/btmm-client.sock"
 	DefaultLogLevel     = "info"
+	DefaultTunnelMode   = "tun"
+	DefaultSOCKSProxy   = "127.0.0.1:1080"
+	DefaultHTTPProxy    = "127.0.0.1:8080"
 )
 
 // Limits on the two leases. Outside [MinLease, MaxLease] a lease is an
@@ -178,7 +201,24 @@ func Default() *Config {
 		LLQLease:     DefaultLLQLease,
 		StatusSocket: DefaultStatusSocket,
 		LogLevel:     DefaultLogLevel,
+		TunnelMode:   DefaultTunnelMode,
+		SOCKSProxy:   DefaultSOCKSProxy,
+		HTTPProxy:    DefaultHTTPProxy,
 	}
+}
+
+// ForwardPorts returns the ports of Forward; Validate checks them.
+func (c *Config) ForwardPorts() []uint16 {
+	var ports []uint16
+	for _, f := range strings.Split(c.Forward, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if p, err := strconv.ParseUint(f, 10, 16); err == nil && p > 0 {
+			ports = append(ports, uint16(p))
+		}
+	}
+	return ports
 }
 
 // Load reads the configuration file at path over the defaults, then fills

@@ -147,8 +147,9 @@ esp_keylog = "debug/esp.keys"  # relative: to the file's directory
 		TLSCA: filepath.Join(dir, "ca.pem"), TLSServerName: "dns.example.com",
 		TunnelPort: 14500, Lease: time.Hour, LLQLease: 20 * time.Minute,
 		StatusSocket: filepath.Join(dir, "btmm.sock"), LogLevel: "debug",
-		ESPKeyLog: filepath.Join(dir, "debug/esp.keys"),
-		source:    path,
+		ESPKeyLog:  filepath.Join(dir, "debug/esp.keys"),
+		TunnelMode: "tun", SOCKSProxy: DefaultSOCKSProxy, HTTPProxy: DefaultHTTPProxy,
+		source: path,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -272,6 +273,11 @@ func TestValidateErrors(t *testing.T) {
 		{"server port too big", func(c *Config) { c.Server = "192.0.2.1:65536" }, []string{"server"}},
 		{"server without host", func(c *Config) { c.Server = ":53" }, []string{"server"}},
 		{"bad transport", func(c *Config) { c.Transport = "quic" }, []string{"transport"}},
+		{"bad tunnel mode", func(c *Config) { c.TunnelMode = "kernel" }, []string{"tunnel_mode"}},
+		{"forward with a TUN device", func(c *Config) { c.Forward = "22" }, []string{"forward"}},
+		{"proxy off loopback", func(c *Config) { c.TunnelMode, c.SOCKSProxy = "userspace", "0.0.0.0:1080" }, []string{"socks_proxy"}},
+		{"proxy not an address", func(c *Config) { c.TunnelMode, c.HTTPProxy = "userspace", "localhost:8080" }, []string{"http_proxy"}},
+		{"bad forward port", func(c *Config) { c.TunnelMode, c.Forward = "userspace", "22, ssh, 70000" }, []string{"forward", "forward"}},
 		{"pin and CA", func(c *Config) {
 			c.TLSCA, c.TLSPin = "/ca.pem", "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 		}, []string{"tls_pin"}},

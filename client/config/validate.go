@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -108,6 +109,32 @@ func (c *Config) Validate() error {
 	}
 	if c.StatusSocket == "" {
 		bad("status_socket", "must not be empty")
+	}
+	switch c.TunnelMode {
+	case "tun":
+		if c.Forward != "" {
+			bad("forward", "set, but tunnel_mode is \"tun\": with a TUN device every port of the tunnel address is this host's own")
+		}
+	case "userspace":
+		for _, f := range []struct{ name, v string }{{"socks_proxy", c.SOCKSProxy}, {"http_proxy", c.HTTPProxy}} {
+			if f.v == "" {
+				continue
+			}
+			// No authentication: loopback only.
+			if ap, err := netip.ParseAddrPort(f.v); err != nil || !ap.Addr().IsLoopback() || ap.Port() == 0 {
+				bad(f.name, "%q is not a loopback address and port, such as 127.0.0.1:1080 (the proxy has no authentication)", f.v)
+			}
+		}
+		for _, f := range strings.Split(c.Forward, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			if p, err := strconv.ParseUint(f, 10, 16); err != nil || p == 0 {
+				bad("forward", "%q is not a port from 1 to 65535", f)
+			}
+		}
+	default:
+		bad("tunnel_mode", "%q is not \"tun\" or \"userspace\"", c.TunnelMode)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {

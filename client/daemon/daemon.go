@@ -15,10 +15,15 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/client/config"
 	"github.com/openbtmm/btmm/client/discover"
@@ -30,6 +35,7 @@ import (
 	"github.com/openbtmm/btmm/client/tunnel/esp"
 	"github.com/openbtmm/btmm/client/tunnel/handshake"
 	"github.com/openbtmm/btmm/client/tunnel/tun"
+	"github.com/openbtmm/btmm/client/userspace"
 	"github.com/openbtmm/btmm/client/watch"
 )
 
@@ -49,7 +55,9 @@ type Daemon struct {
 	started time.Time
 
 	// The tunnel; nil when the TUN device could not be made (not root).
-	tun       *tun.Device
+	// In userspace mode us is the stack that tun wraps.
+	tun       innerDevice
+	us        *userspace.Device
 	tunnel    *tunnel.Tunnel
 	tunnelErr error
 	keyLog    *keyLog                    // the ESP key log (esp_keylog); nil when off
@@ -122,16 +130,44 @@ func transportTLS(cfg *config.Config) (*tls.Config, error) {
 	return cfg.TLSConfig()
 }
 
-// newTunnel makes the TUN device, binds the mapped tunnel port and makes
-// the tunnel on them.
+// innerDevice is the tunnel's inner side as the daemon uses it: a TUN
+// device, which routes each peer's address into it, or the userspace
+// stack, which needs no routes.
+type innerDevice interface {
+	tunnel.TUN
+	Name() string
+	AddPeer(netip.Addr) error
+	RemovePeer(netip.Addr) error
+}
+
+// userspaceDevice is the userspace stack as an innerDevice.
+type userspaceDevice struct{ *userspace.Device }
+
+func (userspaceDevice) Name() string                { return "a userspace TCP/IP stack (no TUN device)" }
+func (userspaceDevice) AddPeer(netip.Addr) error    { return nil }
+func (userspaceDevice) RemovePeer(netip.Addr) error { return nil }
+
+// newTunnel makes the tunnel's inner side (the TUN device, or the
+// userspace stack), binds the mapped tunnel port and makes the tunnel on
+// them.
 func (d *Daemon) newTunnel(psk [32]byte) error {
 	suites, err := handshake.ParseSuites(d.cfg.ESPSuites) // checked by Validate
 	if err != nil {
 		return err
 	}
-	dev, err := tun.Create("", d.id.ULA, 0)
-	if err != nil {
-		return err
+	var dev innerDevice
+	if d.cfg.TunnelMode == "userspace" {
+		us, err := userspace.NewDevice(d.id.ULA, 0, d.logf)
+		if err != nil {
+			return err
+		}
+		d.us, dev = us, userspaceDevice{us}
+	} else {
+		t, err := tun.Create("", d.id.ULA, 0)
+		if err != nil {
+			return err
+		}
+		dev = t
 	}
 	// The tunnel sends from the port NAT-PMP maps, so that the peers'
 	// packets come in through the mapping and the NAT keeps the source
@@ -250,6 +286,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	run("status", func(ctx context.Context) error { return serveStatus(ctx, sock, d.Status) })
+	if d.us != nil {
+		if err := d.serveUserspace(ctx, run); err != nil {
+			d.tunnel.Close()
+			return err
+		}
+	}
 	run("portmap", d.pm.Run)
 	run("publish", d.pub.Run)
 	run("watch", d.watch.Run)
@@ -343,6 +385,12 @@ type Status struct {
 	Tunnels     []TunnelStatus `json:"tunnels"`
 	TunnelDrops TunnelCounters `json:"tunnel_drops"`
 	TunnelError string         `json:"tunnel_error,omitempty"`
+	// TunnelMode is "tun" or "userspace" (tunnel_mode), "" without a
+	// tunnel; in userspace mode the proxies and forwarded ports follow.
+	TunnelMode string   `json:"tunnel_mode,omitempty"`
+	SOCKSProxy string   `json:"socks_proxy,omitempty"`
+	HTTPProxy  string   `json:"http_proxy,omitempty"`
+	Forwarded  []uint16 `json:"forwarded,omitempty"`
 }
 
 // TunnelStatus is the tunnel to one peer as status shows it.
@@ -452,6 +500,10 @@ func (d *Daemon) Status() Status {
 		Tunnels: []TunnelStatus{},
 	}
 	if d.tunnel != nil {
+		st.TunnelMode = d.cfg.TunnelMode
+		if d.us != nil {
+			st.SOCKSProxy, st.HTTPProxy, st.Forwarded = d.cfg.SOCKSProxy, d.cfg.HTTPProxy, d.cfg.ForwardPorts()
+		}
 		st.Tunnels = tunnelStatus(d.tunnel.Status())
 		c := d.tunnel.Counters()
 		st.TunnelDrops = TunnelCounters{UnknownSPI: c.UnknownSPI, UnknownDest: c.UnknownDest, InvalidUDP: c.InvalidUDP, BadHandshake: c.BadHandshake,
@@ -460,4 +512,65 @@ func (d *Daemon) Status() Status {
 		st.TunnelError = d.tunnelErr.Error()
 	}
 	return st
+}
+
+// serveUserspace starts, in userspace mode, the proxies into the tunnel
+// and the forwarded ports; they end with ctx. A proxy address that cannot
+// be listened on stops the start: the user asked for it.
+func (d *Daemon) serveUserspace(ctx context.Context, run func(string, func(context.Context) error)) error {
+	proxy := &userspace.Proxy{Net: d.us.Net(), Resolve: d.resolveHost, Peer: d.isPeer, Logf: d.logf}
+	for _, p := range []struct {
+		name, addr string
+		serve      func(context.Context, net.Listener) error
+	}{{"SOCKS5 proxy", d.cfg.SOCKSProxy, proxy.ServeSOCKS5}, {"HTTP proxy", d.cfg.HTTPProxy, proxy.ServeHTTPProxy}} {
+		if p.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			return fmt.Errorf("userspace mode: the %s: %w", p.name, err)
+		}
+		d.logf("userspace mode: %s into the tunnel on %s", p.name, ln.Addr())
+		run(p.name, func(ctx context.Context) error { return p.serve(ctx, ln) })
+	}
+	for _, port := range d.cfg.ForwardPorts() {
+		to := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port)))
+		f, err := d.us.Forward(port, to)
+		if err != nil {
+			return fmt.Errorf("userspace mode: forwarding port %d: %w", port, err)
+		}
+		d.logf("userspace mode: %s forwarded to %s", f.Addr(), to)
+		go func() { <-ctx.Done(); f.Close() }()
+	}
+	return nil
+}
+
+// resolveHost gives the proxies the tunnel address of one of the user's
+// hosts, by its full name (desktop.alice.members.example.com) or its first
+// label alone (desktop); this host's own name gives its own address.
+func (d *Daemon) resolveHost(_ context.Context, host string) (netip.Addr, error) {
+	name := dns.CanonicalName(host)
+	if !strings.Contains(strings.TrimSuffix(name, "."), ".") {
+		name = dns.CanonicalName(strings.TrimSuffix(name, ".") + "." + d.cfg.Domain())
+	}
+	if name == dns.CanonicalName(d.cfg.HostName()) {
+		return d.id.ULA, nil
+	}
+	for _, p := range d.watch.Peers() {
+		if p.Host == name && p.ULA.IsValid() {
+			return p.ULA, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s is none of the user's hosts", host)
+}
+
+// isPeer reports whether a is the tunnel address of one of the user's
+// other hosts.
+func (d *Daemon) isPeer(a netip.Addr) bool {
+	for _, p := range d.watch.Peers() {
+		if p.ULA == a {
+			return true
+		}
+	}
+	return false
 }

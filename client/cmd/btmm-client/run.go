@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/openbtmm/btmm/client/config"
@@ -25,8 +26,14 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		keyLog = &s
 		return nil
 	})
+	userspaceMode := fs.Bool("userspace", false, "run the tunnel without a TUN device and without privilege: a TCP/IP stack inside the client, reached through a SOCKS5 proxy (socks_proxy, default 127.0.0.1:1080) and an HTTP proxy (http_proxy, default 127.0.0.1:8080); the other hosts reach this one on the --forward ports only. Sets tunnel_mode = \"userspace\"")
+	var forwards []string
+	fs.Func("forward", "in userspace mode, forward `PORT` of this host's tunnel address to 127.0.0.1:PORT (repeatable; added to the config's forward)", func(s string) error {
+		forwards = append(forwards, s)
+		return nil
+	})
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE]\n\n")
+		fmt.Fprintf(stderr, "Usage: btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE] [--userspace [--forward PORT ...]]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -49,6 +56,16 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		if err := cfg.Set("esp_keylog", *keyLog); err != nil {
 			return err
 		}
+	}
+	if *userspaceMode {
+		cfg.Set("tunnel_mode", "userspace")
+	}
+	if len(forwards) > 0 {
+		all := forwards
+		if cfg.Forward != "" {
+			all = append([]string{cfg.Forward}, forwards...)
+		}
+		cfg.Set("forward", strings.Join(all, ","))
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -106,6 +106,10 @@ func printStatus(out io.Writer, st daemon.Status) {
 		fmt.Fprintf(out, "\nno tunnel: %s\n", st.TunnelError)
 		return
 	}
+	if st.TunnelMode == "userspace" {
+		fmt.Fprintf(out, "\ntunnel in userspace mode (no TUN device): SOCKS5 proxy %s, HTTP proxy %s, forwarded ports %v\n",
+			orNone(st.SOCKSProxy), orNone(st.HTTPProxy), st.Forwarded)
+	}
 	fmt.Fprintf(out, "\n%d tunnels\n", len(st.Tunnels))
 	if len(st.Tunnels) == 0 {
 		return
@@ -135,4 +139,11 @@ func printStatus(out io.Writer, st daemon.Status) {
 	c := st.TunnelDrops
 	fmt.Fprintf(out, "dropped for no peer: %d unknown SPI, %d to unknown addresses, %d invalid datagrams, %d refused handshakes\n",
 		c.UnknownSPI, c.UnknownDest, c.InvalidUDP, c.BadHandshake)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
