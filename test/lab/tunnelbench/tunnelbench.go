@@ -5,7 +5,9 @@
 // wireguard-go processes (built from the Go module proxy at the version
 // go.mod pins, `make wireguard-go`) in the same two namespaces, then
 // through btmm again with WireGuard's cipher (ChaCha20-Poly1305), and so on
-// in turns; each one way, then both ways at once (iperf3 --bidir). It
+// in turns, and through btmm with the desktop in userspace mode (no TUN
+// device: the stream reaches iperf3 through a forwarded port); each one
+// way, then both ways at once (iperf3 --bidir). It
 // prints each run, the medians, the ratios with the same cipher, "ratio X"
 // (btmm as it runs by default / wireguard-go, one way) and "ratio both
 // ways X"; given a baseline (an older btmm-client), it is measured in the
@@ -62,8 +64,8 @@ type Options struct {
 // and the baseline build if one was given; one way, and both ways at once
 // (the two directions added).
 type Result struct {
-	Btmm, BtmmChaCha, WireGuard, Baseline                     []float64
-	BtmmBidir, BtmmChaChaBidir, WireGuardBidir, BaselineBidir []float64
+	Btmm, BtmmChaCha, WireGuard, Baseline, Userspace                          []float64
+	BtmmBidir, BtmmChaChaBidir, WireGuardBidir, BaselineBidir, UserspaceBidir []float64
 }
 
 // Ratio is the median btmm run (its own choice of suite, as a user runs
@@ -163,14 +165,20 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	// it initiates, so the desktop takes what it offers), and, given a
 	// baseline, both hosts restarted on the older binary.
 	current := filepath.Join(o.Bin, "btmm-client")
-	laptopBin, laptopSuites, desktopBin := current, "", current
-	use := func(bin, suites string) error {
-		if bin == laptopBin && suites == laptopSuites && bin == desktopBin {
+	laptopBin, laptopSuites, desktopBin, desktopMode := current, "", current, ""
+	use := func(bin, suites, mode string) error {
+		if bin == laptopBin && suites == laptopSuites && bin == desktopBin && mode == desktopMode {
 			return nil
 		}
-		if bin != desktopBin {
+		if bin != desktopBin || mode != desktopMode {
 			desktop.Stop()
-			if desktop, err = sys.StartClientBinary(bin, "hostB", "desktop"); err != nil {
+			var extra []string
+			if mode == "userspace" {
+				// The iperf3 server listens on every address of hostB,
+				// 127.0.0.1 among them, where the forward leads.
+				extra = []string{"--userspace", "--forward", "5201"}
+			}
+			if desktop, err = sys.StartClientBinary(bin, "hostB", "desktop", extra...); err != nil {
 				return err
 			}
 			desktopBin = ""
@@ -191,7 +199,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		if laptop, err = sys.StartClientBinary(bin, "hostA", "laptop", extra...); err != nil {
 			return err
 		}
-		laptopBin, laptopSuites, desktopBin = bin, suites, bin
+		laptopBin, laptopSuites, desktopBin, desktopMode = bin, suites, bin, mode
 		if st, err := laptop.WaitStatus(ctx, 15*time.Second, func(st daemon.Status) bool { return system.PeerULA(st, "desktop") == btmmDst }); err != nil {
 			return fmt.Errorf("the restarted laptop does not see the desktop at %v (it sees %v): %w\n%s", btmmDst, system.PeerULA(st, "desktop"), err, laptop.Out)
 		}
@@ -216,6 +224,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	}
 	type contender struct {
 		name, bin, suites string // bin, suites: the btmm-client and its esp_suites
+		mode              string // the desktop's tunnel_mode: "" (TUN) or "userspace"
 		dst               func() netip.Addr
 		rx                func() (desktop, laptop uint64, err error)
 		oneWay, bidir     *[]float64
@@ -223,18 +232,19 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 	btmmAddr := func() netip.Addr { return btmmDst }
 	wgDst := func() netip.Addr { return wgAddr("hostB") }
 	contenders := []contender{
-		{"btmm", current, "", btmmAddr, btmmRxBoth, &res.Btmm, &res.BtmmBidir},
-		{"wireguard-go", "", "", wgDst, wgRxBoth, &res.WireGuard, &res.WireGuardBidir},
-		{"btmm-chacha", current, "ChaCha20-Poly1305", btmmAddr, btmmRxBoth, &res.BtmmChaCha, &res.BtmmChaChaBidir},
+		{"btmm", current, "", "", btmmAddr, btmmRxBoth, &res.Btmm, &res.BtmmBidir},
+		{"wireguard-go", "", "", "", wgDst, wgRxBoth, &res.WireGuard, &res.WireGuardBidir},
+		{"btmm-chacha", current, "ChaCha20-Poly1305", "", btmmAddr, btmmRxBoth, &res.BtmmChaCha, &res.BtmmChaChaBidir},
+		{"btmm-userspace", current, "", "userspace", btmmAddr, btmmRxBoth, &res.Userspace, &res.UserspaceBidir},
 	}
 	if o.Baseline != "" {
-		contenders = append(contenders, contender{"btmm-baseline", o.Baseline, "", btmmAddr, btmmRxBoth, &res.Baseline, &res.BaselineBidir})
+		contenders = append(contenders, contender{"btmm-baseline", o.Baseline, "", "", btmmAddr, btmmRxBoth, &res.Baseline, &res.BaselineBidir})
 	}
 	suiteUsed := map[string]string{}
 	for i := range o.Runs {
 		for _, c := range contenders {
 			if c.bin != "" {
-				if err := use(c.bin, c.suites); err != nil {
+				if err := use(c.bin, c.suites, c.mode); err != nil {
 					return res, fmt.Errorf("%s: %w", c.name, err)
 				}
 			}
@@ -261,7 +271,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 					runs, label = c.bidir, "both ways"
 				}
 				*runs = append(*runs, r.bps)
-				fmt.Fprintf(o.Out, "  run %d %-13s %-9s %8.0f Mbit/s\n", i+1, c.name, label, r.bps/1e6)
+				fmt.Fprintf(o.Out, "  run %d %-14s %-9s %8.0f Mbit/s\n", i+1, c.name, label, r.bps/1e6)
 			}
 			if c.bin != "" {
 				suiteUsed[c.name] = suiteOf(desktop)
@@ -275,6 +285,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		{"btmm (ESP, " + suiteUsed["btmm"] + ")", res.Btmm, res.BtmmBidir},
 		{"btmm (ESP, " + suiteUsed["btmm-chacha"] + ")", res.BtmmChaCha, res.BtmmChaChaBidir},
 		{"wireguard-go " + wgVersion(wgBin), res.WireGuard, res.WireGuardBidir},
+		{"btmm, desktop in userspace mode", res.Userspace, res.UserspaceBidir},
 	}
 	if o.Baseline != "" {
 		medians = append(medians, struct {
@@ -293,6 +304,8 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		fmt.Fprintf(o.Out, "baseline ratio %.2f, both ways %.2f\n",
 			median(res.Baseline)/median(res.WireGuard), median(res.BaselineBidir)/median(res.WireGuardBidir))
 	}
+	fmt.Fprintf(o.Out, "userspace mode / TUN mode %.2f, both ways %.2f\n",
+		median(res.Userspace)/median(res.Btmm), median(res.UserspaceBidir)/median(res.BtmmBidir))
 	fmt.Fprintf(o.Out, "ratio %.2f\n", res.Ratio())
 	fmt.Fprintf(o.Out, "ratio both ways %.2f\n", res.BidirRatio())
 	return res, nil

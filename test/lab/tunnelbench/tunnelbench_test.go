@@ -31,7 +31,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, runs := range [][]float64{res.Btmm, res.BtmmChaCha, res.WireGuard, res.BtmmBidir, res.BtmmChaChaBidir, res.WireGuardBidir} {
+	for _, runs := range [][]float64{res.Btmm, res.BtmmChaCha, res.WireGuard, res.BtmmBidir, res.BtmmChaChaBidir, res.WireGuardBidir, res.Userspace, res.UserspaceBidir} {
 		if len(runs) != 1 || runs[0] <= 0 {
 			t.Fatalf("result %+v", res)
 		}

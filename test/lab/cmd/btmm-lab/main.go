@@ -49,7 +49,8 @@ Usage:
         TCP throughput (iperf3) from a host behind one NAT to a host behind
         another, through the btmm tunnel and through wireguard-go in the
         same lab, N runs of D each in turns (default 3 of 10s), one way and
-        both ways at once (--bidir); prints the runs, the medians, "ratio X"
+        both ways at once (--bidir), and with the receiving host in
+        userspace mode; prints the runs, the medians, "ratio X"
         and "ratio both ways X" (btmm / wireguard-go). DIR holds coredns,
         btmm-client and wireguard-go (make build); FILE, another
         btmm-client (an older build) measured in the same turns
