@@ -59,7 +59,8 @@ test: build vet
 vet:
 	$(GO) vet ./...
 
-# The benchmarks: the zone on etcd (two instances on a three-member
+# The benchmarks: one user's flood of UPDATEs against another's latency,
+# with tsig-update's per-key rate and without; the zone on etcd (two instances on a three-member
 # cluster that syncs) beside the file store, updates/s at c=1 and c=32 and
 # LLQ event latency, in one run; updates (this project's store beside
 # CoreDNS's dynupdate, at 1 k, 100 k and 1 M records) and LLQ event latency
@@ -67,6 +68,7 @@ vet:
 # bytes per live LLQ.
 bench: build
 	BTMM_BENCH_ETCD=full $(GO) test -count=1 -v -run '^TestEtcdBench$$' ./test/bench/
+	BTMM_BENCH_FAIR=full $(GO) test -count=1 -v -run '^TestFairness$$' ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 100x -timeout 60m ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./plugin/pkg/store/boltstore/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./plugin/llq/

@@ -18,7 +18,7 @@ import (
 // in make bench-update) on the same store, so that later trials also replay onto checkpoints and logs
 // left by earlier crashes.
 func TestKillUnderLoad(t *testing.T) {
-	s := startServer(t, corefile("", "max_records 1000000\n\t\tmax_bytes 100000000"), alice)
+	s := startServer(t, corefile("", "max_records 1000000\n\t\tmax_bytes 100000000\n\t\trate 0"), alice)
 	const clients = 32
 	trials := 10
 	if os.Getenv("BTMM_BENCH_UPDATE") == "full" { // make bench-update

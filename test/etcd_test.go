@@ -65,6 +65,7 @@ func etcdServer(t *testing.T, endpoints []string, tls, leases string) *coredns.S
 		udp 127.0.0.1:{{UPDATEPORT}}
 		tcp 127.0.0.1:{{UPDATEPORT}}
 		max_records 1000000
+		rate 0
 		max_bytes 100000000
 	}
 	llq {

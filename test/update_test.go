@@ -3,7 +3,9 @@ package test
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,5 +218,50 @@ func TestPrerequisitesWithNsupdate(t *testing.T) {
 	}
 	if r := query(t, s.Addr(), "x.alice.members.example.com.", dns.TypeA); r.Rcode != dns.RcodeNameError {
 		t.Fatalf("an update with a failed prerequisite was applied: %v", r)
+	}
+}
+
+// TestRateLimit: a key that sends more UPDATEs at once than its burst has
+// the rest stopped: one answered REFUSED, the others dropped unanswered;
+// another user's UPDATE goes through meanwhile; a moment later the key's
+// UPDATEs pass again.
+func TestRateLimit(t *testing.T) {
+	s := startServer(t, corefile("", "rate 2 5"), alice, bob)
+	const noAnswer = -1
+	send := func(k testKey, name string) int {
+		m := new(dns.Msg).SetUpdate(zone)
+		rr, _ := dns.NewRR(name + " 60 IN A 192.0.2.1")
+		m.Insert([]dns.RR{rr})
+		m.SetTsig(k.name, k.miekgAlg(), 300, time.Now().Unix())
+		c := &dns.Client{Net: "udp", Timeout: time.Second, TsigSecret: map[string]string{k.name: k.secret}}
+		r, _, err := c.Exchange(m, s.UpdateAddr())
+		if err != nil {
+			return noAnswer
+		}
+		return r.Rcode
+	}
+	var mu sync.Mutex
+	counts := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			rc := send(alice, fmt.Sprintf("f%d.alice.members.example.com.", i))
+			mu.Lock()
+			counts[rc]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	// The burst of 5 (and perhaps one more that the rate refilled); of the
+	// rest one REFUSED (or two, a second apart), the others unanswered.
+	if ok, refused := counts[dns.RcodeSuccess], counts[dns.RcodeRefused]; ok < 5 || ok > 7 || refused < 1 || refused > 2 || counts[noAnswer] != 20-ok-refused {
+		t.Fatalf("20 UPDATEs at once with a burst of 5: %v (-1: no answer)", counts)
+	}
+	if rc := send(bob, "h.bob.members.example.com."); rc != dns.RcodeSuccess {
+		t.Fatalf("bob's UPDATE while alice is over her rate: %d", rc)
+	}
+	time.Sleep(time.Second) // the bucket refills at 2 a second
+	if rc := send(alice, "later.alice.members.example.com."); rc != dns.RcodeSuccess {
+		t.Fatalf("alice's UPDATE a second later: %d", rc)
 	}
 }

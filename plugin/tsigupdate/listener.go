@@ -78,6 +78,9 @@ func (u *TsigUpdate) respond(raw []byte, udp bool, remote net.Addr) []byte {
 	switch r.Opcode {
 	case dns.OpcodeUpdate:
 		m = u.serveUpdate(r, res.Key.Name, sig)
+		if m == nil {
+			return nil // over its key's rate: dropped
+		}
 		if m.Rcode == dns.RcodeBadTime {
 			// A replay (see update): NOTAUTH with TSIG error BADTIME,
 			// which says "this signature is not fresh", signed with the
@@ -94,7 +97,7 @@ func (u *TsigUpdate) respond(raw []byte, udp bool, remote net.Addr) []byte {
 }
 
 // serveUpdate applies the UPDATE r, signed with key ("" if unsigned) and
-// sig, and returns the reply.
+// sig, and returns the reply, or nil for none.
 func (u *TsigUpdate) serveUpdate(r *dns.Msg, key string, sig *dns.TSIG) *dns.Msg {
 	rcode := dns.RcodeRefused
 	var lease updatelease.Grant
@@ -112,6 +115,9 @@ func (u *TsigUpdate) serveUpdate(r *dns.Msg, key string, sig *dns.TSIG) *dns.Msg
 		if err != nil {
 			log.Errorf("UPDATE with key %s: %v", key, err)
 		}
+	}
+	if rcode == rcodeNoReply {
+		return nil
 	}
 	updates.WithLabelValues("", dns.RcodeToString[rcode]).Inc()
 	m := new(dns.Msg).SetRcode(r, rcode)

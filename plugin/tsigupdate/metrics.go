@@ -21,4 +21,11 @@ var (
 		Name:      "tsig_failures_total",
 		Help:      "Counter of requests refused for their TSIG, by error (BADKEY, BADSIG, BADTIME, FORMERR).",
 	}, []string{"server", "error"})
+	// rateLimited counts UPDATEs refused because their key sent too many.
+	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: "tsig_update",
+		Name:      "rate_limited_total",
+		Help:      "Counter of UPDATEs refused (REFUSED) because their key was over its rate.",
+	})
 )

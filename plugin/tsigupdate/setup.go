@@ -70,9 +70,10 @@ func setup(c *caddy.Controller) error {
 //	    tls         ADDRESS CERT KEY
 //	    max_records N
 //	    max_bytes   N
+//	    rate        PER_SECOND [BURST]
 //	}
 func parse(c *caddy.Controller) (*TsigUpdate, error) {
-	u := &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now}
+	u := &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now, rates: newKeyRates(defaultRate, defaultBurst)}
 	if err := corefile.NoArgs(c); err != nil {
 		return nil, err
 	}
@@ -94,6 +95,22 @@ func parse(c *caddy.Controller) (*TsigUpdate, error) {
 			} else {
 				u.maxBytes = n
 			}
+			return nil
+		case "rate":
+			if len(a) < 1 || len(a) > 2 {
+				return c.ArgErr()
+			}
+			perSecond, err := strconv.ParseFloat(a[0], 64)
+			if err != nil || perSecond < 0 {
+				return c.Errf("rate needs UPDATEs per second per key (0: no limit), not %q", a[0])
+			}
+			burst := max(int(perSecond)*5, 1)
+			if len(a) == 2 {
+				if burst, err = strconv.Atoi(a[1]); err != nil || burst < 1 {
+					return c.Errf("rate's burst needs a positive integer, not %q", a[1])
+				}
+			}
+			u.rates = newKeyRates(perSecond, burst)
 			return nil
 		default:
 			return corefile.ErrUnknown

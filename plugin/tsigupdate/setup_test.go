@@ -26,6 +26,15 @@ func TestParse(t *testing.T) {
 		{Input: "tsig-update {\n max_records ten\n}", WantErr: "positive integer"},
 		{Input: "tsig-update {\n max_records 99999999999999999999\n}", WantErr: "positive integer"},
 		{Input: "tsig-update\ntsig-update {\n max_records 10\n}", WantErr: "only be used once"},
+
+		{Input: "tsig-update", Check: rates(defaultRate, defaultBurst)},
+		{Input: "tsig-update {\n rate 2\n}", Check: rates(2, 10)},
+		{Input: "tsig-update {\n rate 0.5 3\n}", Check: rates(0.5, 3)},
+		{Input: "tsig-update {\n rate 0\n}", Check: rates(0, 1)},
+		{Input: "tsig-update {\n rate fast\n}", WantErr: "UPDATEs per second"},
+		{Input: "tsig-update {\n rate -1\n}", WantErr: "UPDATEs per second"},
+		{Input: "tsig-update {\n rate 5 0\n}", WantErr: "positive integer"},
+		{Input: "tsig-update {\n rate\n}", WantErr: "Wrong argument count"},
 	})
 }
 
@@ -38,6 +47,15 @@ func quotas(maxRecords, maxBytes int) func(testing.TB, *TsigUpdate) {
 		}
 		if u.now == nil {
 			t.Error("no clock")
+		}
+	}
+}
+
+// rates checks the per-key rate a block parsed to.
+func rates(perSecond float64, burst int) func(testing.TB, *TsigUpdate) {
+	return func(t testing.TB, u *TsigUpdate) {
+		if u.rates == nil || float64(u.rates.limit) != perSecond || u.rates.burst != burst {
+			t.Errorf("rate %+v, want %v a second, bursts of %d", u.rates, perSecond, burst)
 		}
 	}
 }

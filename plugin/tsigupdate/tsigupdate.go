@@ -28,6 +28,7 @@ type TsigUpdate struct {
 	addrs      rawdns.Addrs        // the update listeners; none: no UPDATEs
 	maxRecords int                 // per user
 	maxBytes   int                 // per user
+	rates      *keyRates           // UPDATEs per second, per key
 	now        func() time.Time
 }
 

@@ -12,6 +12,9 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
 )
 
+// rcodeNoReply is what update returns for an UPDATE to drop unanswered.
+const rcodeNoReply = -1
+
 // rcodeError aborts an UPDATE's transaction with the RCODE to answer.
 type rcodeError int
 
@@ -68,6 +71,18 @@ func (u *TsigUpdate) update(st store.Store, key string, r *dns.Msg, lease update
 				return dns.RcodeRefused, nil
 			}
 		}
+	}
+
+	// A key over its rate is refused before its UPDATE costs the store
+	// anything (the client tries again after a back-off), and mostly not
+	// even answered (see keyRates.allow).
+	if ok, answer := u.rates.allow(key); !ok {
+		rateLimited.Inc()
+		log.Debugf("key %s over its rate of UPDATEs, refused", key)
+		if !answer {
+			return rcodeNoReply, nil
+		}
+		return dns.RcodeRefused, nil
 	}
 
 	id, signed := signature(sig)

@@ -134,6 +134,7 @@ func startBenchServer(t testing.TB, store string, llqs int, users []keyfile.Key)
 	tsig-update {
 		udp 127.0.0.1:{{UPDATEPORT}}
 		max_records 1000000
+		rate 0
 		max_bytes 100000000
 	}
 	llq {

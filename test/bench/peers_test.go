@@ -226,6 +226,7 @@ func startBtmmPeer(t *testing.T, n int, keys []keyfile.Key) *peer {
 	tsig-update {
 		udp 127.0.0.1:{{UPDATEPORT}}
 		max_records 1000000
+		rate 0
 		max_bytes 100000000
 	}
 }

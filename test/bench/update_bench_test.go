@@ -110,6 +110,7 @@ func startBtmm(b *testing.B, n int) *coredns.Server {
 	tsig-update {
 		tcp 127.0.0.1:{{UPDATEPORT}}
 		max_records 100000
+		rate 0
 	}
 }
 `)
@@ -144,6 +145,7 @@ func startDynupdate(b *testing.B, n int) *coredns.Server {
 		file db.members
 		database dyn.db
 		max_records 2000000
+		rate 0
 		max_bytes 1000000000
 		allow %s * *
 	}
