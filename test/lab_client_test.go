@@ -310,6 +310,15 @@ func TestClientsBehindNATs(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("mapping back %v after the NAT reboot", time.Since(rebooted))
+	// And the peers' view: the desktop reaches the laptop through the
+	// tunnel, in through the rebooted NAT's new mapping.
+	laptopULA := desktop.peerULA(laptop.name)
+	for l.Exec("hostA", "ping", "-6", "-c", "1", "-W", "1", laptopULA.String()).Run() != nil {
+		if time.Since(rebooted) > 10*time.Second {
+			t.Fatalf("the desktop does not reach the laptop through the tunnel 10 s after the laptop's NAT rebooted")
+		}
+	}
+	t.Logf("the desktop reaches the laptop through the tunnel %v after the NAT reboot", time.Since(rebooted).Round(time.Millisecond))
 
 	// The desktop moves to the cafe (a public network, no NAT-PMP): netmon
 	// notices, NAT-PMP has no answer, the desktop publishes its own
@@ -578,6 +587,56 @@ func TestServerDown(t *testing.T) {
 	}
 	slices.Sort(took)
 	t.Logf("server back: both hosts current again after %v (median of 10; %v to %v)", took[5].Round(time.Millisecond), took[0].Round(time.Millisecond), took[9].Round(time.Millisecond))
+
+	// The server down again, the laptop moves to the cafe: a TCP
+	// connection through the tunnel carries on (the desktop follows the
+	// laptop's authenticated packets), and once the server is back both
+	// hosts have each other's current endpoints.
+	var echo net.Listener
+	if err := l.Go("hostA", func() (err error) {
+		echo, err = net.Listen("tcp", netip.AddrPortFrom(desktopULA, 7000).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	conn, err := l.Dial("hostB", "tcp", netip.AddrPortFrom(desktopULA, 7000).String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	roundTrip := func(msg string) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(15 * time.Second))
+		fmt.Fprint(conn, msg)
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+			t.Fatalf("through the tunnel: %q %v", buf, err)
+		}
+	}
+	roundTrip("before the move")
+	s.Kill()
+	if err := l.Move("hostB", "cafe"); err != nil {
+		t.Fatal(err)
+	}
+	roundTrip("after the move, with no server")
+	laptop.waitStatus("unreachable", 10*time.Second, func(st daemon.Status) bool { return !st.Watch.Since.IsZero() })
+	s.Start(zone)
+	back := time.Now()
+	cafe := netip.AddrPortFrom(l.Addr("hostB"), 4500)
+	desktop.waitPeer(laptop.name, cafe, 5*time.Second)
+	laptop.waitPeer(desktop.name, wanA, 5*time.Second)
+	t.Logf("after a move while the server was down: both hosts current %v after the server's return", time.Since(back).Round(time.Millisecond))
+	roundTrip("and still")
 }
 
 // TestRootless: a host runs btmm-client as an unprivileged user with no
