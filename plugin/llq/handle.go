@@ -178,6 +178,10 @@ func (s *Server) setup(req *request, p *policy, q qkey, o llqopt.Option) llqopt.
 	if owner == "" {
 		owner = req.from.addr.Addr().String()
 	}
+	if ok, _ := p.setups.Allow(owner); !ok {
+		rateLimited.Inc()
+		return llqopt.Option{Opcode: llqopt.Setup, Error: llqopt.ServFull, Lease: retryAfter}
+	}
 	if s.t.byOwner[owner] >= p.limit {
 		return llqopt.Option{Opcode: llqopt.Setup, Error: llqopt.ServFull, Lease: retryAfter}
 	}

@@ -1,11 +1,13 @@
 package llq
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyrate"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
@@ -224,6 +226,29 @@ func TestLimit(t *testing.T) {
 	other := dialUDPFrom(t, "127.0.0.2", f.udp)
 	if _, o := other.setupUDP("c.alice.members.example.com.", dns.TypeA, 900); o.Error != llqopt.NoError {
 		t.Fatalf("another address: %+v", o)
+	}
+}
+
+// TestSetupRate: an address (or key) that sets up more LLQs at once than
+// its burst gets SERV-FULL with a retry time for the rest, while another
+// address sets up its own.
+func TestSetupRate(t *testing.T) {
+	f := newFixture(t, false, 100)
+	p := *f.s.policy.Load()
+	p.setups = keyrate.New(1, 3)
+	f.s.setPolicy(&p)
+	c := dialUDP(t, f.udp)
+	for i := range 3 {
+		c.setupUDP(fmt.Sprintf("h%d.alice.members.example.com.", i), dns.TypeA, 900)
+	}
+	c.send(llqQuery("h3.alice.members.example.com.", dns.TypeA, llqopt.Option{Opcode: llqopt.Setup, Lease: 900}))
+	r, _ := c.mustRecv(2 * time.Second)
+	if o := option(t, r); o.Error != llqopt.ServFull || o.Lease != retryAfter || o.ID != 0 {
+		t.Fatalf("a fourth setup at once over a burst of 3: %+v, want SERV-FULL with a retry time", o)
+	}
+	other := dialUDPFrom(t, "127.0.0.2", f.udp)
+	if _, o := other.setupUDP("h3.alice.members.example.com.", dns.TypeA, 900); o.Error != llqopt.NoError {
+		t.Fatalf("another address while the first is over its rate: %+v", o)
 	}
 }
 

@@ -17,6 +17,10 @@ var (
 		Namespace: plugin.Namespace, Subsystem: "llq", Name: "requests_total",
 		Help: "Counter of LLQ requests answered, by opcode and LLQ error, or refusal.",
 	}, []string{"result"})
+	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: plugin.Namespace, Subsystem: "llq", Name: "rate_limited_total",
+		Help: "Counter of LLQ setups answered SERV-FULL because their key (or address) was over its rate.",
+	})
 	eventsSent = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: plugin.Namespace, Subsystem: "llq", Name: "events_sent_total",
 		Help: "Counter of events sent (first transmissions).",

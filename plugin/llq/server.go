@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyrate"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
@@ -24,6 +25,9 @@ type policy struct {
 	min, max     time.Duration
 	tsigRequired bool
 	limit        int // live LLQs per key, or per address for unsigned ones
+	// setups bounds the setups per second of each key (or address): a
+	// flood of them from one user costs little and leaves the others be.
+	setups *keyrate.Limiter
 }
 
 // Server is the LLQ server: its listeners, the live LLQs and the watch on

@@ -9,6 +9,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/openbtmm/btmm/plugin/pkg/corefile"
+	"github.com/openbtmm/btmm/plugin/pkg/keyrate"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
@@ -24,6 +25,11 @@ const (
 	defaultMin   = 15 * time.Minute
 	defaultMax   = 2 * time.Hour
 	defaultLimit = 256
+	// A watcher sets up one LLQ for the host list and four for each other
+	// host at once, and again after a reconnection: 20 a second in bursts
+	// of 100 is a large user's start, with room.
+	defaultSetupRate  = 20
+	defaultSetupBurst = 100
 )
 
 func init() { plugin.Register(pluginName, setup) }
@@ -59,13 +65,14 @@ func setup(c *caddy.Controller) error {
 //	    max   DURATION
 //	    tsig  required|optional
 //	    limit N
+//	    rate  PER_SECOND [BURST]
 //	    udp   ADDRESS|off
 //	    tcp   ADDRESS|off
 //	    tls   ADDRESS CERT KEY
 //	}
 func parse(c *caddy.Controller) (*config, error) {
 	port := ":" + strconv.Itoa(llqopt.Port)
-	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit}, addrs: rawdns.Addrs{UDP: port, TCP: port}}
+	cfg := &config{policy: policy{min: defaultMin, max: defaultMax, tsigRequired: true, limit: defaultLimit, setups: keyrate.New(defaultSetupRate, defaultSetupBurst)}, addrs: rawdns.Addrs{UDP: port, TCP: port}}
 	if err := corefile.NoArgs(c); err != nil {
 		return nil, err
 	}
@@ -101,6 +108,15 @@ func parse(c *caddy.Controller) (*config, error) {
 				return c.Errf("limit needs a positive integer, not %q", a[0])
 			}
 			cfg.limit = n
+		case "rate":
+			if len(a) < 1 || len(a) > 2 {
+				return c.ArgErr()
+			}
+			r, err := keyrate.Parse(a)
+			if err != nil {
+				return c.Err(err.Error())
+			}
+			cfg.setups = r
 		default:
 			return corefile.ErrUnknown
 		}

@@ -30,6 +30,18 @@ func TestParse(t *testing.T) {
 		{Input: "llq {\n tls :853 /missing/cert.pem /missing/key.pem\n}", WantErr: "certificate"},
 		{Input: "llq {\n tls :853\n}", WantErr: "ADDRESS CERT KEY"},
 		{Input: "llq {\n limit 3\n limit 4\n}", WantErr: "more than once"},
+		{Input: "llq {\n rate 5 7\n}", Check: func(t testing.TB, c *config) {
+			if r, b := c.setups.Limit(); r != 5 || b != 7 {
+				t.Errorf("rate %v, burst %d", r, b)
+			}
+		}},
+		{Input: "llq", Check: func(t testing.TB, c *config) {
+			if r, b := c.setups.Limit(); r != defaultSetupRate || b != defaultSetupBurst {
+				t.Errorf("default rate %v, burst %d", r, b)
+			}
+		}},
+		{Input: "llq {\n rate many\n}", WantErr: "requests per second"},
+		{Input: "llq {\n rate\n}", WantErr: "Wrong argument count"},
 		{Input: "llq {\n bogus\n}", WantErr: `unknown property "bogus"`},
 		{Input: "llq\nllq", WantErr: "only be used once"},
 	})

@@ -10,6 +10,7 @@ import (
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
 	"github.com/openbtmm/btmm/plugin/pkg/corefile"
+	"github.com/openbtmm/btmm/plugin/pkg/keyrate"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
@@ -73,7 +74,7 @@ func setup(c *caddy.Controller) error {
 //	    rate        PER_SECOND [BURST]
 //	}
 func parse(c *caddy.Controller) (*TsigUpdate, error) {
-	u := &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now, rates: newKeyRates(defaultRate, defaultBurst)}
+	u := &TsigUpdate{maxRecords: defaultMaxRecords, maxBytes: defaultMaxBytes, now: time.Now, rates: keyrate.New(defaultRate, defaultBurst)}
 	if err := corefile.NoArgs(c); err != nil {
 		return nil, err
 	}
@@ -100,17 +101,11 @@ func parse(c *caddy.Controller) (*TsigUpdate, error) {
 			if len(a) < 1 || len(a) > 2 {
 				return c.ArgErr()
 			}
-			perSecond, err := strconv.ParseFloat(a[0], 64)
-			if err != nil || perSecond < 0 {
-				return c.Errf("rate needs UPDATEs per second per key (0: no limit), not %q", a[0])
+			r, err := keyrate.Parse(a)
+			if err != nil {
+				return c.Err(err.Error())
 			}
-			burst := max(int(perSecond)*5, 1)
-			if len(a) == 2 {
-				if burst, err = strconv.Atoi(a[1]); err != nil || burst < 1 {
-					return c.Errf("rate's burst needs a positive integer, not %q", a[1])
-				}
-			}
-			u.rates = newKeyRates(perSecond, burst)
+			u.rates = r
 			return nil
 		default:
 			return corefile.ErrUnknown
@@ -121,3 +116,12 @@ func parse(c *caddy.Controller) (*TsigUpdate, error) {
 	}
 	return u, nil
 }
+
+// Defaults of the per-key rate: a host sends an UPDATE when it starts,
+// when its network changes and when its lease is three quarters through,
+// so even a user with many hosts that all move at once stays well within
+// a burst of 50 and 10 a second after it.
+const (
+	defaultRate  = 10
+	defaultBurst = 50
+)

@@ -31,8 +31,8 @@ func TestParse(t *testing.T) {
 		{Input: "tsig-update {\n rate 2\n}", Check: rates(2, 10)},
 		{Input: "tsig-update {\n rate 0.5 3\n}", Check: rates(0.5, 3)},
 		{Input: "tsig-update {\n rate 0\n}", Check: rates(0, 1)},
-		{Input: "tsig-update {\n rate fast\n}", WantErr: "UPDATEs per second"},
-		{Input: "tsig-update {\n rate -1\n}", WantErr: "UPDATEs per second"},
+		{Input: "tsig-update {\n rate fast\n}", WantErr: "requests per second"},
+		{Input: "tsig-update {\n rate -1\n}", WantErr: "requests per second"},
 		{Input: "tsig-update {\n rate 5 0\n}", WantErr: "positive integer"},
 		{Input: "tsig-update {\n rate\n}", WantErr: "Wrong argument count"},
 	})
@@ -54,7 +54,7 @@ func quotas(maxRecords, maxBytes int) func(testing.TB, *TsigUpdate) {
 // rates checks the per-key rate a block parsed to.
 func rates(perSecond float64, burst int) func(testing.TB, *TsigUpdate) {
 	return func(t testing.TB, u *TsigUpdate) {
-		if u.rates == nil || float64(u.rates.limit) != perSecond || u.rates.burst != burst {
+		if r, b := u.rates.Limit(); u.rates == nil || r != perSecond || b != burst {
 			t.Errorf("rate %+v, want %v a second, bursts of %d", u.rates, perSecond, burst)
 		}
 	}

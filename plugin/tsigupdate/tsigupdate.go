@@ -13,6 +13,7 @@ import (
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyrate"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
@@ -28,7 +29,7 @@ type TsigUpdate struct {
 	addrs      rawdns.Addrs        // the update listeners; none: no UPDATEs
 	maxRecords int                 // per user
 	maxBytes   int                 // per user
-	rates      *keyRates           // UPDATEs per second, per key
+	rates      *keyrate.Limiter    // UPDATEs per second, per key
 	now        func() time.Time
 }
 

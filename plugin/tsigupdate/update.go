@@ -75,8 +75,8 @@ func (u *TsigUpdate) update(st store.Store, key string, r *dns.Msg, lease update
 
 	// A key over its rate is refused before its UPDATE costs the store
 	// anything (the client tries again after a back-off), and mostly not
-	// even answered (see keyRates.allow).
-	if ok, answer := u.rates.allow(key); !ok {
+	// even answered (see keyrate.Limiter.Allow).
+	if ok, answer := u.rates.Allow(key); !ok {
 		rateLimited.Inc()
 		log.Debugf("key %s over its rate of UPDATEs, refused", key)
 		if !answer {

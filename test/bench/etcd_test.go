@@ -139,6 +139,7 @@ func startBenchServer(t testing.TB, store string, llqs int, users []keyfile.Key)
 	}
 	llq {
 		tsig optional
+		rate 0
 		%s
 		udp 127.0.0.1:{{LLQPORT}}
 		tcp off
