@@ -637,6 +637,26 @@ func TestServerDown(t *testing.T) {
 	laptop.waitPeer(desktop.name, wanA, 5*time.Second)
 	t.Logf("after a move while the server was down: both hosts current %v after the server's return", time.Since(back).Round(time.Millisecond))
 	roundTrip("and still")
+
+	// A server that comes back without the zone (its store lost): the
+	// hosts publish again as soon as they are back on it.
+	s.Kill()
+	for _, f := range []string{"members.db", "members.db.wal"} {
+		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Start(zone)
+	back = time.Now()
+	for _, c := range []*labClient{desktop, laptop} {
+		for len(labQuery(t, l, s, c.name, dns.TypeAAAA).Answer) == 0 {
+			if time.Since(back) > 5*time.Second {
+				t.Fatalf("%s has not published again 5 s after the server came back empty", c.name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("a server back with an empty zone: both hosts published again %v after its return", time.Since(back).Round(time.Millisecond))
 }
 
 // TestRootless: a host runs btmm-client as an unprivileged user with no

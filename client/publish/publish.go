@@ -81,6 +81,16 @@ func (p *Publisher) Set(h Host) {
 	}
 }
 
+// Republish sends the records again at once (if Set gave any), as after
+// the server came back: it may have lost them meanwhile, to their lease's
+// end or to a restore. It never blocks.
+func (p *Publisher) Republish() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Status returns what the publisher last did.
 func (p *Publisher) Status() Status {
 	p.mu.Lock()

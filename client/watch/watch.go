@@ -58,6 +58,10 @@ type Config struct {
 	// started while the server is down still knows the other hosts (and
 	// the tunnel reaches them) until the server answers again.
 	CacheFile string
+	// OnSession, if set, is called each time a new LLQ session has its
+	// table whole: after a start, a network change or the server's
+	// return, when the host's own records should be sent again too.
+	OnSession func()
 	Logf      func(string, ...any)
 }
 
@@ -331,6 +335,9 @@ func (w *Watcher) session(ctx context.Context) error {
 	w.mu.Unlock()
 	w.setStatus(func(s *Status) { s.Cached = false })
 	w.notify()
+	if w.cfg.OnSession != nil {
+		w.cfg.OnSession()
+	}
 	llqs := func() []*llq.LLQ {
 		all := []*llq.LLQ{list}
 		w.mu.Lock()

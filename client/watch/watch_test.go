@@ -448,8 +448,14 @@ func TestCache(t *testing.T) {
 
 	// A server that answers: its table replaces the cached one.
 	s := newLLQServer(t, recordsOf(laptop, server)...)
-	w2 := start(t, s, func(c *Config) { c.CacheFile = cache })
+	sessions := make(chan struct{}, 10)
+	w2 := start(t, s, func(c *Config) { c.CacheFile = cache; c.OnSession = func() { sessions <- struct{}{} } })
 	waitPeers(t, w2, "the server's table", server.peer())
+	select {
+	case <-sessions:
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnSession not called once the session had its table")
+	}
 	if st := w2.Status(); st.Cached || !st.Since.IsZero() {
 		t.Errorf("status %+v once the server answered", st)
 	}
