@@ -592,23 +592,7 @@ func TestServerDown(t *testing.T) {
 	// connection through the tunnel carries on (the desktop follows the
 	// laptop's authenticated packets), and once the server is back both
 	// hosts have each other's current endpoints.
-	var echo net.Listener
-	if err := l.Go("hostA", func() (err error) {
-		echo, err = net.Listen("tcp", netip.AddrPortFrom(desktopULA, 7000).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	labEcho(t, l, "hostA", netip.AddrPortFrom(desktopULA, 7000).String())
 	conn, err := l.Dial("hostB", "tcp", netip.AddrPortFrom(desktopULA, 7000).String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -730,23 +714,7 @@ func TestRootless(t *testing.T) {
 
 	// The desktop connects to the laptop's forwarded port: an echo server
 	// on the laptop's 127.0.0.1:7000.
-	var echo net.Listener
-	if err := l.Go("hostB", func() (err error) {
-		echo, err = net.Listen("tcp", "127.0.0.1:7000")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	labEcho(t, l, "hostB", "127.0.0.1:7000")
 	conn, err := l.Dial("hostA", "tcp", netip.AddrPortFrom(laptopULA, 7000).String(), 10*time.Second)
 	if err != nil {
 		t.Fatalf("the desktop to the laptop's forwarded port: %v", err)
@@ -759,4 +727,27 @@ func TestRootless(t *testing.T) {
 	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo through the forwarded port: %q %v", buf, err)
 	}
+}
+
+// labEcho runs a TCP echo server on addr in namespace ns until the test
+// ends.
+func labEcho(t *testing.T, l *lab.Lab, ns, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := l.Go(ns, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
 }
