@@ -652,6 +652,7 @@ func TestRootless(t *testing.T) {
 	l := lab.Start(t, lab.Options{})
 	lab.Require(t, "setpriv", "util-linux")
 	lab.Require(t, "curl", "curl")
+	lab.Require(t, "nc", "netcat-openbsd")
 	dir := t.TempDir()
 	labServer(t, l, dir)
 	desktop := startClient(t, l, dir, "hostA", "desktop")
@@ -705,6 +706,13 @@ func TestRootless(t *testing.T) {
 	laptopULA := desktop.peerULA(laptop.name)
 	if err != nil || !strings.Contains(string(out), "hello from the desktop to ["+laptopULA.String()+"]") {
 		t.Fatalf("curl --socks5-hostname %s %s: %v\n%s", st.SOCKSProxy, url, err, out)
+	}
+	// The way ssh's ProxyCommand goes (nc -X 5 -x PROXY %h %p): OpenBSD
+	// netcat through the SOCKS5 proxy, the host by name.
+	nc := l.Exec("hostB", "nc", "-X", "5", "-x", st.SOCKSProxy, "-w", "10", strings.TrimSuffix(desktop.name, "."), "8000")
+	nc.Stdin = strings.NewReader("GET / HTTP/1.0\r\n\r\n")
+	if out, err := nc.CombinedOutput(); err != nil || !strings.Contains(string(out), "hello from the desktop") {
+		t.Fatalf("nc -X 5 -x %s %s 8000: %v\n%s", st.SOCKSProxy, desktop.name, err, out)
 	}
 	// The same through the HTTP proxy.
 	out, err = l.Exec("hostB", "curl", "-sS", "--max-time", "15", "--proxy", "http://"+st.HTTPProxy, url).CombinedOutput()
