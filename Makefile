@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: all build coredns btmm-client btmm-lab btmm-updateload wireguard-go etcd test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
+.PHONY: deps-lab all build coredns btmm-client btmm-lab btmm-updateload wireguard-go etcd test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
 
 all: build
 
@@ -39,8 +39,12 @@ etcd:
 
 # The whole system on one machine: a lab with the server and two hosts behind
 # two NATs, told in plain words; nothing is left behind (root).
-demo: build
+demo: deps-lab build
 	$(BIN)/btmm-lab demo
+
+# The Debian packages the lab needs, installed where missing (root).
+deps-lab:
+	.ci/deps lab
 
 lab-up: btmm-lab
 	$(BIN)/btmm-lab up
@@ -53,8 +57,11 @@ lab-down: btmm-lab
 # One package at a time (-p 1): the lab's NAT daemons and timings must not
 # share the two cores of a small machine with the load of the crash and
 # bench-update tests.
+# Every test; the last line names the tests that skipped (no root, a
+# missing Debian package) and what would run them (.ci/deps installs the
+# packages).
 test: build vet
-	$(GO) test -p 1 -count=1 -timeout 25m ./...
+	$(GO) run ./test/cmd/testsummary -p 1 -count=1 -timeout 25m ./...
 
 vet:
 	$(GO) vet ./...
