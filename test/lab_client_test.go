@@ -441,7 +441,7 @@ func TestTunnelBehindNATs(t *testing.T) {
 	dir := t.TempDir()
 	labServer(t, l, dir)
 
-	desktop, laptop := startPeers(t, l, dir, "desktop", nil, "laptop", nil)
+	desktop, laptop := startPeers(t, l, dir, "desktop", []string{"--metrics", "127.0.0.1:9120"}, "laptop", nil)
 	wanA := netip.AddrPortFrom(l.WAN("routerA"), 4500)
 	wanB := netip.AddrPortFrom(l.WAN("routerB"), 4500)
 
@@ -458,6 +458,29 @@ func TestTunnelBehindNATs(t *testing.T) {
 			t.Fatalf("ping -6 %s from %s: %v\n%s", c.peer, c.from.ns, err, out)
 		}
 		t.Logf("ping %s from %s (%v):\n%s", c.peer, c.from.ns, time.Since(start).Round(time.Millisecond), out)
+	}
+
+	// The desktop's metrics, as Prometheus scrapes them: the mapping, the
+	// peer, and bytes through the tunnel both ways.
+	conn, err := l.Dial("hostA", "tcp", "127.0.0.1:9120", 5*time.Second)
+	if err != nil {
+		t.Fatalf("the desktop's metrics: %v", err)
+	}
+	fmt.Fprint(conn, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	scraped, _ := io.ReadAll(conn)
+	conn.Close()
+	for _, want := range []string{"btmm_client_mapping_up 1", "btmm_client_peers 1",
+		`btmm_client_tunnel_receive_bytes_total{peer="` + laptopULA.String() + `"}`,
+		`btmm_client_tunnel_transmit_bytes_total{peer="` + laptopULA.String() + `"}`} {
+		if !strings.Contains(string(scraped), want) {
+			t.Errorf("the desktop's /metrics lacks %q:\n%s", want, scraped)
+		}
+	}
+	for _, line := range strings.Split(string(scraped), "\n") {
+		if strings.HasPrefix(line, "btmm_client_tunnel_receive_bytes_total") && strings.HasSuffix(line, " 0") {
+			t.Errorf("no bytes received through the tunnel: %s", line)
+		}
 	}
 
 	// Both ends show a tunnel to the other with an SA and traffic in, as

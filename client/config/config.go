@@ -131,6 +131,11 @@ type Config struct {
 	// userspace mode ("22" lets the other hosts ssh in). Default none.
 	// run's --forward PORT adds one.
 	Forward string `toml:"forward"`
+	// Metrics, if set, is the address (host:port) where the client serves
+	// Prometheus metrics at /metrics, in the btmm_client_ namespace. Off
+	// by default; run's --metrics flag sets it. Peers are labelled by
+	// their tunnel addresses: keep it on loopback or a trusted network.
+	Metrics string `toml:"metrics"`
 
 	// source names where the settings came from, for error messages.
 	source string

@@ -110,6 +110,13 @@ func (c *Config) Validate() error {
 	if c.StatusSocket == "" {
 		bad("status_socket", "must not be empty")
 	}
+	if c.Metrics != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics); err != nil {
+			bad("metrics", "%q is not host:port: %v", c.Metrics, err)
+		} else if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+			bad("metrics", "%q has no port from 1 to 65535", c.Metrics)
+		}
+	}
 	switch c.TunnelMode {
 	case "tun":
 		if c.Forward != "" {

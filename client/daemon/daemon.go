@@ -286,6 +286,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	run("status", func(ctx context.Context) error { return serveStatus(ctx, sock, d.Status) })
+	if d.cfg.Metrics != "" {
+		ln, err := net.Listen("tcp", d.cfg.Metrics)
+		if err != nil {
+			if d.tunnel != nil {
+				d.tunnel.Close()
+			}
+			return fmt.Errorf("metrics: %w", err)
+		}
+		d.logf("metrics at http://%s/metrics", ln.Addr())
+		run("metrics", func(ctx context.Context) error { return serveMetrics(ctx, ln, d.Status) })
+	}
 	if d.us != nil {
 		if err := d.serveUserspace(ctx, run); err != nil {
 			d.tunnel.Close()

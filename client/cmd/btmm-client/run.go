@@ -27,6 +27,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	userspaceMode := fs.Bool("userspace", false, "run the tunnel without a TUN device and without privilege: a TCP/IP stack inside the client, reached through a SOCKS5 proxy (socks_proxy, default 127.0.0.1:1080) and an HTTP proxy (http_proxy, default 127.0.0.1:8080); the other hosts reach this one on the --forward ports only. Sets tunnel_mode = \"userspace\"")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port, such as 127.0.0.1:9120; off by default; overrides the config's metrics)")
 	var forwards []string
 	fs.Func("forward", "in userspace mode, forward `PORT` of this host's tunnel address to 127.0.0.1:PORT (repeatable; added to the config's forward)", func(s string) error {
 		forwards = append(forwards, s)
@@ -56,6 +57,9 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		if err := cfg.Set("esp_keylog", *keyLog); err != nil {
 			return err
 		}
+	}
+	if *metrics != "" {
+		cfg.Set("metrics", *metrics)
 	}
 	if *userspaceMode {
 		cfg.Set("tunnel_mode", "userspace")
