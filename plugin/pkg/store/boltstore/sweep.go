@@ -26,30 +26,15 @@ func (s *Store) Sweep() (int, error) {
 	return deleted, err
 }
 
-// sweepLoop sweeps when the earliest lease ends, so that the delete (and
-// its serial bump and event) comes as the record stops being served, and at
-// least every interval in case the clock jumped.
+// sweepLoop sweeps until the store stops (memzone.RunSweeper).
 func (s *Store) sweepLoop(every time.Duration) {
 	defer s.loops.Done()
-	t := time.NewTimer(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.wake:
-		case <-t.C:
-			// A failed sweep is tried again at the next wake-up; a store
-			// that cannot write fails its updates too, which are logged.
-			s.Sweep()
-		}
-		wait := every
-		s.mu.RLock()
-		next, ok := s.z.NextExpiry()
-		s.mu.RUnlock()
-		if ok {
-			wait = min(wait, max(next.Sub(s.opts.Now()), 0))
-		}
-		t.Reset(wait)
-	}
+	memzone.RunSweeper(s.stop, s.wake, every, s.opts.Now, s.nextExpiry, func() { s.Sweep() })
+}
+
+// nextExpiry is the zone's earliest lease end.
+func (s *Store) nextExpiry() (time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.z.NextExpiry()
 }

@@ -282,27 +282,15 @@ func (s *Store) Sweep() (int, error) {
 	return deleted, err
 }
 
-// sweepLoop sweeps when the earliest lease ends, and at least every
-// SweepInterval.
+// sweepLoop sweeps until the store closes (memzone.RunSweeper).
 func (s *Store) sweepLoop() {
 	defer s.loops.Done()
-	t := time.NewTimer(s.opts.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.wake:
-		case <-t.C:
-			s.Sweep()
-		}
-		wait := s.opts.SweepInterval
-		s.mu.RLock()
-		next, ok := s.z.NextExpiry()
-		s.mu.RUnlock()
-		if ok {
-			wait = min(wait, max(next.Sub(s.opts.Now()), 0))
-		}
-		t.Reset(wait)
-	}
+	memzone.RunSweeper(s.ctx.Done(), s.wake, s.opts.SweepInterval, s.opts.Now, s.nextExpiry, func() { s.Sweep() })
+}
+
+// nextExpiry is the copy's earliest lease end.
+func (s *Store) nextExpiry() (time.Time, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.z.NextExpiry()
 }
