@@ -109,12 +109,9 @@ func parse(c *caddy.Controller) (*config, error) {
 			}
 			cfg.limit = n
 		case "rate":
-			if len(a) < 1 || len(a) > 2 {
-				return c.ArgErr()
-			}
-			r, err := keyrate.Parse(a)
+			r, err := keyrate.ParseProperty(c, a)
 			if err != nil {
-				return c.Err(err.Error())
+				return err
 			}
 			cfg.setups = r
 		default:

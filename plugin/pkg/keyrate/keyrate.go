@@ -6,11 +6,11 @@
 package keyrate
 
 import (
-	"fmt"
 	"math"
 	"strconv"
 	"sync"
 
+	"github.com/coredns/caddy"
 	"golang.org/x/time/rate"
 )
 
@@ -70,20 +70,21 @@ func (k *Limiter) Limit() (perSecond float64, burst int) {
 	return float64(k.limit), k.burst
 }
 
-// Parse reads a Corefile's rate property: PER_SECOND [BURST], the burst
-// five times the rate by default. "0" turns the limit off.
-func Parse(args []string) (*Limiter, error) {
+// ParseProperty reads the arguments of a Corefile's rate property,
+// PER_SECOND [BURST], the burst five times the rate by default; "0" turns
+// the limit off. Its errors are c's, naming the place in the Corefile.
+func ParseProperty(c *caddy.Controller, args []string) (*Limiter, error) {
 	if len(args) < 1 || len(args) > 2 {
-		return nil, fmt.Errorf("rate takes PER_SECOND [BURST], not %d arguments", len(args))
+		return nil, c.ArgErr()
 	}
 	perSecond, err := strconv.ParseFloat(args[0], 64)
 	if err != nil || perSecond < 0 || math.IsInf(perSecond, 0) || math.IsNaN(perSecond) {
-		return nil, fmt.Errorf("rate needs requests per second per key (0: no limit), not %q", args[0])
+		return nil, c.Errf("rate needs requests per second per key (0: no limit), not %q", args[0])
 	}
 	burst := max(int(perSecond)*5, 1)
 	if len(args) == 2 {
 		if burst, err = strconv.Atoi(args[1]); err != nil || burst < 1 {
-			return nil, fmt.Errorf("rate's burst needs a positive integer, not %q", args[1])
+			return nil, c.Errf("rate's burst needs a positive integer, not %q", args[1])
 		}
 	}
 	return New(perSecond, burst), nil
