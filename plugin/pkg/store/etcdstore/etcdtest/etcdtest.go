@@ -1,5 +1,5 @@
 // Package etcdtest starts real etcd clusters for the tests of the etcd zone
-// store: members of the built bin/etcd (`make etcd`, part of `make build`)
+// store: members of the built bin/etcd (`make build`, or `make etcd` alone)
 // as separate processes on free loopback ports, each with its data in a
 // directory of the test's own, stopped and removed however the test ends.
 //
@@ -24,7 +24,6 @@
 package etcdtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -41,6 +40,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/openbtmm/btmm/test/coredns"
 	"go.uber.org/zap"
 )
 
@@ -57,9 +58,9 @@ const (
 	probeLimit  = 250 * time.Millisecond // one Status or Get while waiting
 )
 
-// Binary returns the path of bin/etcd, built by `make etcd` (and by
-// `make build`). The test fails, rather than skips, when it is missing:
-// CI builds it first.
+// Binary returns the path of bin/etcd, built by `make build` (or `make
+// etcd` alone). The test fails, rather than skips, when it is missing: CI
+// builds it first.
 func Binary(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
@@ -87,8 +88,8 @@ type member struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	done   chan struct{} // closed when cmd has exited
-	output *output       // what every run of the member printed
+	done   chan struct{}   // closed when cmd has exited
+	output *coredns.Output // what every run of the member printed
 }
 
 // Start starts a cluster of members etcd members on 127.0.0.1 and waits
@@ -135,7 +136,7 @@ func StartWith(t testing.TB, members int, o Options) *Cluster {
 			dataDir:   filepath.Join(t.TempDir(), "data"), // etcd makes it, mode 0700
 			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t)),
 			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			output:    new(output),
+			output:    new(coredns.Output),
 		}
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peerURL)
@@ -477,23 +478,4 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// output collects what a member prints: os/exec copies from its pipe in a
-// goroutine of its own.
-type output struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
 }
