@@ -34,7 +34,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) error {
 		return nil
 	})
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE] [--userspace [--forward PORT ...]]\n\n")
+		fmt.Fprintf(stderr, "Usage: btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE] [--metrics ADDR] [--userspace [--forward PORT ...]]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
