@@ -27,6 +27,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -468,14 +469,21 @@ func (c *Cluster) cleanup() {
 }
 
 // freePort returns a TCP port that is free on 127.0.0.1 now. etcd binds it
-// a moment later; if another process took it meanwhile, the member exits
-// and Start fails with its log.
+// a moment later, so it is drawn below the kernel's ephemeral range
+// (32768 and up on Linux): a port the kernel hands out for ":0" could be
+// handed out again meanwhile, as the source port of an outgoing
+// connection (one member's to another), and the member would not start.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("etcdtest: no free port below the ephemeral range after 100 tries")
+	return 0
 }
