@@ -69,6 +69,10 @@ type Tx interface {
 	// HasDescendants reports whether any name strictly below name holds
 	// records, as of this transaction.
 	HasDescendants(name string) (bool, error)
+	// DeleteTree deletes the records at name and at every name below it,
+	// and returns how many names held records. It costs a pass over the
+	// zone, unless name is an owner (see Owner) that holds nothing.
+	DeleteTree(name string) (int, error)
 	// Usage returns what owner holds, as of this transaction.
 	Usage(owner string) (Usage, error)
 	// Remember records id, a signed message's identity (its key and MAC),
@@ -95,6 +99,10 @@ type Event struct {
 	// Changes lists each name whose records changed, in the order the
 	// transaction first touched them.
 	Changes []Change
+	// Users names the users (see Users) whose keys were added, replaced
+	// or removed. Such an event changes no records: its Changes is empty
+	// and its Serial is the zone's as it was.
+	Users []string
 }
 
 // Change is what one transaction did to the records at one name. A record

@@ -53,12 +53,13 @@ var (
 	bucketNames  = []byte("names")  // name key -> encoded records
 	bucketMeta   = []byte("meta")   // metaZone, metaSerial, metaVersion, metaApplied
 	bucketSigned = []byte("signed") // big-endian unix seconds signed ‖ id hash -> nothing
-	metaZone     = []byte("zone")
-	metaSerial   = []byte("serial")
-	metaVersion  = []byte("version")
-	metaApplied  = []byte("applied") // last log record in the file, u64
-	formatV1     = []byte("1")
-	formatV2     = []byte("2")
+	// bucketUsers: see users.go
+	metaZone    = []byte("zone")
+	metaSerial  = []byte("serial")
+	metaVersion = []byte("version")
+	metaApplied = []byte("applied") // last log record in the file, u64
+	formatV1    = []byte("1")
+	formatV2    = []byte("2")
 	// Buckets of format 1 that format 2 keeps in memory only.
 	bucketExpiryV1 = []byte("expiry")
 	bucketUsageV1  = []byte("usage")
@@ -189,7 +190,7 @@ func (s *Store) load(path, zone string) error {
 	var applied uint64
 	var serial uint32
 	err := s.db.Update(func(btx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketNames, bucketMeta, bucketSigned} {
+		for _, b := range [][]byte{bucketNames, bucketMeta, bucketSigned, bucketUsers} {
 			if _, err := btx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

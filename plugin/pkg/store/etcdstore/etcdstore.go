@@ -12,6 +12,7 @@
 //	              (KEY is store.Key of the name)
 //	P r/HASH      a remembered message id (memzone.HashID), its time signed;
 //	              each on an etcd lease that ends after the replay window
+//	P u/NAME      a user (store.Users) and its keys; see users.go
 //
 // # Consistency
 //
@@ -99,8 +100,9 @@ type Store struct {
 	// mu guards the copy of the zone and the revision it reflects.
 	mu        sync.RWMutex
 	z         *memzone.Zone
-	rev       int64 // the last revision applied to z
-	serialRev int64 // P serial's ModRevision as of rev
+	users     map[string][]byte // by name, store.EncodeUser (see users.go)
+	rev       int64             // the last revision applied to z
+	serialRev int64             // P serial's ModRevision as of rev
 	applied   *sync.Cond
 
 	feed store.Feed
@@ -204,6 +206,7 @@ func (s *Store) load(zone string) error {
 		return err
 	}
 	var serialRev int64
+	users := make(map[string][]byte)
 	from, end := s.prefix, clientv3.GetPrefixRangeEnd(s.prefix)
 	cutoff := s.opts.Now().Add(-store.ReplayWindow).Unix()
 	for {
@@ -228,6 +231,8 @@ func (s *Store) load(zone string) error {
 				if id, ok := parseID(k[len(dirIDs):], kv.Value); ok && id.Signed >= cutoff {
 					z.Seen().Add(id)
 				}
+			case strings.HasPrefix(k, dirUsers):
+				users[k[len(dirUsers):]] = kv.Value
 			}
 		}
 		if !page.More {
@@ -235,7 +240,7 @@ func (s *Store) load(zone string) error {
 		}
 		from = string(page.Kvs[len(page.Kvs)-1].Key) + "\x00"
 	}
-	s.z, s.rev, s.serialRev = z, rev, serialRev
+	s.z, s.users, s.rev, s.serialRev = z, users, rev, serialRev
 	return nil
 }
 

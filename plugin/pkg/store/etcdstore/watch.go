@@ -104,7 +104,9 @@ func (s *Store) applyRevision(rev int64, events []*clientv3.Event) {
 			if err != nil {
 				s.opts.Logf("etcd: ignoring the event log at revision %d: %v", rev, err)
 			}
-			logged = evs
+			logged = append(logged, evs...)
+		case strings.HasPrefix(k, dirUsers):
+			logged = append(logged, s.applyUser(ev, k[len(dirUsers):]))
 		case strings.HasPrefix(k, dirIDs) && !del:
 			// A deleted id is one whose lease etcd ended: the copy
 			// forgets it by the clock anyway.
@@ -134,7 +136,7 @@ func (s *Store) reload() {
 	}
 	s.mu.Lock()
 	if fresh.z != nil {
-		s.z, s.rev, s.serialRev = fresh.z, fresh.rev, fresh.serialRev
+		s.z, s.users, s.rev, s.serialRev = fresh.z, fresh.users, fresh.rev, fresh.serialRev
 	}
 	s.applied.Broadcast()
 	s.mu.Unlock()

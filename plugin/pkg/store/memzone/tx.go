@@ -1,8 +1,13 @@
 package memzone
 
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 )
@@ -99,6 +104,48 @@ func (t *Tx) Set(name string, recs []store.Record) error {
 	t.z.Set(key, packed)
 	return nil
 }
+
+// DeleteTree implements store.Tx.
+func (t *Tx) DeleteTree(name string) (int, error) {
+	key, err := t.z.KeyOf(name)
+	if err != nil {
+		return 0, err
+	}
+	if key != t.z.apexKey && t.z.OwnerKey(key) == key && t.z.usage[key].Records == 0 {
+		return 0, nil
+	}
+	var names []string
+	for k, e := range t.z.names {
+		if !strings.HasPrefix(k, key) {
+			continue
+		}
+		var owner string
+		err := WalkPacked(e.packed, func(_ int64, wire []byte) error {
+			rr, _, err := dns.UnpackRR(wire, 0)
+			if err != nil || rr == nil {
+				return ErrCorrupt
+			}
+			owner = rr.Header().Name
+			return errStop
+		})
+		if err != nil && err != errStop {
+			return 0, err
+		}
+		if owner != "" {
+			names = append(names, store.Canonical(owner))
+		}
+	}
+	slices.Sort(names) // one order for every engine's events
+	for _, n := range names {
+		if err := t.Set(n, nil); err != nil {
+			return 0, err
+		}
+	}
+	return len(names), nil
+}
+
+// errStop ends a walk early.
+var errStop = errors.New("stop")
 
 // Remember implements store.Tx.
 func (t *Tx) Remember(id []byte, signed time.Time) (bool, error) {

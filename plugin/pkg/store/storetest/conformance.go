@@ -45,6 +45,9 @@ func Run(t *testing.T, e Engine) {
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, e) })
 	}
+	for _, c := range userTests {
+		t.Run(c.name, func(t *testing.T) { c.test(t, e) })
+	}
 }
 
 const zone = "members.example.com."
