@@ -4,14 +4,18 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: deps-lab all build coredns btmm-client btmm-lab btmm-updateload wireguard-go etcd test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
+.PHONY: deps-lab all build coredns btmm-admin btmm-client btmm-lab btmm-updateload wireguard-go etcd test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
 
 all: build
 
-build: coredns btmm-client btmm-lab wireguard-go etcd btmm-updateload
+build: coredns btmm-admin btmm-client btmm-lab wireguard-go etcd btmm-updateload
 
 coredns:
 	$(GO) build $(GOFLAGS) -o $(BIN)/coredns ./plugin/cmd/coredns
+
+# The operator's tool: users added, revoked, rotated on a running server.
+btmm-admin:
+	$(GO) build $(GOFLAGS) -o $(BIN)/btmm-admin ./plugin/cmd/btmm-admin
 
 btmm-client:
 	$(GO) build $(GOFLAGS) -o $(BIN)/btmm-client ./client/cmd/btmm-client

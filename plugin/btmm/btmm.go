@@ -5,6 +5,7 @@ package btmm
 import (
 	"context"
 	"net"
+	"time"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/request"
@@ -35,9 +36,11 @@ type Btmm struct {
 	zone      string
 	storePath string                 // the file store, unless etcd is set
 	etcd      *etcdPlace             // the zone on etcd instead
-	keys      map[string]keyfile.Key // by lowercase name
+	keys      map[string]keyfile.Key // the key file's, by lowercase name
 	ns        []nameServer
+	adminPath string      // the admin socket; "" for none
 	store     store.Store // set in OnStartup, before any query arrives
+	now       func() time.Time
 }
 
 // The plugins beside btmm find it, through package members, as a Zone.
@@ -58,10 +61,42 @@ func (b *Btmm) Zone() string { return b.zone }
 // set when the server starts, after their setup ran.
 func (b *Btmm) Store() store.Store { return b.store }
 
-// Key returns the user key with the given name.
-func (b *Btmm) Key(name string) (keyfile.Key, bool) {
-	k, ok := b.keys[dns.CanonicalName(name)]
-	return k, ok
+// Keys returns the keys the user named name may sign with: the key
+// file's, or the store's (the new and the previous key while one is being
+// rotated); none for a name that is no user's.
+func (b *Btmm) Keys(name string) []keyfile.Key {
+	name = dns.CanonicalName(name)
+	if k, ok := b.keys[name]; ok {
+		return []keyfile.Key{k}
+	}
+	if b.store == nil {
+		return nil // not started: only the key file's users exist
+	}
+	u, ok, err := b.store.User(name)
+	if err != nil {
+		log.Errorf("reading user %s: %v", name, err)
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	return u.Keys(b.now())
+}
+
+// isUser reports whether name (lowercase, fully qualified) is a user's
+// domain, in the key file or in the store.
+func (b *Btmm) isUser(name string) bool {
+	if _, ok := b.keys[name]; ok {
+		return true
+	}
+	if b.store == nil {
+		return false
+	}
+	_, ok, err := b.store.User(name)
+	if err != nil {
+		log.Errorf("reading user %s: %v", name, err)
+	}
+	return ok
 }
 
 // ServeDNS implements plugin.Handler.
@@ -136,7 +171,7 @@ func (b *Btmm) records(name string) ([]dns.RR, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if _, user := b.keys[name]; name == b.zone || user {
+	if name == b.zone || (len(name) > len(b.zone) && b.isUser(name)) {
 		// Each user's domain is a zone of its own to clients: it has an
 		// SOA and the apex's name servers, so that a client finding the
 		// zone of a name by SOA queries (as Apple's and BIND's do) stops
@@ -196,7 +231,7 @@ func (b *Btmm) UserZone(name string) (string, bool) {
 		return "", false
 	}
 	for off, end := 0, false; !end && len(name)-off > len(b.zone); off, end = dns.NextLabel(name, off) {
-		if _, ok := b.keys[name[off:]]; ok {
+		if b.isUser(name[off:]) {
 			return name[off:], true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -28,28 +29,29 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	cfg := dnsserver.GetConfig(c)
-	// The DNS server verifies TSIG itself, before any plugin runs, against
-	// this map; tsig-update reads the outcome. Several server blocks on one
-	// listener share one map, so keys are added, never replaced.
-	if cfg.TsigSecret == nil {
-		cfg.TsigSecret = make(map[string]string)
-	}
-	for name, k := range b.keys {
-		if other, ok := cfg.TsigSecret[name]; ok && other != k.Secret {
-			return plugin.Error(pluginName, fmt.Errorf("key %s is defined twice with different secrets", name))
-		}
-		cfg.TsigSecret[name] = k.Secret
-	}
+	// The keys are not given to the DNS server's TsigSecret map: it is
+	// fixed when the server starts, and users come and go while it runs.
+	// tsig-update checks every signature itself (package tsigauth).
 	c.OnStartup(func() error {
 		s, err := acquireStore(b.storeKey(), func() (store.Store, error) { return b.openStore() }, b.zone)
 		if err != nil {
 			return plugin.Error(pluginName, err)
 		}
 		b.store = s
-		log.Infof("zone %s: %d user keys, store %s", b.zone, len(b.keys), b.storeKey())
+		log.Infof("zone %s: %d user keys in the key file, store %s", b.zone, len(b.keys), b.storeKey())
+		if b.adminPath != "" {
+			if err := acquireAdmin(b); err != nil {
+				return plugin.Error(pluginName, err)
+			}
+		}
 		return nil
 	})
-	c.OnShutdown(func() error { return releaseStore(b.storeKey()) })
+	c.OnShutdown(func() error {
+		if b.adminPath != "" {
+			releaseAdmin(b.adminPath)
+		}
+		return releaseStore(b.storeKey())
+	})
 	cfg.AddPlugin(func(next plugin.Handler) plugin.Handler {
 		b.Next = next
 		return b
@@ -61,6 +63,7 @@ func setup(c *caddy.Controller) error {
 //
 //	btmm [ZONE] {
 //	    keys  FILE
+//	    admin SOCKET
 //	    store FILE
 //	    etcd  ENDPOINT... {
 //	        prefix PATH
@@ -92,7 +95,7 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 		return nil, c.Errf("invalid zone %q", zone)
 	}
 
-	b := &Btmm{zone: zone, keys: make(map[string]keyfile.Key)}
+	b := &Btmm{zone: zone, keys: make(map[string]keyfile.Key), now: time.Now}
 	root := dnsserver.GetConfig(c).Root
 	inRoot := func(p string) string {
 		if root != "" && !filepath.IsAbs(p) {
@@ -103,14 +106,17 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 	var keysPath string
 	_, err := corefile.Properties(c, func(prop string, a []string) error {
 		switch prop {
-		case "keys", "store":
+		case "keys", "store", "admin":
 			if len(a) != 1 {
 				return c.ArgErr()
 			}
-			if prop == "keys" {
+			switch prop {
+			case "keys":
 				keysPath = inRoot(a[0])
-			} else {
+			case "store":
 				b.storePath = inRoot(a[0])
+			case "admin":
+				b.adminPath = inRoot(a[0])
 			}
 		case "ns":
 			if len(a) == 0 {
@@ -145,12 +151,11 @@ func parse(c *caddy.Controller) (*Btmm, error) {
 	if err != nil {
 		return nil, err
 	}
-	if keysPath == "" {
-		return nil, c.Err("keys FILE is required: it names the users' TSIG keys")
-	}
-	keys, err := keyfile.ParseFile(keysPath)
-	if err != nil {
-		return nil, err
+	var keys []keyfile.Key
+	if keysPath != "" {
+		if keys, err = keyfile.ParseFile(keysPath); err != nil {
+			return nil, err
+		}
 	}
 	for _, k := range keys {
 		if !dns.IsSubDomain(zone, k.Name) || k.Name == zone {

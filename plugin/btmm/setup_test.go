@@ -62,11 +62,10 @@ func TestParse(t *testing.T) {
 				if b.storePath != "members.example.com.db" {
 					t.Errorf("default store %q", b.storePath)
 				}
-				if k, ok := b.Key("ALICE.members.example.com."); !ok || k.Algorithm != "hmac-sha256." {
-					t.Errorf("key lookup: %+v %v", k, ok)
+				if k := b.keys["alice.members.example.com."]; k.Algorithm != "hmac-sha256." {
+					t.Errorf("key lookup: %+v", k)
 				}
 			}},
-		{Input: "btmm members.example.com", WantErr: "keys FILE is required"},
 		{Input: "btmm members.example.com {\n keys " + keys + "\n keys " + keys + "\n}", WantErr: "more than once"},
 		{Input: "btmm members.example.com {\n keys " + keys + "\n bogus 1\n}", WantErr: `unknown property "bogus"`},
 		{Input: "btmm members.example.com {\n keys " + keys + "\n ns ns1.members.example.com.\n}", WantErr: "needs an address"},

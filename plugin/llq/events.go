@@ -2,12 +2,15 @@ package llq
 
 import (
 	"errors"
+	"hash/fnv"
 	"net/netip"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
@@ -33,6 +36,9 @@ func (s *Server) changed(ev store.Event) {
 	type batch struct {
 		l       *llq
 		answers []dns.RR
+	}
+	if len(ev.Users) > 0 {
+		s.usersChanged(ev.Users, s.policy.Load())
 	}
 	var batches []*batch
 	byLLQ := make(map[*llq]*batch)
@@ -82,7 +88,7 @@ func (s *Server) sendEvent(l *llq, answers []dns.RR) {
 		m.Id = randomMsgID()
 		m.Response, m.Authoritative = true, true
 		s.mu.Lock()
-		q, key, id := l.q, l.key, l.id
+		q, key, tag, id := l.q, l.key, l.keyTag, l.id
 		s.mu.Unlock()
 		m.Question = []dns.Question{{Name: q.name, Qtype: q.qtype, Qclass: dns.ClassINET}}
 		// As many answers as fit one datagram; the rest in the next event.
@@ -97,7 +103,7 @@ func (s *Server) sendEvent(l *llq, answers []dns.RR) {
 			n = (n + 1) / 2
 		}
 		answers = answers[n:]
-		b, err := s.packEvent(m, key, p)
+		b, err := s.packEvent(m, key, tag, p)
 		if err != nil {
 			if errors.Is(err, errRevoked) {
 				log.Debugf("LLQ %x: key %s was revoked, ending it", id, key)
@@ -132,23 +138,87 @@ func (s *Server) sendEvent(l *llq, answers []dns.RR) {
 	}
 }
 
-// errRevoked says an LLQ's key is no longer in the key file.
+// errRevoked says an LLQ's key is no longer one its user may sign with.
 var errRevoked = errors.New("llq: key revoked")
 
-// packEvent signs an event with the LLQ's key, if it has one. An event
-// starts an exchange, so it is signed as a request (no request MAC).
-func (s *Server) packEvent(m *dns.Msg, key string, p *policy) ([]byte, error) {
+// packEvent signs an event with the LLQ's key, if it has one: the secret
+// its client signed with (tag), which may be the previous one while the
+// user's key is rotated. An event starts an exchange, so it is signed as
+// a request (no request MAC).
+func (s *Server) packEvent(m *dns.Msg, key string, tag uint32, p *policy) ([]byte, error) {
 	if key == "" {
 		return m.Pack()
 	}
-	k, ok := p.zone.Key(key)
+	k, ok := keyOf(p.zone, key, tag)
 	if !ok {
-		// The key was revoked by a reload: the LLQ may not hear more.
+		// The key was revoked, or its rotation's overlap ended: the LLQ
+		// may not hear more.
 		return nil, errRevoked
 	}
 	m.SetTsig(k.Name, k.Algorithm, 300, s.now().Unix())
 	b, _, err := dns.TsigGenerateWithProvider(m, tsigauth.HMAC(k.Secret), "", false)
 	return b, err
+}
+
+// keyOf returns the key named name whose secret has the tag, if its user
+// may still sign with it.
+func keyOf(z members.Zone, name string, tag uint32) (keyfile.Key, bool) {
+	for _, k := range z.Keys(name) {
+		if secretTag(k.Secret) == tag {
+			return k, true
+		}
+	}
+	return keyfile.Key{}, false
+}
+
+// secretTag tells a user's secrets apart in 4 octets rather than a copy of
+// the secret in every LLQ: an FNV-1a hash of the secret's text.
+func secretTag(secret string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(secret))
+	return h.Sum32()
+}
+
+// usersChanged ends, at once, the LLQs set up with a key that its user may
+// no longer sign with: the user was revoked or its key replaced. A client
+// whose LLQ ends this way learns it at its next refresh (NoSuchLLQ, and
+// BADKEY when it sets up again).
+func (s *Server) usersChanged(names []string, p *policy) {
+	changed := make(map[string]bool, len(names))
+	for _, n := range names {
+		changed[n] = true
+	}
+	type ended struct {
+		l   *llq
+		key string
+		tag uint32
+	}
+	var check []ended
+	s.mu.Lock()
+	for _, l := range s.t.byID {
+		if l.key != "" && changed[l.key] {
+			check = append(check, ended{l, l.key, l.keyTag})
+		}
+	}
+	s.mu.Unlock()
+	var n int
+	for _, e := range check {
+		if _, ok := keyOf(p.zone, e.key, e.tag); ok {
+			continue
+		}
+		s.mu.Lock()
+		if s.t.byID[e.l.id] == e.l {
+			s.t.remove(e.l)
+			n++
+		}
+		s.mu.Unlock()
+	}
+	if n > 0 {
+		s.mu.Lock()
+		liveLLQs.Set(float64(len(s.t.byID)))
+		s.mu.Unlock()
+		log.Infof("ended %d LLQs whose key was revoked or replaced", n)
+	}
 }
 
 // transmit sends pe to l and schedules its retransmission; after the last

@@ -38,7 +38,7 @@ func (s *Server) handle(raw []byte, from origin) {
 	}
 	req := &request{raw: raw, msg: m, from: from}
 	if tsigauth.Signed(m) {
-		req.auth = tsigauth.CheckRaw(raw, m, p.zone.Key, s.now())
+		req.auth = tsigauth.CheckRaw(raw, m, p.zone.Keys, s.now())
 		if req.auth.FormErr {
 			if !m.Response {
 				s.reply(req, new(dns.Msg).SetRcode(m, dns.RcodeFormatError))
@@ -185,7 +185,7 @@ func (s *Server) setup(req *request, p *policy, q qkey, o llqopt.Option) llqopt.
 	if s.t.byOwner[owner] >= p.limit {
 		return llqopt.Option{Opcode: llqopt.Setup, Error: llqopt.ServFull, Lease: retryAfter}
 	}
-	l := &llq{id: s.newIDLocked(), q: q, key: req.key, owner: owner, granted: p.clamp(o.Lease), to: req.from.addr}
+	l := &llq{id: s.newIDLocked(), q: q, key: req.key, keyTag: secretTag(req.auth.Key.Secret), owner: owner, granted: p.clamp(o.Lease), to: req.from.addr}
 	s.t.renew(l, now.Add(time.Duration(l.granted)*time.Second))
 	if req.from.conn != nil {
 		l.state, l.conn = established, req.from.conn
@@ -233,6 +233,9 @@ func (s *Server) refresh(req *request, p *policy, q qkey, o llqopt.Option) llqop
 		liveLLQs.Set(float64(len(s.t.byID)))
 		return llqopt.Option{Opcode: llqopt.Refresh, ID: l.id}
 	}
+	// A client that took up its user's new key signs its events with it
+	// from now on.
+	l.keyTag = secretTag(req.auth.Key.Secret)
 	l.granted = p.clamp(o.Lease)
 	s.t.renew(l, now.Add(time.Duration(l.granted)*time.Second))
 	if c := req.from.conn; c != nil && l.conn != c {

@@ -59,7 +59,7 @@ func (u *TsigUpdate) respond(raw []byte, udp bool, remote net.Addr) []byte {
 	var sig *dns.TSIG
 	var res tsigauth.Result
 	if tsigauth.Signed(r) {
-		res = tsigauth.CheckRaw(raw, r, u.zone.Key, now)
+		res = tsigauth.CheckRaw(raw, r, u.zone.Keys, now)
 		if res.FormErr {
 			tsigFailures.WithLabelValues("", "FORMERR").Inc()
 			return formErr(raw)

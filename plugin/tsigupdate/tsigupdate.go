@@ -46,7 +46,7 @@ func (u *TsigUpdate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 		return plugin.NextOrFailure(u.Name(), u.Next, ctx, w, r)
 	}
 	server := metrics.WithServer(ctx)
-	res := tsigauth.Check(w, r, u.zone.Key, u.now())
+	res := tsigauth.Check(r, u.zone.Keys, u.now())
 	if res.FormErr {
 		tsigFailures.WithLabelValues(server, "FORMERR").Inc()
 		return u.reply(w, r, dns.RcodeFormatError)

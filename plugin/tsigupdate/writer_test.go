@@ -19,26 +19,27 @@ const (
 	md5Secret = "c2VjcmV0c2VjcmV0c2VjcmV0MTI="
 )
 
-// serve runs a miekg server on 127.0.0.1 that verifies TSIG as CoreDNS's
-// does (the TsigSecret map) and answers through Check and signingWriter.
+// serveSigned runs a miekg server on 127.0.0.1 that, as CoreDNS's server
+// with this project's plugins, has an empty TsigSecret map (it knows none
+// of the users' keys) and answers through Check and signingWriter.
 func serveSigned(t *testing.T) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := tsigauth.Keys(func(name string) (keyfile.Key, bool) {
+	keys := tsigauth.Keys(func(name string) []keyfile.Key {
 		switch name {
 		case shaName:
-			return keyfile.Key{Name: shaName, Algorithm: dns.HmacSHA256, Secret: shaSecret}, true
+			return []keyfile.Key{{Name: shaName, Algorithm: dns.HmacSHA256, Secret: shaSecret}}
 		case md5Name:
-			return keyfile.Key{Name: md5Name, Algorithm: dns.HmacMD5, Secret: md5Secret}, true
+			return []keyfile.Key{{Name: md5Name, Algorithm: dns.HmacMD5, Secret: md5Secret}}
 		}
-		return keyfile.Key{}, false
+		return nil
 	})
-	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{shaName: shaSecret, md5Name: md5Secret},
+	srv := &dns.Server{PacketConn: pc, TsigSecret: map[string]string{},
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			res := tsigauth.Check(w, r, keys, time.Now())
+			res := tsigauth.Check(r, keys, time.Now())
 			m := new(dns.Msg)
 			if res.FormErr {
 				w.WriteMsg(m.SetRcode(r, dns.RcodeFormatError))

@@ -329,3 +329,20 @@ func Format(keys []Key) []byte {
 func quote(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
 }
+
+// Algorithm returns the canonical miekg/dns name of an HMAC algorithm
+// given in any spelling BIND accepts (hmac-sha256) or in miekg/dns's
+// (hmac-sha256.), and whether it is one.
+func Algorithm(name string) (string, bool) {
+	canon, ok := algorithms[strings.TrimSuffix(strings.ToLower(name), ".")]
+	return canon, ok
+}
+
+// BINDAlgorithm returns the name BIND's tools print for a canonical
+// algorithm name (hmac-md5 for HMAC-MD5's long one).
+func BINDAlgorithm(canon string) string {
+	if n, ok := bindAlgorithm[canon]; ok {
+		return n
+	}
+	return strings.TrimSuffix(canon, ".")
+}

@@ -22,8 +22,10 @@ type Zone interface {
 	Zone() string
 	// Store returns the zone's records; nil until btmm has started.
 	Store() store.Store
-	// Key returns the user key named name.
-	Key(name string) (keyfile.Key, bool)
+	// Keys returns the keys the user named name may sign with: none for
+	// a name that is no user's, two while the user's key is being rotated
+	// (the new first).
+	Keys(name string) []keyfile.Key
 	// UserZone returns the user's domain that name (lowercase, fully
 	// qualified) is at or under: the name of a user's key.
 	UserZone(name string) (string, bool)

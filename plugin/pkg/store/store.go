@@ -54,6 +54,8 @@ type Store interface {
 	Subscribe(queue int) *Subscription
 	// Close stops the store. Subscriptions end with ErrClosed.
 	Close() error
+	// Users are the zone's users and their keys.
+	Users
 }
 
 // Tx is one transaction of Store.Update. It is only valid inside fn.

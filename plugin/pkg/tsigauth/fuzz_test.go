@@ -1,10 +1,10 @@
 package tsigauth
 
 import (
+	"errors"
 	"testing"
 	"time"
 
-	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 )
 
@@ -21,12 +21,12 @@ func FuzzCheck(f *testing.F) {
 		if r.Unpack(raw) != nil || !Signed(r) {
 			return
 		}
-		res := Check(&test.ResponseWriter{}, r, keys, time.Now())
+		res := Check(r, keys, time.Now())
 		if res.FormErr || res.Error != 0 {
 			return
 		}
 		// Accepted: the MAC must verify over the message as parsed.
-		if verifyMD5(r, secret, time.Now()) != nil {
+		if err := verifyRepacked(r, secret); err != nil && !errors.Is(err, dns.ErrTime) {
 			t.Fatalf("Check accepted a message whose MAC does not verify")
 		}
 	})

@@ -4,16 +4,13 @@
 // miekg/dns will not (NOTAUTH ones). It imports only miekg/dns and the
 // standard library, so the client links it without any of CoreDNS.
 //
-// A request that came through CoreDNS's own server was verified against
-// the server config's TsigSecret map before any plugin ran, which leaves
-// the outcome in w.TsigStatus() (Check). Two things that server cannot do
-// are done here: that map holds no algorithms, so a key is only used with
-// its own algorithm here (anything else is BADKEY); and miekg/dns no longer
-// computes HMAC-MD5, which RFC 6281 clients use, so for those requests the
-// MAC is checked here over the request packed again from its parsed form
-// (see verifyMD5). A request read from a listener of a plugin's own is
-// checked over the octets that arrived (CheckRaw), and its reply signed
-// over the octets sent (PackReply).
+// A request read by a plugin's own listener is checked over the octets
+// that arrived (CheckRaw), and its reply signed over the octets sent
+// (PackReply). A request that came through CoreDNS's own server has no
+// octets left, only the parsed message: it is checked over the message
+// packed again (Check), never against the server's TsigSecret map, which
+// holds neither algorithms nor the users added while the server runs, and
+// whose verifier no longer computes HMAC-MD5, which RFC 6281 clients use.
 package tsigauth
 
 import (
@@ -27,10 +24,10 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
-// Key is what a verifier needs to know of a TSIG key.
-
-// Keys finds a key by its lowercase, fully qualified name.
-type Keys func(name string) (keyfile.Key, bool)
+// Keys returns the keys that may sign as name (lowercase, fully
+// qualified): none for a name it does not know, one, or two while a key is
+// being rotated, the new one first.
+type Keys func(name string) []keyfile.Key
 
 // Result is the outcome of Check for a signed request.
 type Result struct {
@@ -58,62 +55,59 @@ func Signed(r *dns.Msg) bool {
 	return false
 }
 
-// Check verifies the TSIG of r, which must be Signed, as w's server saw it.
-func Check(w dns.ResponseWriter, r *dns.Msg, keys Keys, now time.Time) Result {
-	res, _ := checkKey(r, keys)
-	if res.FormErr || res.Error != 0 {
-		return res
-	}
-	status := w.TsigStatus()
-	if res.Key.Algorithm == dns.HmacMD5 {
-		status = verifyMD5(r, res.Key.Secret, now)
-	}
-	if status == nil || errors.Is(status, dns.ErrTime) {
-		// The MAC is good; judge the time by our clock and MaxFudge.
-		status = checkTime(r.IsTsig(), now)
-	}
-	return withStatus(res, status)
+// Check verifies the TSIG of r, which must be Signed, over r packed again
+// (see verifyRepacked).
+func Check(r *dns.Msg, keys Keys, now time.Time) Result {
+	return check(r, keys, now, func(k keyfile.Key) error { return verifyRepacked(r, k.Secret) })
 }
 
 // CheckRaw verifies the TSIG of r, which must be Signed and parsed from
 // raw, for a server that reads its own messages and so has the bytes as
-// they arrived (the LLQ listeners): every algorithm is checked exactly.
+// they arrived (the update and LLQ listeners).
 func CheckRaw(raw []byte, r *dns.Msg, keys Keys, now time.Time) Result {
-	res, t := checkKey(r, keys)
-	if res.FormErr || res.Error != 0 {
-		return res
-	}
-	status := dns.TsigVerifyWithProvider(append([]byte(nil), raw...), HMAC(res.Key.Secret), "", false)
-	if status == nil || errors.Is(status, dns.ErrTime) {
-		// The MAC is good; judge the time by our clock and MaxFudge, not
-		// the library's.
-		status = checkTime(t, now)
-	}
-	return withStatus(res, status)
+	return check(r, keys, now, func(k keyfile.Key) error {
+		return dns.TsigVerifyWithProvider(append([]byte(nil), raw...), HMAC(k.Secret), "", false)
+	})
 }
 
-// checkKey does the checks that come before the MAC's: the TSIG RR's
-// place, the key and its algorithm, the MAC's size.
-func checkKey(r *dns.Msg, keys Keys) (Result, *dns.TSIG) {
+// check does the checks that come before the MAC's (the TSIG RR's place,
+// the key and its algorithm, the MAC's size), then verifies the MAC with
+// each of the name's keys of the request's algorithm until one holds, and
+// judges the time by now and MaxFudge, not by the library's clock.
+func check(r *dns.Msg, keys Keys, now time.Time, verify func(keyfile.Key) error) Result {
 	for i, rr := range r.Extra {
 		if rr.Header().Rrtype == dns.TypeTSIG && i != len(r.Extra)-1 {
-			return Result{FormErr: true}, nil
+			return Result{FormErr: true}
 		}
 	}
 	t := r.IsTsig()
 	if t == nil {
-		return Result{FormErr: true}, nil
+		return Result{FormErr: true}
 	}
-	k, ok := keys(dns.CanonicalName(t.Hdr.Name))
-	if !ok || dns.CanonicalName(t.Algorithm) != k.Algorithm {
-		return Result{Key: keyfile.Key{Name: t.Hdr.Name, Algorithm: t.Algorithm}, Error: dns.RcodeBadKey}, t
+	alg := dns.CanonicalName(t.Algorithm)
+	var cands []keyfile.Key
+	for _, k := range keys(dns.CanonicalName(t.Hdr.Name)) {
+		if k.Algorithm == alg {
+			cands = append(cands, k)
+		}
+	}
+	if len(cands) == 0 {
+		return Result{Key: keyfile.Key{Name: t.Hdr.Name, Algorithm: t.Algorithm}, Error: dns.RcodeBadKey}
 	}
 	// RFC 8945 §5.2.2: a MAC longer than the hash, or shorter than half of
 	// it (and than 10 octets), is malformed.
-	if size, hashLen := int(t.MACSize), macLen(k.Algorithm); size > hashLen || size < max(10, hashLen/2) {
-		return Result{FormErr: true}, t
+	if size, hashLen := int(t.MACSize), macLen(alg); size > hashLen || size < max(10, hashLen/2) {
+		return Result{FormErr: true}
 	}
-	return Result{Key: k}, t
+	var status error
+	for _, k := range cands {
+		status = verify(k)
+		if status == nil || errors.Is(status, dns.ErrTime) {
+			// The MAC is good.
+			return withStatus(Result{Key: k}, checkTime(t, now))
+		}
+	}
+	return withStatus(Result{Key: cands[0]}, status)
 }
 
 func withStatus(res Result, status error) Result {
