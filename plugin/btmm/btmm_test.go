@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
@@ -25,6 +26,7 @@ func newTestBtmm(t *testing.T, records ...string) *Btmm {
 		store: s,
 		ns:    []nameServer{{name: "ns1." + zone, addrs: []net.IP{net.ParseIP("192.0.2.53")}}},
 		Next:  test.NextHandler(dns.RcodeRefused, nil),
+		now:   time.Now,
 	}
 }
 

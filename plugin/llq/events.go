@@ -180,44 +180,52 @@ func secretTag(secret string) uint32 {
 }
 
 // usersChanged ends, at once, the LLQs set up with a key that its user may
-// no longer sign with: the user was revoked or its key replaced. A client
-// whose LLQ ends this way learns it at its next refresh (NoSuchLLQ, and
-// BADKEY when it sets up again).
+// no longer sign with: the user was revoked or its key replaced. The
+// connections (TCP, TLS) that carried them are closed, so that their
+// clients learn of it at once; a client over UDP learns at its next
+// refresh (NoSuchLLQ, then BADKEY when it sets up again).
 func (s *Server) usersChanged(names []string, p *policy) {
 	changed := make(map[string]bool, len(names))
 	for _, n := range names {
 		changed[n] = true
 	}
-	type ended struct {
+	type candidate struct {
 		l   *llq
 		key string
 		tag uint32
 	}
-	var check []ended
+	var check []candidate
 	s.mu.Lock()
 	for _, l := range s.t.byID {
 		if l.key != "" && changed[l.key] {
-			check = append(check, ended{l, l.key, l.keyTag})
+			check = append(check, candidate{l, l.key, l.keyTag})
 		}
 	}
 	s.mu.Unlock()
-	var n int
-	for _, e := range check {
-		if _, ok := keyOf(p.zone, e.key, e.tag); ok {
+	var ended int
+	conns := make(map[*conn]bool)
+	for _, c := range check {
+		if _, ok := keyOf(p.zone, c.key, c.tag); ok {
 			continue
 		}
 		s.mu.Lock()
-		if s.t.byID[e.l.id] == e.l {
-			s.t.remove(e.l)
-			n++
+		if s.t.byID[c.l.id] == c.l {
+			if c.l.conn != nil {
+				conns[c.l.conn] = true
+			}
+			s.t.remove(c.l)
+			ended++
 		}
 		s.mu.Unlock()
 	}
-	if n > 0 {
+	for c := range conns {
+		c.close()
+	}
+	if ended > 0 {
 		s.mu.Lock()
 		liveLLQs.Set(float64(len(s.t.byID)))
 		s.mu.Unlock()
-		log.Infof("ended %d LLQs whose key was revoked or replaced", n)
+		log.Infof("ended %d LLQs whose key was revoked or replaced", ended)
 	}
 }
 
