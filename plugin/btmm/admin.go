@@ -99,6 +99,7 @@ func listenAdmin(path string) (*adminServer, error) {
 	mux.HandleFunc("POST /v1/users", a.add)
 	mux.HandleFunc("POST /v1/users/{name}/rotate", a.rotate)
 	mux.HandleFunc("DELETE /v1/users/{name}", a.revoke)
+	mux.HandleFunc("POST /v1/import", a.importKeys)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go a.srv.Serve(ln)
 	log.Infof("admin socket %s", path)
@@ -314,6 +315,66 @@ func (b *Btmm) revokeUser(s string, keep bool) (adminapi.RevokeReply, error) {
 		}
 	}
 	log.Infof("admin: revoked user %s; %d names of its records removed", name, res.RecordNames)
+	return res, nil
+}
+
+// importBatch is how many users an import writes per store transaction.
+const importBatch = 10000
+
+func (a *adminServer) importKeys(w http.ResponseWriter, r *http.Request) {
+	b := a.cur.Load()
+	keys, err := keyfile.Parse(r.Body, "the imported key file")
+	if err != nil {
+		reply(w, nil, errorf(http.StatusBadRequest, "%v", err))
+		return
+	}
+	res, err := b.importKeys(keys)
+	reply(w, res, err)
+}
+
+// importKeys adds a user for each key (keyfile.Parse refuses a name twice),
+// in batches, skipping the users there already. Every name is checked
+// before anything is written.
+func (b *Btmm) importKeys(keys []keyfile.Key) (adminapi.ImportReply, error) {
+	var res adminapi.ImportReply
+	for _, k := range keys {
+		if name, err := b.userName(k.Name); err != nil || name != k.Name {
+			return res, errorf(http.StatusBadRequest, "line %d: key %s is not a user's domain one label below %s", k.Line, k.Name, b.zone)
+		}
+	}
+	batch := make([]store.User, 0, min(len(keys), importBatch))
+	flush := func() error {
+		if err := b.store.PutUsers(batch); err != nil {
+			return err
+		}
+		res.Added += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	for _, k := range keys {
+		_, inFile := b.keys[k.Name]
+		_, inStore, err := b.store.User(k.Name)
+		if err != nil {
+			return res, err
+		}
+		if inFile || inStore {
+			res.Existed++
+			if len(res.Skipped) < 100 {
+				res.Skipped = append(res.Skipped, k.Name)
+			}
+			continue
+		}
+		k.Line = 0
+		if batch = append(batch, store.User{Key: k}); len(batch) == importBatch {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	log.Infof("admin: imported %d users, skipped %d there already", res.Added, res.Existed)
 	return res, nil
 }
 

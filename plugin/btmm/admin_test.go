@@ -1,6 +1,7 @@
 package btmm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -132,6 +133,40 @@ func TestAdminUsers(t *testing.T) {
 	}
 	if _, err := c.Revoke(ctx, "carol", false); !isStatus(err, 409) {
 		t.Errorf("revoking a user of the key file: %v, want 409", err)
+	}
+}
+
+// TestAdminImport: a key file's keys become users, those there already
+// (in the store, in the key file) are skipped, and a
+// file with a key outside the zone changes nothing.
+func TestAdminImport(t *testing.T) {
+	b := newTestBtmm(t)
+	b.keys = map[string]keyfile.Key{"carol." + zone: {Name: "carol." + zone, Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}}
+	c := startAdmin(t, b)
+	ctx := context.Background()
+	if _, err := c.Add(ctx, adminapi.AddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	var file []keyfile.Key
+	for _, n := range []string{"alice", "bob", "carol", "dave"} {
+		file = append(file, keyfile.Key{Name: n + "." + zone, Algorithm: dns.HmacSHA1, Secret: "c2VjcmV0"})
+	}
+	r, err := c.Import(ctx, bytes.NewReader(keyfile.Format(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Added != 2 || r.Existed != 2 {
+		t.Errorf("import: %+v, want 2 added (bob, dave) and 2 skipped", r)
+	}
+	if keys := b.Keys("dave." + zone); len(keys) != 1 || keys[0].Algorithm != dns.HmacSHA1 {
+		t.Errorf("an imported user's keys: %v", keys)
+	}
+	bad := append(file[:1:1], keyfile.Key{Name: "x.y." + zone, Algorithm: dns.HmacSHA1, Secret: "c2VjcmV0"}, keyfile.Key{Name: "erin." + zone, Algorithm: dns.HmacSHA1, Secret: "c2VjcmV0"})
+	if _, err := c.Import(ctx, bytes.NewReader(keyfile.Format(bad))); !isStatus(err, 400) {
+		t.Errorf("importing a key two labels down: %v, want 400", err)
+	}
+	if keys := b.Keys("erin." + zone); len(keys) != 0 {
+		t.Error("a refused import added a user")
 	}
 }
 

@@ -214,25 +214,23 @@ func importFile(ctx context.Context, c *adminapi.Client, args []string, out io.W
 	if len(args) != 1 {
 		return fmt.Errorf("import takes one FILE: %w", errUsage)
 	}
-	keys, err := keyfile.ParseFile(args[0])
+	// Parsed here too, so that a mistake is named by this file's line.
+	if _, err := keyfile.ParseFile(args[0]); err != nil {
+		return err
+	}
+	f, err := os.Open(args[0])
 	if err != nil {
 		return err
 	}
-	var added, existed int
-	for _, k := range keys {
-		_, err := c.Add(ctx, adminapi.AddRequest{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
-		var se *adminapi.StatusError
-		switch {
-		case errors.As(err, &se) && se.Status == 409:
-			existed++
-			fmt.Fprintf(out, "%s: %s\n", k.Name, se.Msg)
-		case err != nil:
-			return fmt.Errorf("%s:%d: %w", args[0], k.Line, err)
-		default:
-			added++
-		}
+	defer f.Close()
+	r, err := c.Import(ctx, f)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(out, "imported %d users from %s; %d were there already\n", added, args[0], existed)
+	for _, name := range r.Skipped {
+		fmt.Fprintf(out, "%s: there already, skipped\n", name)
+	}
+	fmt.Fprintf(out, "imported %d users from %s; %d were there already\n", r.Added, args[0], r.Existed)
 	return nil
 }
 
@@ -246,4 +244,3 @@ func printKey(out io.Writer, u adminapi.User) error {
 	_, err := out.Write(keyfile.Format([]keyfile.Key{{Name: u.Name, Algorithm: alg, Secret: u.Secret}}))
 	return err
 }
-

@@ -13,6 +13,8 @@
 //	POST   /v1/users                 add (AddRequest); 409 if there is one
 //	POST   /v1/users/{name}/rotate   a new key (RotateRequest)
 //	DELETE /v1/users/{name}          revoke (?records=keep to leave them)
+//	POST   /v1/import                a BIND key file (the body): each key a
+//	                                 new user, those there already skipped
 //
 // A name is a user's domain (alice.members.example.com.) or its first
 // label alone (alice). Errors are an HTTP status and an Error body.
@@ -85,6 +87,16 @@ type RevokeReply struct {
 	RecordNames int `json:"record_names"`
 	// LeftToExpire says the records were kept, to end with their leases.
 	LeftToExpire bool `json:"left_to_expire,omitempty"`
+}
+
+// ImportReply says what an import did.
+type ImportReply struct {
+	Added int `json:"added"`
+	// Existed counts the keys skipped because their user was there
+	// already (in the store or the key file); Skipped names the first
+	// hundred of them.
+	Existed int      `json:"existed"`
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // Error is the body of a reply that failed.
@@ -168,6 +180,17 @@ func (c *Client) Revoke(ctx context.Context, name string, keepRecords bool) (Rev
 	return r, c.do(ctx, http.MethodDelete, path, nil, &r)
 }
 
+// Import adds a user for each key of the BIND key file read from r.
+func (c *Client) Import(ctx context.Context, r io.Reader) (ImportReply, error) {
+	var out ImportReply
+	resp, err := c.request(ctx, http.MethodPost, "/v1/import", r)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	return out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
 // List calls fn with every user, as the server streams them.
 func (c *Client) List(ctx context.Context, fn func(User) error) error {
 	resp, err := c.request(ctx, http.MethodGet, "/v1/users", nil)
@@ -200,7 +223,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 // request sends one request and returns a reply that succeeded.
 func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var rd io.Reader
-	if body != nil {
+	if r, ok := body.(io.Reader); ok {
+		rd = r
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err

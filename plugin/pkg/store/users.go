@@ -50,6 +50,10 @@ type Users interface {
 	// PutUser adds u, or replaces the user of the same name. It is durable
 	// when it returns.
 	PutUser(u User) error
+	// PutUsers adds or replaces many users at once, as PutUser does each
+	// (one transaction for the file store; for etcd, one per 128): for
+	// imports.
+	PutUsers(us []User) error
 	// DeleteUser removes the user named name, and reports whether there
 	// was one. It is durable when it returns.
 	DeleteUser(name string) (bool, error)

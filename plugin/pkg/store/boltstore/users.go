@@ -49,6 +49,36 @@ func (s *Store) PutUser(u store.User) error {
 	return nil
 }
 
+// PutUsers implements store.Users, in one bbolt transaction.
+func (s *Store) PutUsers(us []store.User) error {
+	vals := make([][]byte, len(us))
+	for i, u := range us {
+		v, err := store.EncodeUser(u)
+		if err != nil {
+			return err
+		}
+		vals[i] = v
+	}
+	err := s.db.Update(func(btx *bolt.Tx) error {
+		b := btx.Bucket(bucketUsers)
+		for i, u := range us {
+			if err := b.Put([]byte(u.Name()), vals[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(us) == 0 {
+		return err
+	}
+	names := make([]string, len(us))
+	for i, u := range us {
+		names[i] = u.Name()
+	}
+	s.publishUsers(names)
+	return nil
+}
+
 // DeleteUser implements store.Users.
 func (s *Store) DeleteUser(name string) (bool, error) {
 	var found bool
@@ -83,9 +113,11 @@ func (s *Store) ForEachUser(fn func(store.User) bool) error {
 	})
 }
 
-func (s *Store) publishUser(name string) {
+func (s *Store) publishUser(name string) { s.publishUsers([]string{name}) }
+
+func (s *Store) publishUsers(names []string) {
 	s.mu.RLock()
 	serial := s.z.Serial()
 	s.mu.RUnlock()
-	s.feed.Publish(store.Event{Serial: serial, Users: []string{name}})
+	s.feed.Publish(store.Event{Serial: serial, Users: names})
 }

@@ -46,6 +46,31 @@ func (s *Store) PutUser(u store.User) error {
 	return nil
 }
 
+// PutUsers implements store.Users, in transactions of at most 128 puts
+// (etcd's default limit of operations per transaction).
+func (s *Store) PutUsers(us []store.User) error {
+	for len(us) > 0 {
+		n := min(len(us), 128)
+		ops := make([]clientv3.Op, n)
+		for i, u := range us[:n] {
+			v, err := store.EncodeUser(u)
+			if err != nil {
+				return err
+			}
+			ops[i] = clientv3.OpPut(s.key(dirUsers+u.Name()), string(v))
+		}
+		ctx, cancel := s.reqCtx()
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("etcd: users: %w", err)
+		}
+		s.waitApplied(resp.Header.Revision)
+		us = us[n:]
+	}
+	return nil
+}
+
 // DeleteUser implements store.Users.
 func (s *Store) DeleteUser(name string) (bool, error) {
 	ctx, cancel := s.reqCtx()

@@ -74,7 +74,7 @@ func testUsersPutGetDelete(t *testing.T, e Engine) {
 	if keys := got.Keys(until); len(keys) != 1 || keys[0] != rotated.Key {
 		t.Errorf("keys after the overlap = %v", keys)
 	}
-	if err := us.PutUser(store.User{Key: Key("bob", 3)}); err != nil {
+	if err := us.PutUsers([]store.User{{Key: Key("bob", 3)}, {Key: Key("carol", 4)}}); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -82,7 +82,7 @@ func testUsersPutGetDelete(t *testing.T, e Engine) {
 		t.Fatal(err)
 	}
 	slices.Sort(names)
-	if want := []string{"alice." + zone, "bob." + zone}; !slices.Equal(names, want) {
+	if want := []string{"alice." + zone, "bob." + zone, "carol." + zone}; !slices.Equal(names, want) {
 		t.Errorf("ForEachUser gave %v, want %v", names, want)
 	}
 	if found, err := us.DeleteUser(alice.Name()); err != nil || !found {
