@@ -160,7 +160,7 @@ func (s *Server) StartTimeout(zone string, limit time.Duration) {
 		if time.Now().After(deadline) {
 			s.t.Fatalf("coredns did not answer within %v:\n%s", limit, s.Output())
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -202,6 +202,16 @@ func (s *Server) start() error {
 	s.done = done
 	go func() { cmd.Wait(); close(done) }()
 	return nil
+}
+
+// Pid returns the process's id, 0 before it started.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Output returns what the process printed so far.

@@ -153,7 +153,11 @@ func Open(path, zone string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("store directory: %w", err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync, NoFreelistSync: true})
+	// The freelist is written with every bbolt commit (checkpoints and
+	// changes of users, both rare), so that opening reads it rather than
+	// walking every page of the file, which with a million users made the
+	// whole file resident at start-up.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("store %s is locked by another process", path)
