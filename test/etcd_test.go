@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,7 @@ func etcdServer(t *testing.T, endpoints []string, tls, leases string) *coredns.S
 	cf := fmt.Sprintf(`members.example.com:{{PORT}} {
 	btmm members.example.com {
 		keys users.keys
+		admin admin.sock
 		etcd %s {
 			prefix /btmm/test
 			%s
@@ -103,6 +105,53 @@ func TestEtcdTLS(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("coredns with only tls CA: %q is not in its output:\n%s", want, out)
 		}
+	}
+}
+
+// TestEtcdUsers: users added and revoked through one instance's admin
+// socket count on the other at once: a user added on A updates through
+// B, and holds an LLQ there; revoked on A, its key gets BADKEY from B and
+// its LLQ on B is ended.
+func TestEtcdUsers(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	st := etcdServers(t, cluster, 2, "")
+	a, b := st[0], st[1]
+	admin := coredns.Built(t, "btmm-admin")
+	out, err := run(t, "", admin, "-socket", filepath.Join(a.Dir, "admin.sock"), "add", "erin")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	erin := keyOf(t, out)
+	start := time.Now()
+	host := "h.erin.members.example.com."
+	for tsigError(t, b, erin, host) != -1 {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("B never accepted the key of a user added on A")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("B took the key of a user added on A %v after the add returned", time.Since(start).Round(time.Millisecond))
+	onB := dialLLQ(t, b, "tcp", nil, erin)
+	if _, _, err := onB.Setup(context.Background(), host, dns.TypeA); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "", admin, "-socket", filepath.Join(a.Dir, "admin.sock"), "revoke", "erin"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	start = time.Now()
+	for tsigError(t, b, erin, host) != dns.RcodeBadKey {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("B still accepts the key of a user revoked on A")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-onB.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the revoked user's LLQ on B was not ended")
+	}
+	if r := query(t, b.Addr(), host, dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Errorf("the revoked user's records on B: %s %v", dns.RcodeToString[r.Rcode], answers(r))
 	}
 }
 
