@@ -2,13 +2,11 @@ package llq
 
 import (
 	"errors"
-	"hash/fnv"
 	"net/netip"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
 	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
@@ -149,7 +147,7 @@ func (s *Server) packEvent(m *dns.Msg, key string, tag uint32, p *policy) ([]byt
 	if key == "" {
 		return m.Pack()
 	}
-	k, ok := keyOf(p.zone, key, tag)
+	k, ok := members.KeyByTag(p.zone, key, tag)
 	if !ok {
 		// The key was revoked, or its rotation's overlap ended: the LLQ
 		// may not hear more.
@@ -158,25 +156,6 @@ func (s *Server) packEvent(m *dns.Msg, key string, tag uint32, p *policy) ([]byt
 	m.SetTsig(k.Name, k.Algorithm, 300, s.now().Unix())
 	b, _, err := dns.TsigGenerateWithProvider(m, tsigauth.HMAC(k.Secret), "", false)
 	return b, err
-}
-
-// keyOf returns the key named name whose secret has the tag, if its user
-// may still sign with it.
-func keyOf(z members.Zone, name string, tag uint32) (keyfile.Key, bool) {
-	for _, k := range z.Keys(name) {
-		if secretTag(k.Secret) == tag {
-			return k, true
-		}
-	}
-	return keyfile.Key{}, false
-}
-
-// secretTag tells a user's secrets apart in 4 octets rather than a copy of
-// the secret in every LLQ: an FNV-1a hash of the secret's text.
-func secretTag(secret string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(secret))
-	return h.Sum32()
 }
 
 // usersChanged ends, at once, the LLQs set up with a key that its user may
@@ -205,7 +184,7 @@ func (s *Server) usersChanged(names []string, p *policy) {
 	var ended int
 	conns := make(map[*conn]bool)
 	for _, c := range check {
-		if _, ok := keyOf(p.zone, c.key, c.tag); ok {
+		if _, ok := members.KeyByTag(p.zone, c.key, c.tag); ok {
 			continue
 		}
 		s.mu.Lock()

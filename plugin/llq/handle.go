@@ -6,6 +6,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/plugin/pkg/llqopt"
+	"github.com/openbtmm/btmm/plugin/pkg/members"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
@@ -185,7 +186,7 @@ func (s *Server) setup(req *request, p *policy, q qkey, o llqopt.Option) llqopt.
 	if s.t.byOwner[owner] >= p.limit {
 		return llqopt.Option{Opcode: llqopt.Setup, Error: llqopt.ServFull, Lease: retryAfter}
 	}
-	l := &llq{id: s.newIDLocked(), q: q, key: req.key, keyTag: secretTag(req.auth.Key.Secret), owner: owner, granted: p.clamp(o.Lease), to: req.from.addr}
+	l := &llq{id: s.newIDLocked(), q: q, key: req.key, keyTag: members.SecretTag(req.auth.Key.Secret), owner: owner, granted: p.clamp(o.Lease), to: req.from.addr}
 	s.t.renew(l, now.Add(time.Duration(l.granted)*time.Second))
 	if req.from.conn != nil {
 		l.state, l.conn = established, req.from.conn
@@ -235,7 +236,7 @@ func (s *Server) refresh(req *request, p *policy, q qkey, o llqopt.Option) llqop
 	}
 	// A client that took up its user's new key signs its events with it
 	// from now on.
-	l.keyTag = secretTag(req.auth.Key.Secret)
+	l.keyTag = members.SecretTag(req.auth.Key.Secret)
 	l.granted = p.clamp(o.Lease)
 	s.t.renew(l, now.Add(time.Duration(l.granted)*time.Second))
 	if c := req.from.conn; c != nil && l.conn != c {

@@ -33,7 +33,7 @@ type llq struct {
 	id      uint64
 	q       qkey   // shares its name string with the index's key
 	key     string // TSIG key name, "" if set up unsigned
-	keyTag  uint32 // which of the key's secrets (see secretTag) its client last signed with
+	keyTag  uint32 // which of the key's secrets (members.SecretTag) its client last signed with
 	owner   string // what the LLQ counts against for the limit: its key, or the client's address
 	state   state
 	granted uint32 // seconds, as told to the client

@@ -45,6 +45,7 @@ import (
 	// This project's plugins.
 	_ "github.com/openbtmm/btmm/plugin/btmm"
 	_ "github.com/openbtmm/btmm/plugin/ddullease"
+	_ "github.com/openbtmm/btmm/plugin/dnspush"
 	_ "github.com/openbtmm/btmm/plugin/llq"
 	_ "github.com/openbtmm/btmm/plugin/srvdiscovery"
 	_ "github.com/openbtmm/btmm/plugin/tsigupdate"
@@ -54,10 +55,10 @@ import (
 // dynupdate and file. The plugins find each other in the server block at
 // start-up, not through the chain, so the order matters little:
 // tsig-update comes before srv-discovery and btmm because queries on its
-// update listeners are answered by the plugins after it, and llq, which
-// adds no handler (it has listeners of its own), is set up after btmm,
-// whose store it watches from start-up on.
-var btmmDirectives = []string{"ddul-lease", "tsig-update", "srv-discovery", "btmm", "llq"}
+// update listeners are answered by the plugins after it, and llq and
+// dns-push, which add no handler (they have listeners of their own), are
+// set up after btmm, whose store they watch from start-up on.
+var btmmDirectives = []string{"ddul-lease", "tsig-update", "srv-discovery", "btmm", "llq", "dns-push"}
 
 func init() {
 	at := slices.Index(dnsserver.Directives, "dynupdate")

@@ -6,6 +6,7 @@ package members
 
 import (
 	"fmt"
+	"hash/fnv"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -78,4 +79,26 @@ func startup(cfg *dnsserver.Config, who string, fn func(Zone) error) func() erro
 		}
 		return nil
 	}
+}
+
+// SecretTag tells a user's secrets apart in 4 octets, for state that must
+// remember which of a user's keys a client used (during a rotation there
+// are two) without holding a copy of the secret: an FNV-1a hash of the
+// secret's text.
+func SecretTag(secret string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(secret))
+	return h.Sum32()
+}
+
+// KeyByTag returns the key named name whose secret has the tag, if its
+// user may still sign with it: false once the user is revoked, or the key
+// replaced and its overlap over.
+func KeyByTag(z Zone, name string, tag uint32) (keyfile.Key, bool) {
+	for _, k := range z.Keys(name) {
+		if SecretTag(k.Secret) == tag {
+			return k, true
+		}
+	}
+	return keyfile.Key{}, false
 }
