@@ -29,7 +29,7 @@ func setup(c *caddy.Controller) error {
 	cfg := dnsserver.GetConfig(c)
 	members.OnStartup(c, pluginName, func(h members.Zone) error {
 		s.zone = h
-		for _, svc := range []Service{{"update", false}, {"update", true}, {"llq", false}, {"llq", true}} {
+		for _, svc := range []Service{{"update", false}, {"update", true}, {"llq", false}, {"llq", true}, {"push", true}} {
 			if t := s.targets[svc]; len(t) > 0 {
 				log.Infof("zone %s: %s on %d target(s)", h.Zone(), svc, len(t))
 			}
@@ -50,7 +50,8 @@ func setup(c *caddy.Controller) error {
 //	    ...
 //	}
 //
-// with SERVICE update or llq, at least one line.
+// with SERVICE update, llq or push (DNS Push, always over TLS), at least
+// one line.
 func parse(c *caddy.Controller) (*SrvDiscovery, error) {
 	s := &SrvDiscovery{targets: make(map[Service][]Target)}
 	if err := corefile.NoArgs(c); err != nil {
@@ -59,9 +60,10 @@ func parse(c *caddy.Controller) (*SrvDiscovery, error) {
 	// Each line is a service's target; a service has as many as it needs.
 	_, err := corefile.Properties(c, func(service string, a []string) error {
 		svc := Service{Name: service}
-		if svc.Name != "update" && svc.Name != "llq" {
-			return c.Errf("unknown service %q: update or llq", svc.Name)
+		if svc.Name != "update" && svc.Name != "llq" && svc.Name != "push" {
+			return c.Errf("unknown service %q: update, llq or push", svc.Name)
 		}
+		svc.TLS = svc.Name == "push" // RFC 8765 sessions are over TLS
 		if len(a) != 2 && len(a) != 3 {
 			return c.ArgErr()
 		}
@@ -87,7 +89,7 @@ func parse(c *caddy.Controller) (*SrvDiscovery, error) {
 		}
 		s.targets[svc] = append(s.targets[svc], t)
 		return nil
-	}, "update", "llq")
+	}, "update", "llq", "push")
 	if err != nil {
 		return nil, err
 	}

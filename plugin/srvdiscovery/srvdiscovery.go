@@ -19,10 +19,10 @@ import (
 // target taken out of the Corefile is forgotten by caches within a minute.
 const ttl = 60
 
-// Service is what a server does for clients: "update" or "llq", over TLS
-// or not.
+// Service is what a server does for clients: "update", "llq" or "push"
+// (DNS Push, over TLS only), over TLS or not.
 type Service struct {
-	Name string // "update" or "llq"
+	Name string // "update", "llq" or "push"
 	TLS  bool
 }
 
@@ -47,6 +47,7 @@ var names = map[string]Service{
 	"_dns-llq._udp":        {"llq", false},
 	"_dns-llq-tls._tcp":    {"llq", true},
 	"_dns-llq-tls._udp":    {"llq", true},
+	"_dns-push-tls._tcp":   {"push", true}, // RFC 8765 §6.1
 }
 
 // SrvDiscovery is the srv-discovery plugin's handler.

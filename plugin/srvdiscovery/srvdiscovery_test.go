@@ -67,6 +67,7 @@ func TestServeDNS(t *testing.T) {
 		update ns2.members.example.com. 853 tls
 		update ns1.members.example.com. 53
 		llq    llq.example.net. 5352
+		push   push.example.net. 853
 	}`, b)
 
 	serial, _ := b.Store().Serial()
@@ -119,6 +120,8 @@ func TestServeDNS(t *testing.T) {
 		{Case: test.Case{Qname: "_DNS-LLQ._UDP.Members.Example.Com.", Qtype: dns.TypeSRV,
 			Answer: srv("_DNS-LLQ._UDP.Members.Example.Com.", 5352, "llq.example.net.")}},
 		// A target outside the zone: no addresses from here.
+		{Case: test.Case{Qname: "_dns-push-tls._tcp.alice.members.example.com.", Qtype: dns.TypeSRV,
+			Answer: srv("_dns-push-tls._tcp.alice.members.example.com.", 853, "push.example.net.")}},
 		{Case: test.Case{Qname: "_dns-llq._udp.alice.members.example.com.", Qtype: dns.TypeSRV,
 			Answer: srv("_dns-llq._udp.alice.members.example.com.", 5352, "llq.example.net.")}},
 		// A user label that looks like a service label is a user label.
