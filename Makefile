@@ -70,7 +70,8 @@ test: build vet
 vet:
 	$(GO) vet ./...
 
-# The benchmarks: a million users in the store beside the same in a key
+# The benchmarks: DNS Push beside LLQ (change latency at 1 k and 100 k
+# subscriptions, memory each); a million users in the store beside the same in a key
 # file (start-up, memory, add and revoke under load); one user's flood of UPDATEs against another's latency,
 # with tsig-update's per-key rate and without; the zone on etcd (two instances on a three-member
 # cluster that syncs) beside the file store, updates/s at c=1 and c=32 and
@@ -81,6 +82,7 @@ vet:
 bench: build
 	BTMM_BENCH_ETCD=full $(GO) test -count=1 -v -run '^TestEtcdBench$$' ./test/bench/
 	BTMM_BENCH_FAIR=full $(GO) test -count=1 -v -run '^TestFairness$$' ./test/bench/
+	BTMM_BENCH_PUSH=full $(GO) test -count=1 -v -timeout 20m -run '^TestPushBench$$' ./test/bench/
 	BTMM_BENCH_USERS=full $(GO) test -count=1 -v -timeout 30m -run '^TestUsersBench$$' ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 100x -timeout 60m ./test/bench/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./plugin/pkg/store/boltstore/
