@@ -5,6 +5,7 @@ package btmm
 import (
 	"context"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/coredns/coredns/plugin"
@@ -182,6 +183,12 @@ func (b *Btmm) records(name string) ([]dns.RR, bool, error) {
 			rrs = append(rrs, &dns.NS{Hdr: b.hdr(name, dns.TypeNS), Ns: ns.name})
 		}
 	}
+	if user, ok := b.enumeration(name); ok {
+		// DNS-SD domain enumeration (RFC 6763 §11): browsing and
+		// registering in a user's domain is done in that domain.
+		exists = true
+		rrs = append(rrs, &dns.PTR{Hdr: b.hdr(name, dns.TypePTR), Ptr: user})
+	}
 	for _, ns := range b.ns {
 		if ns.name != name {
 			continue
@@ -192,6 +199,26 @@ func (b *Btmm) records(name string) ([]dns.RR, bool, error) {
 		}
 	}
 	return rrs, exists, nil
+}
+
+// enumerationLabels are the first labels of RFC 6763 §11's domain
+// enumeration names: browse, default browse, registration, default
+// registration and legacy browse domains.
+var enumerationLabels = []string{"b", "db", "r", "dr", "lb"}
+
+// enumeration reports whether name is a domain-enumeration name at a
+// user's domain (db._dns-sd._udp.alice.ZONE), and returns that domain.
+func (b *Btmm) enumeration(name string) (string, bool) {
+	labels := dns.SplitDomainName(name)
+	if len(labels) < 4 || labels[1] != "_dns-sd" || labels[2] != "_udp" || !slices.Contains(enumerationLabels, labels[0]) {
+		return "", false
+	}
+	i := dns.Split(name)
+	user := name[i[3]:]
+	if store.Owner(b.zone, user) != user || user == b.zone || !b.isUser(user) {
+		return "", false
+	}
+	return user, true
 }
 
 // additional adds the in-zone addresses of the targets of SRV and NS

@@ -157,3 +157,25 @@ func TestUserZones(t *testing.T) {
 		}
 	}
 }
+
+// TestDomainEnumeration: each user's domain answers RFC 6763 §11's
+// browse and registration domain PTRs with itself, so that a DNS-SD
+// client told its domain browses and registers there; other names of the
+// kind are not made up.
+func TestDomainEnumeration(t *testing.T) {
+	b := newTestBtmm(t)
+	b.keys = map[string]keyfile.Key{"alice." + zone: {Name: "alice." + zone, Algorithm: dns.HmacSHA256, Secret: "c2VjcmV0"}}
+	for _, l := range []string{"b", "db", "r", "dr", "lb"} {
+		m := new(dns.Msg)
+		name := l + "._dns-sd._udp.alice." + zone
+		if rcode, err := b.Answer(m, name, dns.TypePTR); err != nil || rcode != dns.RcodeSuccess || len(m.Answer) != 1 || m.Answer[0].(*dns.PTR).Ptr != "alice."+zone {
+			t.Errorf("%s PTR: %s %v %v", name, dns.RcodeToString[rcode], m.Answer, err)
+		}
+	}
+	for _, name := range []string{"b._dns-sd._udp.bob." + zone, "x._dns-sd._udp.alice." + zone, "b._dns-sd._udp.laptop.alice." + zone, "b._dns-sd._udp." + zone} {
+		m := new(dns.Msg)
+		if _, err := b.Answer(m, name, dns.TypePTR); err != nil || len(m.Answer) != 0 {
+			t.Errorf("%s PTR: %v %v, want none", name, m.Answer, err)
+		}
+	}
+}
