@@ -88,6 +88,7 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +140,16 @@ type Config struct {
 	// changes of state are logged, not every renewal.
 	Logf func(format string, args ...any)
 
+	// Protocols are the protocols to ask, in order; nil means
+	// DefaultOrder (PCP, NAT-PMP, UPnP IGD). The first the gateway
+	// answers holds the mapping (Mapping.Protocol).
+	Protocols []Protocol
+
+	// UPnPCheck is how often a UPnP IGD mapping is looked up on the
+	// router between renewals, to notice a router that lost it (UPnP
+	// has no epoch); zero means DefaultUPnPCheck.
+	UPnPCheck time.Duration
+
 	// Now returns the time; nil means time.Now. It dates mappings
 	// (GoodUntil, RenewAt) and drives the epoch check. Waiting is always
 	// done with real timers, for the durations that Now's times imply.
@@ -176,12 +187,21 @@ type Mapping struct {
 	// own address and the internal port. It is the zero AddrPort when
 	// there is no usable mapping (see Err).
 	External netip.AddrPort
-	Internal uint16        // Config.InternalPort
-	Lifetime time.Duration // as granted; 0 unless a NAT-PMP mapping
-	Epoch    uint32        // the gateway's SSSoE in its last response
-	// GoodUntil is when the NAT-PMP mapping expires if not renewed, and
-	// RenewAt when it will be renewed (half the lifetime). Both are zero
-	// unless a NAT-PMP mapping.
+	Internal uint16 // Config.InternalPort
+	// Protocol is the protocol that holds the mapping: PCP, NAT-PMP or
+	// UPnP IGD; ProtoNone when there is no mapping (Public, or Err).
+	Protocol Protocol
+	// Lifetime is the lifetime as granted (the UPnP lease); 0 when there
+	// is no mapping, and for a permanent UPnP mapping (a router that
+	// takes only lease 0).
+	Lifetime time.Duration
+	// Epoch is the gateway's epoch (NAT-PMP's SSSoE, PCP's epoch time)
+	// in its last response; 0 with UPnP IGD, which has none.
+	Epoch uint32
+	// GoodUntil is when the mapping expires if not renewed, and RenewAt
+	// when it will be renewed (NAT-PMP and UPnP: half the lifetime; PCP:
+	// between 1/2 and 5/8 of it). Both are zero when there is no mapping
+	// and for a permanent UPnP mapping.
 	GoodUntil, RenewAt time.Time
 	// Public says there is no NAT to ask: the host's address is public,
 	// or the gateway did not answer NAT-PMP (Err is then a
@@ -220,7 +240,10 @@ func (m Mapping) String() string {
 	case m.Public:
 		return fmt.Sprintf("public %v", m.External)
 	case m.Valid():
-		s := fmt.Sprintf("%v -> :%d via %v for %v", m.External, m.Internal, m.Gateway, m.Lifetime)
+		s := fmt.Sprintf("%v -> :%d via %v (%v) for %v", m.External, m.Internal, m.Gateway, m.Protocol, m.Lifetime)
+		if m.Protocol == ProtoUPnP && m.Lifetime == 0 {
+			s = fmt.Sprintf("%v -> :%d via %v (%v, permanent)", m.External, m.Internal, m.Gateway, m.Protocol)
+		}
 		if m.DoubleNAT {
 			s += " (double NAT?)"
 		}
@@ -236,7 +259,7 @@ func (m Mapping) String() string {
 // same reports whether a and b say the same thing to a publisher: the
 // fields that make a Change.
 func same(a, b Mapping) bool {
-	return a.External == b.External && a.Public == b.Public && a.DoubleNAT == b.DoubleNAT &&
+	return a.External == b.External && a.Public == b.Public && a.DoubleNAT == b.DoubleNAT && a.Protocol == b.Protocol &&
 		a.Gateway == b.Gateway && errString(a.Err) == errString(b.Err)
 }
 
@@ -255,6 +278,13 @@ type Client struct {
 	retryMin       time.Duration
 	retryMax       time.Duration
 	stateLossDelay time.Duration // ≤ 0: none
+	order          []Protocol
+	upnpCheck      time.Duration
+	pcpIRT         time.Duration // RFC 6887's IRT; shorter in tests
+
+	// discoverIGD finds the gateway's UPnP IGD service: discoverIGD
+	// (SSDP), or a fake router in tests.
+	discoverIGD func(ctx context.Context, gw netip.Addr) (*igdService, error)
 
 	changes   chan Mapping  // capacity 1, latest wins; closed when Run returns
 	refresh   chan struct{} // capacity 1
@@ -304,6 +334,24 @@ func New(cfg Config) *Client {
 	}
 	timeout := max(cfg.RequestTimeout, 0)
 	c.newRequester = func(gw netip.Addr) requester { return newPMPGateway(gw, timeout) }
+	c.order = DefaultOrder
+	if cfg.Protocols != nil {
+		c.order = nil
+		for _, p := range cfg.Protocols {
+			if p != ProtoNone && !slices.Contains(c.order, p) {
+				c.order = append(c.order, p)
+			}
+		}
+		if len(c.order) == 0 {
+			panic("portmap: Config.Protocols names no protocol")
+		}
+	}
+	c.upnpCheck = cfg.UPnPCheck
+	if c.upnpCheck <= 0 {
+		c.upnpCheck = DefaultUPnPCheck
+	}
+	c.pcpIRT = pcpIRT
+	c.discoverIGD = discoverIGD
 	if c.retryMin <= 0 {
 		c.retryMin = defaultRetryMin
 	}
