@@ -74,7 +74,7 @@ type upnpState struct {
 	svc       *igdService
 	port      uint16    // the external port mapped; 0 if none
 	permanent bool      // the router takes only lease 0 (error 725)
-	renewAt   time.Time // when the lease is to be renewed
+	renewAt   time.Time // when the lease is to be renewed; zero: never (permanent)
 }
 
 // discoverIGD finds the WANIPConnection service of the router at gw:
@@ -210,7 +210,11 @@ func (c *Client) upnpOnce(ctx context.Context, st *runState, reason why, gw, loc
 	call := func(f func(ctx context.Context) error) error {
 		cctx, cancel := context.WithTimeout(ctx, upnpCallTimeout)
 		defer cancel()
-		return f(cctx)
+		err := f(cctx)
+		if err != nil && ctx.Err() != nil {
+			return ctx.Err() // goupnp wraps the HTTP error with %v
+		}
+		return err
 	}
 	var extStr string
 	if err := call(func(ctx context.Context) (err error) { extStr, err = svc.GetExternalIPAddressCtx(ctx); return err }); err != nil {
@@ -224,7 +228,7 @@ func (c *Client) upnpOnce(ctx context.Context, st *runState, reason why, gw, loc
 	internal := c.cfg.InternalPort
 	now := c.now()
 	lost := false
-	if l := st.last; st.proto == ProtoUPnP && st.upnp.port != 0 && l.Valid() && reason == whyTimer && now.Before(st.upnp.renewAt) {
+	if l := st.last; st.proto == ProtoUPnP && st.upnp.port != 0 && l.Valid() && reason == whyTimer && (st.upnp.renewAt.IsZero() || now.Before(st.upnp.renewAt)) {
 		// Between renewals: is the mapping still there?
 		var (
 			intPort   uint16
@@ -241,7 +245,11 @@ func (c *Client) upnpOnce(ctx context.Context, st *runState, reason why, gw, loc
 			m := l
 			m.External = netip.AddrPortFrom(ext, st.upnp.port)
 			m.DoubleNAT = IsSharedOrPrivate(ext)
-			return m, false, c.upnpWait(st.upnp.renewAt.Sub(now)), nil
+			until := c.upnpCheck // a permanent mapping: never renewed
+			if !st.upnp.renewAt.IsZero() {
+				until = st.upnp.renewAt.Sub(now)
+			}
+			return m, false, c.upnpWait(until), nil
 		case err == nil || upnpCode(err) == upnpNoSuchEntry:
 			lost = true // gone (or someone else's now): the router lost it
 		default:
@@ -303,12 +311,13 @@ func (c *Client) upnpOnce(ctx context.Context, st *runState, reason why, gw, loc
 		Gateway:   gw,
 	}
 	renew := c.upnpCheck
+	st.upnp.renewAt = time.Time{} // a permanent mapping: never renewed, only looked up
 	if lease != 0 {
 		renew = m.Lifetime / 2
 		m.GoodUntil, m.RenewAt = now.Add(m.Lifetime), now.Add(renew)
 		st.mayHoldUntil = m.GoodUntil
+		st.upnp.renewAt = m.RenewAt
 	}
-	st.upnp.renewAt = now.Add(renew)
 	return m, lost, c.upnpWait(renew), nil
 }
 
