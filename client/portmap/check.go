@@ -42,6 +42,9 @@ type runState struct {
 
 	upnp upnpState // gw's UPnP IGD
 
+	// runCtx is Run's ctx: a check's own ctx ends on Refresh too.
+	runCtx context.Context
+
 	last      Mapping // the last Mapping published
 	published bool
 

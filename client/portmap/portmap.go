@@ -411,7 +411,9 @@ func (c *Client) Current() (Mapping, bool) {
 // talking to the old gateway). The cancelled check's request goes on in
 // the background until answered or timed out, and the next request to
 // the same gateway waits for it (one request at a time per gateway,
-// RFC 6886 §3.1); a new gateway is asked at once. It never blocks;
+// RFC 6886 §3.1); a new gateway is asked at once. An SSDP search for a
+// UPnP IGD in progress is not cancelled (it takes 2 s, and the next
+// check uses what it found, if the gateway is the same). It never blocks;
 // several calls before Run gets to them make one check.
 func (c *Client) Refresh() {
 	select {
@@ -456,7 +458,7 @@ func (c *Client) Run(ctx context.Context) error {
 	ann := c.listen()
 	defer func() { ann.close() }()
 
-	st := &runState{}
+	st := &runState{runCtx: ctx}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	why := whyStart

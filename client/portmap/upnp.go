@@ -185,6 +185,14 @@ func (c *Client) checkUPnP(ctx context.Context, st *runState, reason why, gw, lo
 	for attempt := 0; ; attempt++ {
 		fresh := false
 		if st.upnp.svc == nil {
+			// Not cancelled by Refresh (only by Run's end): a network
+			// change during the 2 s search would otherwise start it
+			// over, and the client's own TUN device and routes make a
+			// few just after it starts.
+			ctx := ctx
+			if st.runCtx != nil {
+				ctx = st.runCtx
+			}
 			svc, err := c.discoverIGD(ctx, gw)
 			if err != nil {
 				return Mapping{}, false, 0, err
