@@ -156,6 +156,9 @@ func (c *Client) check(ctx context.Context, st *runState, reason why) time.Durat
 			st.proto = p
 			st.backoff = 0
 			m.Protocol = p
+			if p != ProtoUPnP {
+				c.setUPnPLocation("")
+			}
 			c.publish(st, m, lost && st.published)
 			return max(wait, minRenewWait)
 		}
@@ -368,6 +371,7 @@ func (c *Client) fail(ctx context.Context, st *runState, local netip.Addr, err e
 	}
 	// No mapping is held now: the next check asks every protocol again.
 	st.proto = ProtoNone
+	c.setUPnPLocation("")
 	if IsNoNATPMP(err) {
 		// RFC 6886 §3.8, RFC 6281 §4.1: a routed network.
 		m.External = netip.AddrPortFrom(local, c.cfg.InternalPort)

@@ -46,10 +46,20 @@ type fakeIGDMapping struct {
 
 func newFakeIGD(t *testing.T, version int) *fakeIGD {
 	t.Helper()
+	return newFakeIGDAt(t, version, netip.Addr{})
+}
+
+// newFakeIGDAt starts a fake router at addr (a new port), or at the next
+// nextLoopback address if addr is invalid.
+func newFakeIGDAt(t *testing.T, version int, addr netip.Addr) *fakeIGD {
+	t.Helper()
 	g := &fakeIGD{t: t, version: version, external: testExternal, mappings: map[uint16]fakeIGDMapping{}}
 	var err error
 	for range 20 {
-		g.addr = nextLoopback()
+		g.addr = addr
+		if !addr.IsValid() {
+			g.addr = nextLoopback()
+		}
 		if g.ln, err = net.Listen("tcp4", netip.AddrPortFrom(g.addr, 0).String()); err == nil {
 			break
 		}
@@ -240,4 +250,24 @@ func soapArgs(body []byte) map[string]string {
 			depth--
 		}
 	}
+}
+
+// notify sends an SSDP NOTIFY ssdp:alive for the router's description,
+// with boot as BOOTID.UPNP.ORG, from the router's address (or, with
+// stray, from another) to to.
+func (g *fakeIGD) notify(to netip.AddrPort, boot int, stray bool) {
+	g.t.Helper()
+	from := g.addr
+	if stray {
+		from = nextLoopback()
+	}
+	c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=120\r\n"+
+		"LOCATION: %s\r\nNT: %s\r\nNTS: ssdp:alive\r\nSERVER: fake UPnP/1.1 fake/1\r\n"+
+		"USN: uuid:00000000-0000-0000-0000-000000000003::%s\r\nBOOTID.UPNP.ORG: %d\r\nCONFIGID.UPNP.ORG: 1\r\n\r\n",
+		g.url(), g.serviceType(), g.serviceType(), boot)
 }

@@ -88,6 +88,7 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -162,6 +163,10 @@ type Config struct {
 	// address the announcement socket binds. Port 0 binds an ephemeral
 	// port (tests read it back).
 	AnnounceAddr netip.AddrPort
+	// SSDPAddr replaces DefaultSSDPAddr (239.255.255.250:1900) as the
+	// address the SSDP NOTIFY socket binds (with UPnP IGD in Protocols).
+	// Port 0 binds an ephemeral port (tests read it back).
+	SSDPAddr netip.AddrPort
 	// RequestTimeout bounds each external address and mapping request:
 	// go-nat-pmp resends it after 250 ms, then after doubling waits, until
 	// the timeout, and then it counts as unanswered. Zero means the
@@ -281,6 +286,7 @@ type Client struct {
 	order          []Protocol
 	upnpCheck      time.Duration
 	pcpIRT         time.Duration // RFC 6887's IRT; shorter in tests
+	ssdpAddr       netip.AddrPort
 
 	// discoverIGD finds the gateway's UPnP IGD service: discoverIGD
 	// (SSDP), or a fake router in tests.
@@ -305,8 +311,16 @@ type Client struct {
 	gateway netip.Addr
 	// cancelCheck, when not nil, cancels the check in progress.
 	cancelCheck context.CancelFunc
-	// announceBound is the announcement socket's address once bound.
-	announceBound netip.AddrPort
+	// announceBound is the announcement socket's address once bound,
+	// ssdpBound the SSDP socket's.
+	announceBound, ssdpBound netip.AddrPort
+	// upnpLocation is the description URL of the UPnP IGD that holds
+	// the mapping ("" if none does); upnpBoot the gateway's last
+	// BOOTID.UPNP.ORG; upnpNotified, when not nil, a new description URL
+	// learned from a NOTIFY, for Run's next check.
+	upnpLocation string
+	upnpBoot     string
+	upnpNotified *url.URL
 }
 
 // New returns a Client for cfg. It panics if cfg.InternalPort is 0.
@@ -351,6 +365,10 @@ func New(cfg Config) *Client {
 		c.upnpCheck = DefaultUPnPCheck
 	}
 	c.pcpIRT = pcpIRT
+	c.ssdpAddr = cfg.SSDPAddr
+	if !c.ssdpAddr.IsValid() {
+		c.ssdpAddr = DefaultSSDPAddr
+	}
 	c.discoverIGD = discoverIGD
 	if c.retryMin <= 0 {
 		c.retryMin = defaultRetryMin
@@ -457,6 +475,11 @@ func (c *Client) Run(ctx context.Context) error {
 	defer close(c.changes)
 	ann := c.listen()
 	defer func() { ann.close() }()
+	var ssdp *announceListener
+	if slices.Contains(c.order, ProtoUPnP) {
+		ssdp = c.listenSSDP()
+	}
+	defer func() { ssdp.close() }()
 
 	st := &runState{runCtx: ctx}
 	timer := time.NewTimer(0)
@@ -472,6 +495,11 @@ func (c *Client) Run(ctx context.Context) error {
 			st.backoff = 0
 			if ann == nil {
 				ann = c.listen()
+			}
+			if slices.Contains(c.order, ProtoUPnP) {
+				// Join the SSDP group on the interfaces there are now.
+				ssdp.close()
+				ssdp = c.listenSSDP()
 			}
 		case <-c.announced:
 			why = whyAnnouncement

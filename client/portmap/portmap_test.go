@@ -48,9 +48,11 @@ func startC(t *testing.T, f *fakeNAT, mod func(*Config), cmod func(*Client)) *ha
 	t.Helper()
 	h := &harness{t: t, f: f, checks: make(chan struct{}, 100), done: make(chan error, 1)}
 	cfg := Config{
-		InternalPort:   4500,
-		LocalAddr:      func() (netip.Addr, error) { return testLocal, nil },
-		AnnounceAddr:   netip.MustParseAddrPort("127.0.0.1:0"),
+		InternalPort: 4500,
+		LocalAddr:    func() (netip.Addr, error) { return testLocal, nil },
+		AnnounceAddr: netip.MustParseAddrPort("127.0.0.1:0"),
+		SSDPAddr:     netip.MustParseAddrPort("127.0.0.1:0"), // no multicast group joined
+
 		RequestTimeout: 2 * time.Second,
 		RetryMin:       time.Hour,
 		RetryMax:       time.Hour,

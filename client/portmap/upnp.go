@@ -178,10 +178,24 @@ const upnpCallTimeout = 5 * time.Second
 // the first time (and again when its HTTP server stops answering: a
 // restarted router may listen on another port), then GetExternalIPAddress
 // and AddPortMapping (renewal: the same again). Between renewals a timer
-// check only looks the mapping up (GetSpecificPortMappingEntry); if the
-// router no longer has it, it lost its state: the mapping is added again
-// and reported as a reboot.
+// check, and a check on an SSDP NOTIFY from a restarted router (see
+// ssdp.go), only looks the mapping up (GetSpecificPortMappingEntry); if
+// the router no longer has it, it lost its state: the mapping is added
+// again and reported as a reboot.
 func (c *Client) checkUPnP(ctx context.Context, st *runState, reason why, gw, local netip.Addr) (Mapping, bool, time.Duration, error) {
+	c.mu.Lock()
+	notified := c.upnpNotified
+	c.upnpNotified = nil
+	c.mu.Unlock()
+	if notified != nil && (st.upnp.svc == nil || st.upnp.svc.location.String() != notified.String()) {
+		// A NOTIFY named the router's new description: no search.
+		if svc, err := igdByURL(ctx, notified); err == nil {
+			st.upnp.svc = svc
+			c.logf("portmap: UPnP IGD WANIPConnection:%d at %v", svc.version, svc.location)
+		} else {
+			st.upnp.svc = nil
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		fresh := false
 		if st.upnp.svc == nil {
@@ -201,6 +215,9 @@ func (c *Client) checkUPnP(ctx context.Context, st *runState, reason why, gw, lo
 			c.logf("portmap: UPnP IGD WANIPConnection:%d at %v", svc.version, svc.location)
 		}
 		m, lost, wait, err := c.upnpOnce(ctx, st, reason, gw, local)
+		if err == nil {
+			c.setUPnPLocation(st.upnp.svc.location.String())
+		}
 		var te *upnpTransportError
 		if errors.As(err, &te) {
 			st.upnp.svc = nil
@@ -236,7 +253,7 @@ func (c *Client) upnpOnce(ctx context.Context, st *runState, reason why, gw, loc
 	internal := c.cfg.InternalPort
 	now := c.now()
 	lost := false
-	if l := st.last; st.proto == ProtoUPnP && st.upnp.port != 0 && l.Valid() && reason == whyTimer && (st.upnp.renewAt.IsZero() || now.Before(st.upnp.renewAt)) {
+	if l := st.last; st.proto == ProtoUPnP && st.upnp.port != 0 && l.Valid() && (reason == whyTimer || reason == whyAnnouncement) && (st.upnp.renewAt.IsZero() || now.Before(st.upnp.renewAt)) {
 		// Between renewals: is the mapping still there?
 		var (
 			intPort   uint16
@@ -327,6 +344,14 @@ func (c *Client) upnpOnce(ctx context.Context, st *runState, reason why, gw, loc
 		st.upnp.renewAt = m.RenewAt
 	}
 	return m, lost, c.upnpWait(renew), nil
+}
+
+// setUPnPLocation records the description URL of the UPnP IGD that holds
+// the mapping, for readNotifies ("": none does).
+func (c *Client) setUPnPLocation(loc string) {
+	c.mu.Lock()
+	c.upnpLocation = loc
+	c.mu.Unlock()
 }
 
 // upnpWait is the wait before the next timer check: until the renewal,

@@ -267,3 +267,75 @@ func TestUPnPCancel(t *testing.T) {
 		t.Errorf("Run returned %v after ctx ended", d)
 	}
 }
+
+// ssdpTo returns the address of the Client's SSDP socket.
+func (h *harness) ssdpTo() netip.AddrPort {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	if !h.c.ssdpBound.IsValid() {
+		h.t.Fatal("no SSDP socket")
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), h.c.ssdpBound.Port())
+}
+
+// TestUPnPNotify: a router that restarted says so in an SSDP NOTIFY (a
+// new BOOTID, or a new LOCATION: miniupnpd's HTTP port changes at each
+// start); the mapping is looked up at once, found gone, added again (at
+// the new LOCATION, with no SSDP search), and the Change says Reboot.
+// NOTIFYs from elsewhere, and repeats, are ignored.
+func TestUPnPNotify(t *testing.T) {
+	t.Parallel()
+	g := newFakeIGD(t, 2)
+	var mu sync.Mutex
+	loc := g.url()
+	searches := 0
+	h := startC(t, nil, func(c *Config) {
+		c.Protocols = []Protocol{ProtoUPnP}
+		c.Gateway = func() (netip.Addr, error) { return g.addr, nil }
+	}, func(c *Client) {
+		find := igdAt(&mu, &loc)
+		c.discoverIGD = func(ctx context.Context, gw netip.Addr) (*igdService, error) {
+			mu.Lock()
+			searches++
+			mu.Unlock()
+			return find(ctx, gw)
+		}
+	})
+	h.waitCheck()
+	first := h.change()
+	to := h.ssdpTo()
+
+	g.notify(to, 1, false) // the boot counter, first heard
+	g.notify(to, 2, true)  // from another address
+	h.noCheck(300 * time.Millisecond)
+
+	// Restarted, same description URL, new BOOTID.
+	g.reboot()
+	t0 := time.Now()
+	g.notify(to, 2, false)
+	h.waitCheck()
+	m := h.change()
+	if d := time.Since(t0); d > time.Second || !m.Reboot || m.External != first.External {
+		t.Fatalf("%v after the NOTIFY: %+v, want %v again with Reboot", time.Since(t0), m, first.External)
+	}
+	g.notify(to, 2, false) // a repeat
+	h.noCheck(300 * time.Millisecond)
+
+	// Restarted on a new HTTP port, its mappings gone.
+	g.srv.Close()
+	g2 := newFakeIGDAt(t, 2, g.addr)
+	g2.notify(to, 3, false)
+	h.waitCheck()
+	m = h.change()
+	if !m.Reboot || m.External != first.External {
+		t.Fatalf("after the move: %+v, want %v again with Reboot", m, first.External)
+	}
+	if _, ok := g2.mapping(4500); !ok {
+		t.Errorf("no mapping on the restarted router: %v", g2.log())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if searches != 1 {
+		t.Errorf("%d searches, want 1: a NOTIFY's LOCATION needs none", searches)
+	}
+}
