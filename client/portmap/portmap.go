@@ -1,32 +1,115 @@
-// Package portmap keeps a NAT-PMP (RFC 6886) mapping of the tunnel's UDP
-// port on the default gateway, as Back to My Mac does (RFC 6281 §4), and
-// says where the host can be reached from outside: the gateway's external
+// Package portmap keeps a mapping of the tunnel's UDP port on the default
+// gateway, as Back to My Mac does with NAT-PMP (RFC 6281 §4), and says
+// where the host can be reached from outside: the gateway's external
 // address and the mapped port, or, with no NAT, the host's own address
-// and port.
+// and port. It speaks three port mapping protocols and uses the first
+// the gateway answers.
+//
+// # Which protocol, in which order
+//
+// A Client asks, in Config.Protocols' order, by default (DefaultOrder):
+//
+//  1. PCP, the Port Control Protocol (RFC 6887), a MAP request for the
+//     UDP port. PCP is NAT-PMP's standards-track successor on the same
+//     port (5351), and RFC 6886 §1.1 asks clients to try it first. One
+//     round trip gives the external address and port; a random nonce ties
+//     answers to the request (no reply can be taken for another's); its
+//     epoch shows a gateway that lost its state; and miniupnpd, the most
+//     common implementation, multicasts an ANNOUNCE when it restarts. A
+//     gateway that speaks only NAT-PMP answers a PCP request at once with
+//     Unsupported Version (RFC 6886 §1.1), so asking PCP first costs such
+//     a gateway one round trip.
+//  2. NAT-PMP (RFC 6886): the same port and the same model, for gateways
+//     without PCP (older AirPort base stations, older firmware). It has
+//     an epoch (SSSoE) and announcements too.
+//  3. UPnP IGD (WANIPConnection:2, else :1) through github.com/huin/goupnp.
+//     More home routers have it than PCP or NAT-PMP, but it is the
+//     heaviest and slowest to find (an SSDP multicast search, 2 s, then
+//     XML over HTTP and SOAP), and it has neither an epoch nor
+//     announcements of its own, so it comes last: it is asked only when
+//     nothing answers on port 5351.
+//
+// What a protocol's absence costs: an ICMP port unreachable from port 5351
+// (nothing listens there) or an Unsupported Version ends PCP and NAT-PMP
+// at once. A silent port 5351 costs PCP its probe bound (5 s: sends at 0
+// and about 3 s) and NAT-PMP its probe bound (2 s: sends at 0, 250 and
+// 750 ms), then the SSDP search takes 2 s. The protocol that answered
+// holds the mapping (Mapping.Protocol) and is asked alone from then on;
+// after Refresh (a network change: the gateway at the same address may
+// be another router) it is asked first and the others after it. When no
+// protocol holds a mapping any more (refused, or expired unanswered), the
+// next check asks all of them in order again. A protocol that refuses
+// (a result code) does not stop the others from being asked; if all
+// fail, Err is the first refusal, or, if none answered at all, one
+// *NoNATPMPError naming every protocol asked (and the host is taken to
+// be on a public network).
+//
+// The host's address decides whether any of them is asked: only when it
+// is private (RFC 1918) or shared (100.64/10). Otherwise the host is
+// taken to be on a public network, and the Mapping is Public.
+//
+// # The state machine
 //
 // A Client does its work in Run, which owns all the protocol state. It
-// follows the client behaviour of RFC 6886 (§3.2–§3.7):
+// follows the client behaviour of RFC 6886 (§3.2–§3.7) and RFC 6887
+// (§8, §11), and the same plan for UPnP IGD:
 //
-//	PROBE  --external address + mapping--> MAPPED
-//	  \--no answer / ICMP unreachable--> PUBLIC (probe again later, at once after Refresh or an announcement)
+//	PROBE  --a protocol maps the port--> MAPPED (by that protocol)
+//	  \--no protocol answers / ICMP unreachable--> PUBLIC (probe again later, at once after Refresh or an announcement)
 //	  \--result code / malformed answer--> NO MAPPING (Err says why; probe again later)
-//	MAPPED --half the granted lifetime--> renew (suggesting the granted port) --> MAPPED
-//	MAPPED --epoch check fails (gateway rebooted)--> mapping recreated --> MAPPED (Change sent)
-//	MAPPED --announcement / Refresh--> re-check at once
-//	any    --ctx done--> delete (lifetime 0), Run returns
+//	MAPPED --renewal time--> renew (suggesting the port granted) --> MAPPED
+//	MAPPED --epoch check fails, or UPnP mapping gone (gateway rebooted)--> mapping recreated --> MAPPED (Change sent)
+//	MAPPED --announcement / SSDP NOTIFY / Refresh--> re-check at once
+//	any    --ctx done--> delete (lifetime 0 / DeletePortMapping), Run returns
 //
-// Every check (the first, each renewal, each re-check) asks the gateway
-// for its external address and then sends the mapping request, so every
-// check both refreshes the mapping and re-reads the address. Every
-// successful response goes through RFC 6886 §3.6's epoch check: an SSSoE
-// more than 2 s below last + 7/8 of the local time elapsed means the
-// gateway lost its mappings; the mapping request of the same check then
-// recreates the mapping (suggesting the port granted before), and a
-// Change is sent even if nothing else changed.
+// NAT-PMP: every check (the first, each renewal, each re-check) asks the
+// gateway for its external address and then sends the mapping request,
+// so every check both refreshes the mapping and re-reads the address.
+// Every successful response goes through RFC 6886 §3.6's epoch check: an
+// SSSoE more than 2 s below last + 7/8 of the local time elapsed means
+// the gateway lost its mappings; the mapping request of the same check
+// then recreates the mapping (suggesting the port granted before), and a
+// Change is sent even if nothing else changed. Renewal at half the
+// granted lifetime.
 //
-// The host's address decides whether NAT-PMP is tried at all: only when
-// it is private (RFC 1918) or shared (100.64/10). Otherwise the host is
-// taken to be on a public network, and the Mapping is Public.
+// PCP: every check sends one MAP request (address and port come back
+// together), with the mapping's nonce, drawn once per gateway and used
+// for every request about the mapping (retransmissions, renewals, its
+// recreation, its deletion), and the host's address as IPv4-mapped IPv6
+// (the address the request leaves from, or the gateway answers
+// ADDRESS_MISMATCH). A renewal suggests the external address and port
+// assigned before. Requests are retransmitted as RFC 6887 §8.1.1 says
+// (after 3 s ±10 %, then doubling, up to 1024 s), bounded: while probing
+// by 5 s (Config.RequestTimeout in tests), while renewing a mapping held
+// by its expiry. Datagrams that are no answer to the request (another
+// nonce, port or opcode, malformed) are dropped and the wait goes on.
+// Every response, an error included, goes through §8.5's epoch check
+// (the server's epoch went back by more than 1 s, or its and our clock
+// disagree on the time since the last response by more than 2 s + 1/16):
+// a failed check means the gateway lost its state, and the Change says
+// Reboot. On an ANNOUNCE (§14.1.3) the mapping is renewed after a random
+// wait of up to Config.StateLossDelay. Renewal at a random point between
+// 1/2 and 5/8 of the lifetime (§11.2.1). Result codes become a
+// *PCPResultError; NETWORK_FAILURE counts as a double NAT (IsDoubleNAT).
+// Deletion: a MAP with lifetime 0 and the nonce, sent once.
+//
+// UPnP IGD: the service is found by SSDP (WANIPConnection:2 and :1 at
+// once; only a device whose description is on the default gateway
+// counts) and kept; when its HTTP server stops answering (a restarted
+// miniupnpd listens on a new port) it is found again. A check asks
+// GetExternalIPAddress and AddPortMapping (the internal port, the
+// host's address, the suggested external port; on ConflictInMappingEntry
+// AddAnyPortMapping on IGD:2, random ports on IGD:1) with a lease of the
+// lifetime; a router that takes only permanent mappings
+// (OnlyPermanentLeasesSupported, 725) gets lease 0, which is never
+// renewed and is deleted on exit. The lease is renewed at half its
+// length, and in between, every Config.UPnPCheck (15 s), the mapping is
+// looked up (GetSpecificPortMappingEntry): if it is gone, the router lost
+// it, and it is added again (Reboot). An SSDP NOTIFY from the gateway
+// with a new boot counter or description URL (what a restarted router
+// multicasts) makes that lookup happen at once, at the new URL. SOAP
+// faults become a *UPnPError; every call takes the check's context and
+// is bounded by 5 s.
 //
 // Changes, Current and Refresh are safe for concurrent use and never
 // block. Changes is coalesced: a reader that falls behind sees only the
@@ -70,6 +153,8 @@
 // toward the gateway (the library is not given a local address); the
 // tunnel must send from that address and from Config.InternalPort.
 //
+// # Announcements
+//
 // Announcements are heard on a socket bound to 224.0.0.1:5350 with
 // SO_REUSEADDR and SO_REUSEPORT, shared with any other NAT-PMP client on
 // the host. Linux makes every interface with the MULTICAST flag a member
@@ -79,7 +164,10 @@
 // datagrams from the current gateway are considered, and only NAT-PMP
 // external-address announcements (opcode 128) and PCP ANNOUNCE (version
 // 2, opcode 0: what miniupnpd sends after a restart); each is a hint to
-// re-check, never trusted for the address or the epoch.
+// re-check, never trusted for the address or the epoch. SSDP NOTIFYs are
+// heard on 239.255.255.250:1900 (SO_REUSEADDR and SO_REUSEPORT too; the
+// group joined on every multicast-capable interface, again after each
+// Refresh) while UPnP IGD is among the protocols; see ssdp.go.
 package portmap
 
 import (
