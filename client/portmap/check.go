@@ -289,9 +289,23 @@ func (c *Client) checkPCP(ctx context.Context, st *runState, reason why, gw neti
 	if reason == whyAnnouncement && st.proto == ProtoPCP && c.stateLossDelay > 0 {
 		// An ANNOUNCE says the gateway lost its state (RFC 6887 §14.1.3),
 		// and every client of the gateway heard it: wait a random time
-		// before recreating the mapping.
-		if !sleep(ctx, rand.N(c.stateLossDelay)) {
-			return Mapping{}, false, 0, ctx.Err()
+		// before recreating the mapping. A new external address that
+		// the gateway announced with NAT-PMP (miniupnpd sends that too
+		// when its address changes, just before or after the ANNOUNCE)
+		// is published meanwhile.
+		c.earlyAddress(ctx, st, gw)
+		wait := time.NewTimer(rand.N(c.stateLossDelay))
+		defer wait.Stop()
+	waiting:
+		for {
+			select {
+			case <-wait.C:
+				break waiting
+			case <-ctx.Done():
+				return Mapping{}, false, 0, ctx.Err()
+			case <-c.pmpAnnounced:
+				c.earlyAddress(ctx, st, gw)
+			}
 		}
 	}
 	mrd := pcpProbeMRD
@@ -340,6 +354,30 @@ func (c *Client) checkPCP(ctx context.Context, st *runState, reason why, gw neti
 		Gateway:   gw,
 	}
 	return m, lost, renew, nil
+}
+
+// earlyAddress publishes, for a PCP mapping, the new external address of
+// a NAT-PMP announcement, as checkPMP does: the address is news at once,
+// and a gateway that lost no mapping (miniupnpd, which only changed its
+// address) keeps the port. PCP has no request that only reads the
+// address, but a gateway that announces with NAT-PMP answers NAT-PMP's
+// external address request, which changes nothing on it: the address is
+// published if that answer confirms it.
+func (c *Client) earlyAddress(ctx context.Context, st *runState, gw netip.Addr) {
+	c.mu.Lock()
+	announced := c.announcedExt
+	c.announcedExt = netip.Addr{}
+	c.mu.Unlock()
+	l := st.last
+	if !announced.IsValid() || !l.Valid() || l.Public || l.Gateway != gw || announced == l.External.Addr() {
+		return
+	}
+	if ext, _, err := st.req.Probe(ctx); err == nil && ext == announced {
+		early := l
+		early.External = netip.AddrPortFrom(ext, l.External.Port())
+		early.DoubleNAT = IsSharedOrPrivate(ext)
+		c.publish(st, early, false)
+	}
 }
 
 // errNoExternalPCP is a PCP success that carries no usable address or port.

@@ -470,3 +470,39 @@ func TestPCPCancel(t *testing.T) {
 		t.Errorf("Run returned %v after ctx ended", d)
 	}
 }
+
+// TestPCPNewAddressBeforeStateLossDelay: a gateway that changes its
+// address announces it with NAT-PMP and PCP (miniupnpd on SIGUSR1): the
+// new address, confirmed by a NAT-PMP external address request, is
+// published at once with the port held; the PCP mapping is renewed after
+// the wait.
+func TestPCPNewAddressBeforeStateLossDelay(t *testing.T) {
+	t.Parallel()
+	f := newFakeNAT(t)
+	f.set(func(f *fakeNAT) { f.pcp = true })
+	h := start(t, f, func(c *Config) { pcpFirst(c); c.StateLossDelay = 3 * time.Second })
+	h.waitCheck()
+	first := h.change()
+	if first.Protocol != ProtoPCP {
+		t.Fatalf("mapping %+v, want PCP", first)
+	}
+	next := netip.MustParseAddr("203.0.113.77")
+	f.set(func(f *fakeNAT) { f.external = next })
+	f.setEpoch(0)
+	t0 := time.Now()
+	f.send(f.pmpAnnouncement(), h.announceTo())
+	m := h.change()
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("the new address came %v after the announcement, want before the state-loss wait", d)
+	}
+	if want := netip.AddrPortFrom(next, first.External.Port()); m.External != want || m.Protocol != ProtoPCP {
+		t.Fatalf("early mapping %+v, want %v by PCP", m, want)
+	}
+	h.waitCheck() // the MAP after the wait
+	if n := len(f.pcpRequests()); n != 2 {
+		t.Errorf("%d PCP requests, want the renewal after the wait", n)
+	}
+	if c := f.counts(); c.addr != 1 || c.mapping != 0 {
+		t.Errorf("NAT-PMP requests %+v, want one external address request", c)
+	}
+}

@@ -88,7 +88,10 @@
 // disagree on the time since the last response by more than 2 s + 1/16):
 // a failed check means the gateway lost its state, and the Change says
 // Reboot. On an ANNOUNCE (§14.1.3) the mapping is renewed after a random
-// wait of up to Config.StateLossDelay. Renewal at a random point between
+// wait of up to Config.StateLossDelay; a new external address that the
+// gateway announced with NAT-PMP meanwhile (miniupnpd announces an
+// address change both ways) is published before the wait, once a NAT-PMP
+// external address request (which changes nothing) confirms it. Renewal at a random point between
 // 1/2 and 5/8 of the lifetime (§11.2.1). Result codes become a
 // *PCPResultError; NETWORK_FAILURE counts as a double NAT (IsDoubleNAT).
 // Deletion: a MAP with lifetime 0 and the nonce, sent once.
@@ -409,6 +412,12 @@ type Client struct {
 	upnpLocation string
 	upnpBoot     string
 	upnpNotified *url.URL
+	// announcedExt is the external address of the last NAT-PMP
+	// announcement, for a PCP check (see checkPCP).
+	announcedExt netip.Addr
+	// pmpAnnounced (capacity 1) is signalled with each NAT-PMP
+	// announcement, for a PCP check waiting after an ANNOUNCE.
+	pmpAnnounced chan struct{}
 }
 
 // New returns a Client for cfg. It panics if cfg.InternalPort is 0.
@@ -425,6 +434,7 @@ func New(cfg Config) *Client {
 		changes:        make(chan Mapping, 1),
 		refresh:        make(chan struct{}, 1),
 		announced:      make(chan struct{}, 1),
+		pmpAnnounced:   make(chan struct{}, 1),
 	}
 	lt := cfg.Lifetime
 	if lt == 0 {
