@@ -1,5 +1,5 @@
 // Package daemon is `btmm-client run`: it ties the host's identity, its
-// NAT-PMP mapping, the publication of its records, the watch on the user's
+// NAT mapping, the publication of its records, the watch on the user's
 // other hosts and the network monitor together, and answers `status` on
 // a local socket.
 //
@@ -364,7 +364,11 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 	case m.Public:
 		d.logf("no NAT here: publishing the host's own address %s", public)
 	case m.Valid():
-		d.logf("mapped %s → port %d (NAT-PMP, epoch %d, lifetime %v)", public, m.Internal, m.Epoch, m.Lifetime)
+		if m.Protocol == portmap.ProtoUPnP {
+			d.logf("mapped %s → port %d (%v, lease %v)", public, m.Internal, m.Protocol, m.Lifetime)
+		} else {
+			d.logf("mapped %s → port %d (%v, epoch %d, lifetime %v)", public, m.Internal, m.Protocol, m.Epoch, m.Lifetime)
+		}
 	default:
 		d.logf("no usable mapping (%v): the other hosts cannot reach this one", m.Err)
 		return
@@ -479,14 +483,18 @@ func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
 	return out
 }
 
-// MappingStatus is the NAT-PMP mapping as status shows it.
+// MappingStatus is the NAT mapping as status shows it.
 type MappingStatus struct {
-	External  string    `json:"external,omitempty"`
-	Public    bool      `json:"public"` // no NAT
-	Gateway   string    `json:"gateway,omitempty"`
-	Epoch     uint32    `json:"epoch,omitempty"`
-	GoodUntil time.Time `json:"good_until,omitzero"`
-	Error     string    `json:"error,omitempty"`
+	External string `json:"external,omitempty"`
+	Public   bool   `json:"public"` // no NAT
+	// Protocol is the protocol that holds the mapping: "pcp", "natpmp"
+	// or "upnp" (portmap.Protocol's Key); empty when there is none.
+	Protocol  string        `json:"protocol,omitempty"`
+	Lifetime  time.Duration `json:"lifetime,omitempty"` // as granted; 0 for a permanent UPnP mapping
+	Gateway   string        `json:"gateway,omitempty"`
+	Epoch     uint32        `json:"epoch,omitempty"`
+	GoodUntil time.Time     `json:"good_until,omitzero"`
+	Error     string        `json:"error,omitempty"`
 }
 
 // Status returns the daemon's state.
@@ -494,7 +502,7 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	m := d.mapping
 	d.mu.Unlock()
-	ms := MappingStatus{Public: m.Public, Epoch: m.Epoch, GoodUntil: m.GoodUntil}
+	ms := MappingStatus{Public: m.Public, Protocol: m.Protocol.Key(), Lifetime: m.Lifetime, Epoch: m.Epoch, GoodUntil: m.GoodUntil}
 	if m.External.IsValid() {
 		ms.External = m.External.String()
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/openbtmm/btmm/client/portmap"
 )
 
 // The client's metrics are read from Status at each scrape, so that the
@@ -18,7 +20,8 @@ import (
 var (
 	mMappingUp     = desc("mapping_up", "1 when the host has a public endpoint (a NAT mapping, or no NAT), else 0.")
 	mMappingPublic = desc("mapping_public", "1 when the host is on a public network (no NAT), else 0.")
-	mMappingEpoch  = desc("mapping_epoch_seconds", "The NAT-PMP gateway's seconds since its start of epoch, at the last mapping.")
+	mMappingProto  = desc("mapping_protocol", "1 for the protocol that holds the mapping (pcp, natpmp or upnp), 0 for the others.", "protocol")
+	mMappingEpoch  = desc("mapping_epoch_seconds", "The gateway's epoch (NAT-PMP's seconds since start of epoch, PCP's epoch time) at the last mapping; 0 with UPnP IGD.")
 	mMappingUntil  = desc("mapping_good_until_timestamp_seconds", "When the current mapping's lifetime ends (Unix time).")
 	mPublished     = desc("published_timestamp_seconds", "When the host's records were last published (Unix time; 0: never).")
 	mPublishError  = desc("publish_error", "1 while the last UPDATE failed, else 0.")
@@ -76,6 +79,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m := st.Mapping
 	gauge(mMappingUp, flag(m.External != ""))
 	gauge(mMappingPublic, flag(m.Public))
+	for _, p := range portmap.DefaultOrder {
+		gauge(mMappingProto, flag(m.Protocol == p.Key()), p.Key())
+	}
 	gauge(mMappingEpoch, float64(m.Epoch))
 	gauge(mMappingUntil, unix(m.GoodUntil))
 	gauge(mPublished, unix(st.Publish.Published))

@@ -18,7 +18,7 @@ import (
 
 func sampleStatus() Status {
 	return Status{
-		Mapping: MappingStatus{External: "203.0.113.7:4500", Epoch: 1200, GoodUntil: time.Unix(1_900_000_000, 0)},
+		Mapping: MappingStatus{External: "203.0.113.7:4500", Protocol: "pcp", Epoch: 1200, GoodUntil: time.Unix(1_900_000_000, 0)},
 		Publish: publish.Status{Published: time.Unix(1_800_000_000, 0)},
 		Watch:   watch.Status{Mode: "llq", LLQs: 5},
 		Peers:   []watch.Peer{{Host: "desktop.alice.members.example.com."}},
@@ -59,6 +59,9 @@ func TestMetrics(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
 		"btmm_client_mapping_up 1",
+		`btmm_client_mapping_protocol{protocol="pcp"} 1`,
+		`btmm_client_mapping_protocol{protocol="natpmp"} 0`,
+		`btmm_client_mapping_protocol{protocol="upnp"} 0`,
 		"btmm_client_peers 1",
 		`btmm_client_tunnel_receive_bytes_total{peer="fd00::b"} 2000`,
 		`btmm_client_tunnel_transmit_bytes_total{peer="fd00::b"} 1000`,

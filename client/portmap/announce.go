@@ -115,6 +115,13 @@ func (c *Client) readAnnouncements(conn *net.UDPConn) {
 		if a.pcp {
 			c.logf("portmap: PCP ANNOUNCE from %v (epoch %d); re-checking", gw, a.epoch)
 		} else {
+			c.mu.Lock()
+			c.announcedExt = a.external
+			c.mu.Unlock()
+			select {
+			case c.pmpAnnounced <- struct{}{}:
+			default:
+			}
 			c.logf("portmap: NAT-PMP announcement from %v (external %v, epoch %d); re-checking", gw, a.external, a.epoch)
 		}
 		select {

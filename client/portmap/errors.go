@@ -19,22 +19,31 @@ func (e *ResultError) Error() string {
 	return fmt.Sprintf("portmap: NAT-PMP %s: result %d (%v)", e.Op, uint16(e.Code), e.Code)
 }
 
-// IsDoubleNAT reports whether err is (or wraps) a NAT-PMP result 3,
-// "network failure": the gateway has no external address of its own, which
-// in practice means it sits behind another NAT (RFC 6281 §4.4), where a
-// mapping would be useless.
+// IsDoubleNAT reports whether err is (or wraps) a NAT-PMP result 3 or a
+// PCP result 7, "network failure": the gateway has no external address of
+// its own, which in practice means it sits behind another NAT (RFC 6281
+// §4.4), where a mapping would be useless.
 func IsDoubleNAT(err error) bool {
 	var re *ResultError
-	return errors.As(err, &re) && re.Code == ResultNetworkFailure
+	var pe *PCPResultError
+	return errors.As(err, &re) && re.Code == ResultNetworkFailure ||
+		errors.As(err, &pe) && pe.Code == PCPNetworkFailure
 }
 
-// NoNATPMPError says the gateway did not answer NAT-PMP: no response after
-// every retransmission, or an ICMP port unreachable. Per RFC 6886 §3.8 and
-// RFC 6281 §4.1 this is not a fault but a routed (public) network, so it
-// should not be logged as an error.
+// NoNATPMPError says the gateway did not answer the port mapping
+// protocols asked (NAT-PMP alone unless Protocols says otherwise): no
+// response after every retransmission, an ICMP port unreachable, a
+// gateway that does not speak the protocol's version, or no UPnP IGD
+// found. Per RFC 6886 §3.8 and RFC 6281 §4.1 this is not a fault but a
+// routed (public) network, so it should not be logged as an error.
 type NoNATPMPError struct {
 	Gateway netip.Addr
-	Err     error // ErrNoAnswer, or the ECONNREFUSED that reports an ICMP port unreachable
+	// Err is ErrNoAnswer, the ECONNREFUSED that reports an ICMP port
+	// unreachable, or (PCP) errPCPVersion, "unsupported version".
+	Err error
+	// Protocols are the protocols that went unanswered; nil means
+	// NAT-PMP.
+	Protocols []Protocol
 }
 
 // ErrNoAnswer is the NoNATPMPError.Err of a gateway that stayed silent.
@@ -45,7 +54,11 @@ func (e *NoNATPMPError) Error() string {
 	if errors.Is(e.Err, syscall.ECONNREFUSED) {
 		why = "port unreachable"
 	}
-	return fmt.Sprintf("portmap: no NAT-PMP at %v: %s", e.Gateway, why)
+	what := "NAT-PMP"
+	if len(e.Protocols) > 0 {
+		what = protocolList(e.Protocols)
+	}
+	return fmt.Sprintf("portmap: no %s at %v: %s", what, e.Gateway, why)
 }
 
 func (e *NoNATPMPError) Unwrap() error { return e.Err }

@@ -34,7 +34,7 @@ type fakeNAT struct {
 	// The epoch is epochBase plus the whole seconds since epochAt.
 	epochBase uint32
 	epochAt   time.Time
-	mappings  map[uint16]fakeMapping // by internal port
+	mappings  map[uint16]fakeMapping // by internal port (NAT-PMP and PCP alike, as in miniupnpd)
 	taken     map[uint16]bool        // external ports in use by someone else
 	nextPort  uint16                 // where port allocation starts
 	// maxLifetime caps granted lifetimes (0: no cap).
@@ -52,6 +52,19 @@ type fakeNAT struct {
 	// a wrong address and port from another address.
 	stray bool
 
+	// PCP (see fake_pcp_test.go). pcp says to speak it (version 2), as
+	// miniupnpd does; otherwise a PCP request gets NAT-PMP's Unsupported
+	// Version, as a NAT-PMP-only gateway answers (RFC 6886 §1.1).
+	pcp bool
+	// pcpResult, when not 0, answers MAP requests with that result.
+	pcpResult uint8
+	// pcpSilent counts down: that many PCP requests go unanswered.
+	pcpSilent int
+	// pcpJunk, when not "", names the datagram (pcpJunkFor) to send
+	// before every PCP answer.
+	pcpJunk string
+	pcpLog  []fakePCPReq // MAP requests, in order
+
 	// Counts of what arrived.
 	addrReqs, mapReqs, deletes, others int
 	mapLog                             []fakeMapReq // mapping requests, deletions included, in order
@@ -67,6 +80,7 @@ type fakeRecv struct {
 type fakeMapping struct {
 	external uint16
 	lifetime uint32
+	nonce    [12]byte // PCP's; zero for a NAT-PMP mapping
 }
 
 type fakeMapReq struct {
@@ -159,10 +173,18 @@ func (f *fakeNAT) serve() {
 			r.op = req[1]
 		}
 		f.recv = append(f.recv, r)
-		reply, junk := f.handleLocked(req)
+		var reply, junk []byte
+		if len(req) > 0 && req[0] == pcpVersion && f.pcp {
+			reply, junk = f.handlePCPLocked(req, from)
+		} else {
+			reply, junk = f.handleLocked(req)
+		}
 		stray := f.stray
 		f.mu.Unlock()
 		if reply == nil {
+			if junk != nil {
+				f.conn.WriteToUDPAddrPort(junk, from)
+			}
 			continue
 		}
 		if stray {

@@ -1,32 +1,118 @@
-// Package portmap keeps a NAT-PMP (RFC 6886) mapping of the tunnel's UDP
-// port on the default gateway, as Back to My Mac does (RFC 6281 §4), and
-// says where the host can be reached from outside: the gateway's external
+// Package portmap keeps a mapping of the tunnel's UDP port on the default
+// gateway, as Back to My Mac does with NAT-PMP (RFC 6281 §4), and says
+// where the host can be reached from outside: the gateway's external
 // address and the mapped port, or, with no NAT, the host's own address
-// and port.
+// and port. It speaks three port mapping protocols and uses the first
+// the gateway answers.
+//
+// # Which protocol, in which order
+//
+// A Client asks, in Config.Protocols' order, by default (DefaultOrder):
+//
+//  1. PCP, the Port Control Protocol (RFC 6887), a MAP request for the
+//     UDP port. PCP is NAT-PMP's standards-track successor on the same
+//     port (5351), and RFC 6886 §1.1 asks clients to try it first. One
+//     round trip gives the external address and port; a random nonce ties
+//     answers to the request (no reply can be taken for another's); its
+//     epoch shows a gateway that lost its state; and miniupnpd, the most
+//     common implementation, multicasts an ANNOUNCE when it restarts. A
+//     gateway that speaks only NAT-PMP answers a PCP request at once with
+//     Unsupported Version (RFC 6886 §1.1), so asking PCP first costs such
+//     a gateway one round trip.
+//  2. NAT-PMP (RFC 6886): the same port and the same model, for gateways
+//     without PCP (older AirPort base stations, older firmware). It has
+//     an epoch (SSSoE) and announcements too.
+//  3. UPnP IGD (WANIPConnection:2, else :1) through github.com/huin/goupnp.
+//     More home routers have it than PCP or NAT-PMP, but it is the
+//     heaviest and slowest to find (an SSDP multicast search, 2 s, then
+//     XML over HTTP and SOAP), and it has neither an epoch nor
+//     announcements of its own, so it comes last: it is asked only when
+//     nothing answers on port 5351.
+//
+// What a protocol's absence costs: an ICMP port unreachable from port 5351
+// (nothing listens there) or an Unsupported Version ends PCP and NAT-PMP
+// at once. A silent port 5351 costs PCP its probe bound (5 s: sends at 0
+// and about 3 s) and NAT-PMP its probe bound (2 s: sends at 0, 250 and
+// 750 ms), then the SSDP search takes 2 s. The protocol that answered
+// holds the mapping (Mapping.Protocol) and is asked alone from then on;
+// after Refresh (a network change: the gateway at the same address may
+// be another router) it is asked first and the others after it. When no
+// protocol holds a mapping any more (refused, or expired unanswered), the
+// next check asks all of them in order again. A protocol that refuses
+// (a result code) does not stop the others from being asked; if all
+// fail, Err is the first refusal, or, if none answered at all, one
+// *NoNATPMPError naming every protocol asked (and the host is taken to
+// be on a public network).
+//
+// The host's address decides whether any of them is asked: only when it
+// is private (RFC 1918) or shared (100.64/10). Otherwise the host is
+// taken to be on a public network, and the Mapping is Public.
+//
+// # The state machine
 //
 // A Client does its work in Run, which owns all the protocol state. It
-// follows the client behaviour of RFC 6886 (§3.2–§3.7):
+// follows the client behaviour of RFC 6886 (§3.2–§3.7) and RFC 6887
+// (§8, §11), and the same plan for UPnP IGD:
 //
-//	PROBE  --external address + mapping--> MAPPED
-//	  \--no answer / ICMP unreachable--> PUBLIC (probe again later, at once after Refresh or an announcement)
+//	PROBE  --a protocol maps the port--> MAPPED (by that protocol)
+//	  \--no protocol answers / ICMP unreachable--> PUBLIC (probe again later, at once after Refresh or an announcement)
 //	  \--result code / malformed answer--> NO MAPPING (Err says why; probe again later)
-//	MAPPED --half the granted lifetime--> renew (suggesting the granted port) --> MAPPED
-//	MAPPED --epoch check fails (gateway rebooted)--> mapping recreated --> MAPPED (Change sent)
-//	MAPPED --announcement / Refresh--> re-check at once
-//	any    --ctx done--> delete (lifetime 0), Run returns
+//	MAPPED --renewal time--> renew (suggesting the port granted) --> MAPPED
+//	MAPPED --epoch check fails, or UPnP mapping gone (gateway rebooted)--> mapping recreated --> MAPPED (Change sent)
+//	MAPPED --announcement / SSDP NOTIFY / Refresh--> re-check at once
+//	any    --ctx done--> delete (lifetime 0 / DeletePortMapping), Run returns
 //
-// Every check (the first, each renewal, each re-check) asks the gateway
-// for its external address and then sends the mapping request, so every
-// check both refreshes the mapping and re-reads the address. Every
-// successful response goes through RFC 6886 §3.6's epoch check: an SSSoE
-// more than 2 s below last + 7/8 of the local time elapsed means the
-// gateway lost its mappings; the mapping request of the same check then
-// recreates the mapping (suggesting the port granted before), and a
-// Change is sent even if nothing else changed.
+// NAT-PMP: every check (the first, each renewal, each re-check) asks the
+// gateway for its external address and then sends the mapping request,
+// so every check both refreshes the mapping and re-reads the address.
+// Every successful response goes through RFC 6886 §3.6's epoch check: an
+// SSSoE more than 2 s below last + 7/8 of the local time elapsed means
+// the gateway lost its mappings; the mapping request of the same check
+// then recreates the mapping (suggesting the port granted before), and a
+// Change is sent even if nothing else changed. Renewal at half the
+// granted lifetime.
 //
-// The host's address decides whether NAT-PMP is tried at all: only when
-// it is private (RFC 1918) or shared (100.64/10). Otherwise the host is
-// taken to be on a public network, and the Mapping is Public.
+// PCP: every check sends one MAP request (address and port come back
+// together), with the mapping's nonce, drawn once per gateway and used
+// for every request about the mapping (retransmissions, renewals, its
+// recreation, its deletion), and the host's address as IPv4-mapped IPv6
+// (the address the request leaves from, or the gateway answers
+// ADDRESS_MISMATCH). A renewal suggests the external address and port
+// assigned before. Requests are retransmitted as RFC 6887 §8.1.1 says
+// (after 3 s ±10 %, then doubling, up to 1024 s), bounded: while probing
+// by 5 s (Config.RequestTimeout in tests), while renewing a mapping held
+// by its expiry. Datagrams that are no answer to the request (another
+// nonce, port or opcode, malformed) are dropped and the wait goes on.
+// Every response, an error included, goes through §8.5's epoch check
+// (the server's epoch went back by more than 1 s, or its and our clock
+// disagree on the time since the last response by more than 2 s + 1/16):
+// a failed check means the gateway lost its state, and the Change says
+// Reboot. On an ANNOUNCE (§14.1.3) the mapping is renewed after a random
+// wait of up to Config.StateLossDelay; a new external address that the
+// gateway announced with NAT-PMP meanwhile (miniupnpd announces an
+// address change both ways) is published before the wait, once a NAT-PMP
+// external address request (which changes nothing) confirms it. Renewal at a random point between
+// 1/2 and 5/8 of the lifetime (§11.2.1). Result codes become a
+// *PCPResultError; NETWORK_FAILURE counts as a double NAT (IsDoubleNAT).
+// Deletion: a MAP with lifetime 0 and the nonce, sent once.
+//
+// UPnP IGD: the service is found by SSDP (WANIPConnection:2 and :1 at
+// once; only a device whose description is on the default gateway
+// counts) and kept; when its HTTP server stops answering (a restarted
+// miniupnpd listens on a new port) it is found again. A check asks
+// GetExternalIPAddress and AddPortMapping (the internal port, the
+// host's address, the suggested external port; on ConflictInMappingEntry
+// AddAnyPortMapping on IGD:2, random ports on IGD:1) with a lease of the
+// lifetime; a router that takes only permanent mappings
+// (OnlyPermanentLeasesSupported, 725) gets lease 0, which is never
+// renewed and is deleted on exit. The lease is renewed at half its
+// length, and in between, every Config.UPnPCheck (15 s), the mapping is
+// looked up (GetSpecificPortMappingEntry): if it is gone, the router lost
+// it, and it is added again (Reboot). An SSDP NOTIFY from the gateway
+// with a new boot counter or description URL (what a restarted router
+// multicasts) makes that lookup happen at once, at the new URL. SOAP
+// faults become a *UPnPError; every call takes the check's context and
+// is bounded by 5 s.
 //
 // Changes, Current and Refresh are safe for concurrent use and never
 // block. Changes is coalesced: a reader that falls behind sees only the
@@ -70,6 +156,8 @@
 // toward the gateway (the library is not given a local address); the
 // tunnel must send from that address and from Config.InternalPort.
 //
+// # Announcements
+//
 // Announcements are heard on a socket bound to 224.0.0.1:5350 with
 // SO_REUSEADDR and SO_REUSEPORT, shared with any other NAT-PMP client on
 // the host. Linux makes every interface with the MULTICAST flag a member
@@ -79,7 +167,10 @@
 // datagrams from the current gateway are considered, and only NAT-PMP
 // external-address announcements (opcode 128) and PCP ANNOUNCE (version
 // 2, opcode 0: what miniupnpd sends after a restart); each is a hint to
-// re-check, never trusted for the address or the epoch.
+// re-check, never trusted for the address or the epoch. SSDP NOTIFYs are
+// heard on 239.255.255.250:1900 (SO_REUSEADDR and SO_REUSEPORT too; the
+// group joined on every multicast-capable interface, again after each
+// Refresh) while UPnP IGD is among the protocols; see ssdp.go.
 package portmap
 
 import (
@@ -88,6 +179,8 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +232,16 @@ type Config struct {
 	// changes of state are logged, not every renewal.
 	Logf func(format string, args ...any)
 
+	// Protocols are the protocols to ask, in order; nil means
+	// DefaultOrder (PCP, NAT-PMP, UPnP IGD). The first the gateway
+	// answers holds the mapping (Mapping.Protocol).
+	Protocols []Protocol
+
+	// UPnPCheck is how often a UPnP IGD mapping is looked up on the
+	// router between renewals, to notice a router that lost it (UPnP
+	// has no epoch); zero means DefaultUPnPCheck.
+	UPnPCheck time.Duration
+
 	// Now returns the time; nil means time.Now. It dates mappings
 	// (GoodUntil, RenewAt) and drives the epoch check. Waiting is always
 	// done with real timers, for the durations that Now's times imply.
@@ -151,6 +254,10 @@ type Config struct {
 	// address the announcement socket binds. Port 0 binds an ephemeral
 	// port (tests read it back).
 	AnnounceAddr netip.AddrPort
+	// SSDPAddr replaces DefaultSSDPAddr (239.255.255.250:1900) as the
+	// address the SSDP NOTIFY socket binds (with UPnP IGD in Protocols).
+	// Port 0 binds an ephemeral port (tests read it back).
+	SSDPAddr netip.AddrPort
 	// RequestTimeout bounds each external address and mapping request:
 	// go-nat-pmp resends it after 250 ms, then after doubling waits, until
 	// the timeout, and then it counts as unanswered. Zero means the
@@ -176,12 +283,21 @@ type Mapping struct {
 	// own address and the internal port. It is the zero AddrPort when
 	// there is no usable mapping (see Err).
 	External netip.AddrPort
-	Internal uint16        // Config.InternalPort
-	Lifetime time.Duration // as granted; 0 unless a NAT-PMP mapping
-	Epoch    uint32        // the gateway's SSSoE in its last response
-	// GoodUntil is when the NAT-PMP mapping expires if not renewed, and
-	// RenewAt when it will be renewed (half the lifetime). Both are zero
-	// unless a NAT-PMP mapping.
+	Internal uint16 // Config.InternalPort
+	// Protocol is the protocol that holds the mapping: PCP, NAT-PMP or
+	// UPnP IGD; ProtoNone when there is no mapping (Public, or Err).
+	Protocol Protocol
+	// Lifetime is the lifetime as granted (the UPnP lease); 0 when there
+	// is no mapping, and for a permanent UPnP mapping (a router that
+	// takes only lease 0).
+	Lifetime time.Duration
+	// Epoch is the gateway's epoch (NAT-PMP's SSSoE, PCP's epoch time)
+	// in its last response; 0 with UPnP IGD, which has none.
+	Epoch uint32
+	// GoodUntil is when the mapping expires if not renewed, and RenewAt
+	// when it will be renewed (NAT-PMP and UPnP: half the lifetime; PCP:
+	// between 1/2 and 5/8 of it). Both are zero when there is no mapping
+	// and for a permanent UPnP mapping.
 	GoodUntil, RenewAt time.Time
 	// Public says there is no NAT to ask: the host's address is public,
 	// or the gateway did not answer NAT-PMP (Err is then a
@@ -220,7 +336,10 @@ func (m Mapping) String() string {
 	case m.Public:
 		return fmt.Sprintf("public %v", m.External)
 	case m.Valid():
-		s := fmt.Sprintf("%v -> :%d via %v for %v", m.External, m.Internal, m.Gateway, m.Lifetime)
+		s := fmt.Sprintf("%v -> :%d via %v (%v) for %v", m.External, m.Internal, m.Gateway, m.Protocol, m.Lifetime)
+		if m.Protocol == ProtoUPnP && m.Lifetime == 0 {
+			s = fmt.Sprintf("%v -> :%d via %v (%v, permanent)", m.External, m.Internal, m.Gateway, m.Protocol)
+		}
 		if m.DoubleNAT {
 			s += " (double NAT?)"
 		}
@@ -236,7 +355,7 @@ func (m Mapping) String() string {
 // same reports whether a and b say the same thing to a publisher: the
 // fields that make a Change.
 func same(a, b Mapping) bool {
-	return a.External == b.External && a.Public == b.Public && a.DoubleNAT == b.DoubleNAT &&
+	return a.External == b.External && a.Public == b.Public && a.DoubleNAT == b.DoubleNAT && a.Protocol == b.Protocol &&
 		a.Gateway == b.Gateway && errString(a.Err) == errString(b.Err)
 }
 
@@ -255,6 +374,14 @@ type Client struct {
 	retryMin       time.Duration
 	retryMax       time.Duration
 	stateLossDelay time.Duration // ≤ 0: none
+	order          []Protocol
+	upnpCheck      time.Duration
+	pcpIRT         time.Duration // RFC 6887's IRT; shorter in tests
+	ssdpAddr       netip.AddrPort
+
+	// discoverIGD finds the gateway's UPnP IGD service: discoverIGD
+	// (SSDP), or a fake router in tests.
+	discoverIGD func(ctx context.Context, gw netip.Addr) (*igdService, error)
 
 	changes   chan Mapping  // capacity 1, latest wins; closed when Run returns
 	refresh   chan struct{} // capacity 1
@@ -275,8 +402,22 @@ type Client struct {
 	gateway netip.Addr
 	// cancelCheck, when not nil, cancels the check in progress.
 	cancelCheck context.CancelFunc
-	// announceBound is the announcement socket's address once bound.
-	announceBound netip.AddrPort
+	// announceBound is the announcement socket's address once bound,
+	// ssdpBound the SSDP socket's.
+	announceBound, ssdpBound netip.AddrPort
+	// upnpLocation is the description URL of the UPnP IGD that holds
+	// the mapping ("" if none does); upnpBoot the gateway's last
+	// BOOTID.UPNP.ORG; upnpNotified, when not nil, a new description URL
+	// learned from a NOTIFY, for Run's next check.
+	upnpLocation string
+	upnpBoot     string
+	upnpNotified *url.URL
+	// announcedExt is the external address of the last NAT-PMP
+	// announcement, for a PCP check (see checkPCP).
+	announcedExt netip.Addr
+	// pmpAnnounced (capacity 1) is signalled with each NAT-PMP
+	// announcement, for a PCP check waiting after an ANNOUNCE.
+	pmpAnnounced chan struct{}
 }
 
 // New returns a Client for cfg. It panics if cfg.InternalPort is 0.
@@ -293,6 +434,7 @@ func New(cfg Config) *Client {
 		changes:        make(chan Mapping, 1),
 		refresh:        make(chan struct{}, 1),
 		announced:      make(chan struct{}, 1),
+		pmpAnnounced:   make(chan struct{}, 1),
 	}
 	lt := cfg.Lifetime
 	if lt == 0 {
@@ -304,6 +446,28 @@ func New(cfg Config) *Client {
 	}
 	timeout := max(cfg.RequestTimeout, 0)
 	c.newRequester = func(gw netip.Addr) requester { return newPMPGateway(gw, timeout) }
+	c.order = DefaultOrder
+	if cfg.Protocols != nil {
+		c.order = nil
+		for _, p := range cfg.Protocols {
+			if p != ProtoNone && !slices.Contains(c.order, p) {
+				c.order = append(c.order, p)
+			}
+		}
+		if len(c.order) == 0 {
+			panic("portmap: Config.Protocols names no protocol")
+		}
+	}
+	c.upnpCheck = cfg.UPnPCheck
+	if c.upnpCheck <= 0 {
+		c.upnpCheck = DefaultUPnPCheck
+	}
+	c.pcpIRT = pcpIRT
+	c.ssdpAddr = cfg.SSDPAddr
+	if !c.ssdpAddr.IsValid() {
+		c.ssdpAddr = DefaultSSDPAddr
+	}
+	c.discoverIGD = discoverIGD
 	if c.retryMin <= 0 {
 		c.retryMin = defaultRetryMin
 	}
@@ -363,7 +527,9 @@ func (c *Client) Current() (Mapping, bool) {
 // talking to the old gateway). The cancelled check's request goes on in
 // the background until answered or timed out, and the next request to
 // the same gateway waits for it (one request at a time per gateway,
-// RFC 6886 §3.1); a new gateway is asked at once. It never blocks;
+// RFC 6886 §3.1); a new gateway is asked at once. An SSDP search for a
+// UPnP IGD in progress is not cancelled (it takes 2 s, and the next
+// check uses what it found, if the gateway is the same). It never blocks;
 // several calls before Run gets to them make one check.
 func (c *Client) Refresh() {
 	select {
@@ -407,8 +573,13 @@ func (c *Client) Run(ctx context.Context) error {
 	defer close(c.changes)
 	ann := c.listen()
 	defer func() { ann.close() }()
+	var ssdp *announceListener
+	if slices.Contains(c.order, ProtoUPnP) {
+		ssdp = c.listenSSDP()
+	}
+	defer func() { ssdp.close() }()
 
-	st := &runState{}
+	st := &runState{runCtx: ctx}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	why := whyStart
@@ -422,6 +593,11 @@ func (c *Client) Run(ctx context.Context) error {
 			st.backoff = 0
 			if ann == nil {
 				ann = c.listen()
+			}
+			if slices.Contains(c.order, ProtoUPnP) {
+				// Join the SSDP group on the interfaces there are now.
+				ssdp.close()
+				ssdp = c.listenSSDP()
 			}
 		case <-c.announced:
 			why = whyAnnouncement

@@ -32,21 +32,32 @@ type harness struct {
 }
 
 // start runs a Client for port 4500 with the fake as its gateway and
-// 192.168.1.10 as its address. Requests time out after 2 s (go-nat-pmp
+// 192.168.1.10 as its address, speaking NAT-PMP alone (the tests of PCP,
+// UPnP IGD and the choice between them set Protocols in mod). Requests time out after 2 s (go-nat-pmp
 // resends at 250 ms, 750 ms), retries are an hour away, and there is no
 // random wait after state loss, so the fake's counts are exact; mod
 // changes that.
 func start(t *testing.T, f *fakeNAT, mod func(*Config)) *harness {
 	t.Helper()
+	return startC(t, f, mod, nil)
+}
+
+// startC is start with cmod to change the Client (its unexported knobs)
+// before Run starts.
+func startC(t *testing.T, f *fakeNAT, mod func(*Config), cmod func(*Client)) *harness {
+	t.Helper()
 	h := &harness{t: t, f: f, checks: make(chan struct{}, 100), done: make(chan error, 1)}
 	cfg := Config{
-		InternalPort:   4500,
-		LocalAddr:      func() (netip.Addr, error) { return testLocal, nil },
-		AnnounceAddr:   netip.MustParseAddrPort("127.0.0.1:0"),
+		InternalPort: 4500,
+		LocalAddr:    func() (netip.Addr, error) { return testLocal, nil },
+		AnnounceAddr: netip.MustParseAddrPort("127.0.0.1:0"),
+		SSDPAddr:     netip.MustParseAddrPort("127.0.0.1:0"), // no multicast group joined
+
 		RequestTimeout: 2 * time.Second,
 		RetryMin:       time.Hour,
 		RetryMax:       time.Hour,
 		StateLossDelay: -1,
+		Protocols:      []Protocol{ProtoNATPMP},
 		Logf: func(format string, args ...any) {
 			s := fmt.Sprintf(format, args...)
 			h.mu.Lock()
@@ -62,6 +73,9 @@ func start(t *testing.T, f *fakeNAT, mod func(*Config)) *harness {
 		mod(&cfg)
 	}
 	h.c = New(cfg)
+	if cmod != nil {
+		cmod(h.c)
+	}
 	h.c.checkDone = func() {
 		select {
 		case h.checks <- struct{}{}:

@@ -26,6 +26,9 @@ type requester interface {
 	// ExternalAddress asks for the gateway's external address (RFC 6886
 	// §3.2) and returns it with the response's SSSoE.
 	ExternalAddress(ctx context.Context) (ext netip.Addr, epoch uint32, err error)
+	// Probe is ExternalAddress with a shorter timeout (pmpProbeTimeout),
+	// for when another protocol is to be tried if NAT-PMP is silent.
+	Probe(ctx context.Context) (ext netip.Addr, epoch uint32, err error)
 	// Map asks for a UDP mapping of internal (§3.3), suggesting the
 	// external port suggested, for lifetime (whole seconds). It returns
 	// the external port and lifetime granted, and the response's SSSoE.
@@ -41,12 +44,18 @@ const (
 	opNameExternal = "external address"
 	opNameMap      = "map UDP"
 	opNameDelete   = "delete UDP"
+	opNameLookup   = "look up UDP"
 )
 
 // deleteTimeout is how long a deletion is retried: the first two waits of
 // go-nat-pmp's schedule, 250 ms and 500 ms, so it is sent twice at most
 // (RFC 6886 §3.4 lets a client give up after one or two sends).
 const deleteTimeout = 750 * time.Millisecond
+
+// pmpProbeTimeout bounds the first NAT-PMP request of a check when another
+// protocol (UPnP IGD) is to be tried if NAT-PMP stays silent: sends at 0,
+// 250 and 750 ms, given up at 2 s, instead of RFC 6886's 128 s.
+const pmpProbeTimeout = 2 * time.Second
 
 // maxLifetimeSeconds is the longest lifetime that can be asked for: the
 // field has 32 bits, and go-nat-pmp takes it as an int.
@@ -68,6 +77,7 @@ const maxLifetimeSeconds = min(1<<32-1, math.MaxInt)
 type pmpGateway struct {
 	gw      netip.Addr
 	client  *natpmp.Client // external address and mapping requests
+	prober  *natpmp.Client // Probe: pmpProbeTimeout
 	deleter *natpmp.Client // deletions: deleteTimeout
 	busy    chan struct{}  // capacity 1: full while a library call runs
 }
@@ -80,9 +90,14 @@ type pmpGateway struct {
 // that address.
 func newPMPGateway(gw netip.Addr, timeout time.Duration) *pmpGateway {
 	ip := net.IP(gw.AsSlice())
+	probe := pmpProbeTimeout
+	if timeout > 0 {
+		probe = min(timeout, probe)
+	}
 	return &pmpGateway{
 		gw:      gw,
 		client:  natpmp.NewClientWithTimeout(ip, timeout),
+		prober:  natpmp.NewClientWithTimeout(ip, probe),
 		deleter: natpmp.NewClientWithTimeout(ip, deleteTimeout),
 		busy:    make(chan struct{}, 1),
 	}
@@ -94,6 +109,14 @@ func (g *pmpGateway) ExternalAddress(ctx context.Context) (netip.Addr, uint32, e
 		return netip.Addr{}, 0, err
 	}
 	// The library copies the address's bytes as they came (spec §9.1).
+	return netip.AddrFrom4(r.ExternalIPAddress), r.SecondsSinceStartOfEpoc, nil
+}
+
+func (g *pmpGateway) Probe(ctx context.Context) (netip.Addr, uint32, error) {
+	r, err := call(ctx, g, opNameExternal, g.prober.GetExternalAddress)
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
 	return netip.AddrFrom4(r.ExternalIPAddress), r.SecondsSinceStartOfEpoc, nil
 }
 
@@ -204,13 +227,18 @@ func (g *pmpGateway) libError(op string, err error) error {
 // answer, except that a host with no mapping is not taken to be on a
 // public network: something does answer on port 5351.
 type badAnswerError struct {
+	Proto   Protocol // ProtoNone means NAT-PMP
 	Op      string
 	Gateway netip.Addr
 	Err     error
 }
 
 func (e *badAnswerError) Error() string {
-	return fmt.Sprintf("portmap: NAT-PMP %s: bad answer from %v: %v", e.Op, e.Gateway, e.Err)
+	p := e.Proto
+	if p == ProtoNone {
+		p = ProtoNATPMP
+	}
+	return fmt.Sprintf("portmap: %v %s: bad answer from %v: %v", p, e.Op, e.Gateway, e.Err)
 }
 
 func (e *badAnswerError) Unwrap() error { return e.Err }

@@ -180,12 +180,13 @@ func hostUpLines(h *Host, n *Network) []string {
 
 // nftables loads a NAT router's ruleset: a home router's stateful
 // forward filter (LAN to anywhere; back in only for established flows
-// and what miniupnpd opens), masquerade on wan0, and the chains that
+// and what miniupnpd opens), masquerade on wan0, an input rule that
+// rejects NAT-PMP or PCP when only the other is on, and the chains that
 // miniupnpd 2.3.1 fills (table inet filter: miniupnpd,
 // prerouting_miniupnpd, postrouting_miniupnpd), jumped to from the base
 // chains. Debian's nft_init.sh is not used: it fails here.
 func (l *Lab) nftables(router string) error {
-	const ruleset = `table inet filter {
+	ruleset := `table inet filter {
 	chain forward {
 		type filter hook forward priority 0; policy drop;
 		ct state established,related accept
@@ -209,6 +210,26 @@ func (l *Lab) nftables(router string) error {
 	}
 }
 `
+	// One of NAT-PMP and PCP without the other: miniupnpd serves both or
+	// neither, so the other's requests are rejected by their version
+	// octet, the first of the UDP payload (see NATProtocols).
+	p := l.Routers[router].Protocols
+	reject := -1
+	switch {
+	case p.PCP && !p.NATPMP:
+		reject = 0 // NAT-PMP
+	case p.NATPMP && !p.PCP:
+		reject = 2 // PCP
+	}
+	if reject >= 0 {
+		ruleset += fmt.Sprintf(`table inet filter {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		iifname "lan0" udp dport 5351 @th,64,8 %d reject
+	}
+}
+`, reject)
+	}
 	cmd := exec.Command(tool("ip"), "netns", "exec", l.NS(router), tool("nft"), "-f", "-")
 	cmd.Stdin = strings.NewReader(ruleset)
 	if out, err := cmd.CombinedOutput(); err != nil {

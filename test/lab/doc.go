@@ -82,7 +82,9 @@
 //
 // miniupnpd runs in the foreground (-d) in a session of its own, with its
 // own configuration, pid, lease and log file in the lab's directory
-// (StateRoot/PREFIX): NAT-PMP/PCP on lan0, no UPnP, secure_mode, mappings
+// (StateRoot/PREFIX): by default NAT-PMP/PCP on lan0 and no UPnP
+// (Options.NATProtocols switches PCP, NAT-PMP and UPnP IGD per router;
+// see NATProtocols for how), secure_mode, mappings
 // of the LAN's own addresses to any port, system_uptime=no. What it did,
 // measured here (miniupnpd 2.3.1, Debian's natpmpc, kernel 6.18):
 //
@@ -120,6 +122,16 @@
 //     the external address request. In the cafe, nothing listens on the
 //     gateway's port 5351: natpmpc fails at once on the ICMP port
 //     unreachable (error -7).
+//
+// With UPnP IGD on (enable_upnp=yes), miniupnpd also answers SSDP
+// M-SEARCHes on lan0 (hosts reach 239.255.255.250 through their default
+// route; a search from hostA is answered within MX, tens of
+// milliseconds here) and serves its description and SOAP control over
+// HTTP on lan0, on a port it picks anew at each start. Its UPnP mappings
+// go in the same lease file and nftables chains as NAT-PMP's, so
+// RestartNAT(router, true) loses them too; it sends no announcement for
+// UPnP that a client could hear (only SSDP NOTIFYs), so a client notices
+// a restart only by asking.
 //
 // # Cost
 //

@@ -39,6 +39,11 @@ type Options struct {
 	// DoubleNAT adds the carrier network (a carrier-grade NAT without
 	// NAT-PMP) and homeC behind it, with hostC: RFC 6281 §4.4.
 	DoubleNAT bool
+	// NATProtocols chooses, per router (routerA, routerB, routerC), the
+	// port mapping protocols its miniupnpd answers; a router not named
+	// answers DefaultNATProtocols (PCP and NAT-PMP, no UPnP IGD). See
+	// NATProtocols for how each is switched.
+	NATProtocols map[string]NATProtocols
 	// Hosts places hosts (name → network). Nil means hostA in homeA and
 	// hostB in homeB (and hostC in homeC with DoubleNAT). Host names are
 	// 1 to 12 letters and digits.
@@ -61,17 +66,63 @@ type Network struct {
 // point-to-point link into the inet namespace or a port on another
 // Network (routerC on the carrier).
 type Router struct {
-	Name    string       `json:"name"`    // namespace
-	LAN     string       `json:"lan"`     // the Network it serves, on bridge lan0
-	Uplink  string       `json:"uplink"`  // Internet or a Network name
-	Link    netip.Prefix `json:"link"`    // the uplink's subnet
-	WAN     netip.Prefix `json:"wan"`     // wan0's address now (a /32 outside Link)
-	Upper   netip.Addr   `json:"upper"`   // the upstream gateway (default route)
-	InetIf  string       `json:"inetIf"`  // the interface in inet for an Internet uplink
-	NAT     bool         `json:"nat"`     // masquerade on wan0, stateful forward filter
-	NATPMP  bool         `json:"natpmp"`  // miniupnpd answers NAT-PMP/PCP on lan0
-	PID     int          `json:"pid"`     // miniupnpd's pid, 0 when stopped
-	Started int          `json:"started"` // how many times miniupnpd was started
+	Name   string       `json:"name"`   // namespace
+	LAN    string       `json:"lan"`    // the Network it serves, on bridge lan0
+	Uplink string       `json:"uplink"` // Internet or a Network name
+	Link   netip.Prefix `json:"link"`   // the uplink's subnet
+	WAN    netip.Prefix `json:"wan"`    // wan0's address now (a /32 outside Link)
+	Upper  netip.Addr   `json:"upper"`  // the upstream gateway (default route)
+	InetIf string       `json:"inetIf"` // the interface in inet for an Internet uplink
+	NAT    bool         `json:"nat"`    // masquerade on wan0, stateful forward filter
+	NATPMP bool         `json:"natpmp"` // miniupnpd runs, answering Protocols on lan0
+	// Protocols are the port mapping protocols miniupnpd answers.
+	Protocols NATProtocols `json:"protocols"`
+	PID       int          `json:"pid"`     // miniupnpd's pid, 0 when stopped
+	Started   int          `json:"started"` // how many times miniupnpd was started
+}
+
+// NATProtocols says which port mapping protocols a router answers on its
+// LAN. miniupnpd 2.3.1 has one switch for NAT-PMP and PCP together
+// (enable_natpmp: both are served on one socket, port 5351, told apart
+// by their version octet) and one for UPnP IGD (enable_upnp: SSDP on
+// 239.255.255.250:1900 and an HTTP server for the description and SOAP
+// on lan0). So the lab switches UPnP IGD in miniupnpd's configuration,
+// and NAT-PMP and PCP both there (off when neither is on) and, when only
+// one of them is on, with an nftables rule in the router's input chain
+// that rejects the other's requests to port 5351 by their first octet,
+// the version (0 NAT-PMP, 2 PCP), with an ICMP port unreachable: the
+// router then looks to a client exactly like one without that protocol
+// and nothing on port 5351 for it. (A real NAT-PMP-only gateway answers
+// a PCP request with NAT-PMP's Unsupported Version instead; the client's
+// unit tests cover that answer.)
+type NATProtocols struct {
+	PCP    bool `json:"pcp"`
+	NATPMP bool `json:"natpmp"`
+	UPnP   bool `json:"upnp"`
+}
+
+// DefaultNATProtocols is what a NAT router answers unless
+// Options.NATProtocols says otherwise: NAT-PMP and PCP, no UPnP IGD.
+var DefaultNATProtocols = NATProtocols{PCP: true, NATPMP: true}
+
+// Any reports whether p has any protocol on: whether miniupnpd runs.
+func (p NATProtocols) Any() bool { return p.PCP || p.NATPMP || p.UPnP }
+
+// String lists the protocols on: "PCP, NAT-PMP, UPnP IGD", or "none".
+func (p NATProtocols) String() string {
+	var on []string
+	for _, x := range []struct {
+		on   bool
+		name string
+	}{{p.PCP, "PCP"}, {p.NATPMP, "NAT-PMP"}, {p.UPnP, "UPnP IGD"}} {
+		if x.on {
+			on = append(on, x.name)
+		}
+	}
+	if len(on) == 0 {
+		return "none"
+	}
+	return strings.Join(on, ", ")
 }
 
 // Server is a namespace with a public address on the internet.

@@ -52,19 +52,28 @@ func (l *Lab) NATLog(router string) string {
 }
 
 // miniupnpdConf is the configuration of a router's miniupnpd: NAT-PMP
-// (and PCP) on the LAN bridge only, no UPnP IGD (so no SSDP or HTTP);
-// the epoch counts from the daemon's start (system_uptime=no), so a
-// restart is a NAT reboot as clients see it; clients may map only to
-// themselves (secure_mode) and only from the LAN.
+// and PCP (one switch) and UPnP IGD as the router's Protocols say, on
+// the LAN bridge only (UPnP: SSDP and HTTP on lan0, the HTTP port chosen
+// by miniupnpd at each start, as on real routers); the epoch counts from
+// the daemon's start (system_uptime=no), so a restart is a NAT reboot as
+// clients see it; clients may map only to themselves (secure_mode) and
+// only from the LAN.
 func (l *Lab) miniupnpdConf(r *Router) string {
 	var u [16]byte
 	rand.Read(u[:])
 	n := l.Networks[r.LAN]
-	return fmt.Sprintf(`# miniupnpd for %s%s (made by the btmm network lab)
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	return fmt.Sprintf(`# miniupnpd for %s%s (made by the btmm network lab): %v
 ext_ifname=wan0
 listening_ip=lan0
-enable_natpmp=yes
-enable_upnp=no
+enable_natpmp=%s
+enable_upnp=%s
+http_port=0
 ipv6_disable=yes
 ext_perform_stun=no
 secure_mode=yes
@@ -74,7 +83,7 @@ uuid=%x-%x-%x-%x-%x
 clean_ruleset_interval=600
 allow 1-65535 %s 1-65535
 deny 0-65535 0.0.0.0/0 0-65535
-`, l.Prefix, r.Name, l.natFile(r.Name, "leases"), u[0:4], u[4:6], u[6:8], u[8:10], u[10:16], n.Subnet)
+`, l.Prefix, r.Name, r.Protocols, yes(r.Protocols.PCP || r.Protocols.NATPMP), yes(r.Protocols.UPnP), l.natFile(r.Name, "leases"), u[0:4], u[4:6], u[6:8], u[8:10], u[10:16], n.Subnet)
 }
 
 // setProc records (or, with nil, forgets) a router's miniupnpd. mu is held.
@@ -90,7 +99,8 @@ func (l *Lab) setProc(router string, p *proc) {
 
 // startNATLocked starts a router's miniupnpd in the foreground (-d, its
 // log appended to ROUTER.log) in a session of its own, so that it
-// outlives `btmm-lab up`, and waits until it listens for NAT-PMP.
+// outlives `btmm-lab up`, and waits until it listens for NAT-PMP and
+// PCP, and for UPnP's HTTP, as far as it serves them.
 func (l *Lab) startNATLocked(name string) error {
 	r := l.Routers[name]
 	conf := l.natFile(name, "conf")
@@ -123,8 +133,12 @@ func (l *Lab) startNATLocked(name string) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		b, _ := os.ReadFile(logPath)
-		if int64(len(b)) > from && bytes.Contains(b[from:], []byte("Listening for NAT-PMP")) {
-			return nil
+		if int64(len(b)) > from {
+			pmp := !(r.Protocols.PCP || r.Protocols.NATPMP) || bytes.Contains(b[from:], []byte("Listening for NAT-PMP"))
+			upnp := !r.Protocols.UPnP || bytes.Contains(b[from:], []byte("HTTP listening on port"))
+			if pmp && upnp {
+				return nil
+			}
 		}
 		select {
 		case <-p.done:
@@ -397,10 +411,10 @@ func (l *Lab) Move(host, to string) error {
 // natState is a short description of a router's miniupnpd for Topology.
 func (l *Lab) natStateLocked(r *Router) string {
 	if !r.NATPMP {
-		return "no NAT-PMP"
+		return "no port mapping"
 	}
 	if r.PID > 0 && alive(r.PID) {
-		return "NAT-PMP/PCP: miniupnpd pid " + strconv.Itoa(r.PID)
+		return r.Protocols.String() + ": miniupnpd pid " + strconv.Itoa(r.PID)
 	}
-	return "NAT-PMP: miniupnpd NOT RUNNING"
+	return r.Protocols.String() + ": miniupnpd NOT RUNNING"
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 )
 
@@ -73,6 +74,13 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 			next: 2,
 		}
 		r := &Router{Name: p.router, LAN: p.name, Uplink: p.uplink, NAT: p.nat, NATPMP: p.natpmp}
+		if p.natpmp {
+			r.Protocols = DefaultNATProtocols
+			if np, ok := opts.NATProtocols[p.router]; ok {
+				r.Protocols = np
+				r.NATPMP = np.Any()
+			}
+		}
 		if p.uplink == Internet {
 			r.Link = p.link
 			r.Upper = p.link.Addr().Next()
@@ -87,6 +95,12 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		}
 		l.Routers[p.router] = r
 		l.Namespaces = append(l.Namespaces, p.router)
+	}
+	for name := range opts.NATProtocols {
+		home := slices.ContainsFunc(networkPlans, func(p networkPlan) bool { return p.router == name && p.natpmp })
+		if !home || l.Routers[name] == nil {
+			return nil, fmt.Errorf("lab: Options.NATProtocols: %q is not a home router of this lab", name)
+		}
 	}
 	hosts := opts.Hosts
 	if hosts == nil {

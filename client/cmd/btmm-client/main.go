@@ -25,7 +25,7 @@ const usage = `btmm-client: Back to My Mac for your own machines (RFC 6281)
 
 Usage:
   btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE]
-        Run the client: map the tunnel port with NAT-PMP, publish this
+        Run the client: map the tunnel port (PCP, NAT-PMP or UPnP IGD), publish this
         host's records in the user's domain (leased TSIG-signed updates,
         over TLS by default), watch the user's other hosts with
         long-lived queries, follow network changes, and carry IPv6

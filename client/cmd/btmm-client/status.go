@@ -11,6 +11,7 @@ import (
 
 	"github.com/openbtmm/btmm/client/config"
 	"github.com/openbtmm/btmm/client/daemon"
+	"github.com/openbtmm/btmm/client/portmap"
 )
 
 func status(args []string, stdout, stderr io.Writer) error {
@@ -70,8 +71,12 @@ func printStatus(out io.Writer, st daemon.Status) {
 	switch {
 	case m.Public:
 		fmt.Fprintf(tw, "reachable at\t%s (no NAT)\n", m.External)
+	case m.External != "" && m.Protocol == "upnp" && m.Lifetime == 0:
+		fmt.Fprintf(tw, "reachable at\t%s (%s via %s, permanent mapping)\n", m.External, protocolName(m.Protocol), m.Gateway)
+	case m.External != "" && m.Protocol == "upnp":
+		fmt.Fprintf(tw, "reachable at\t%s (%s via %s, lease %v)\n", m.External, protocolName(m.Protocol), m.Gateway, m.Lifetime)
 	case m.External != "":
-		fmt.Fprintf(tw, "reachable at\t%s (NAT-PMP via %s, epoch %d)\n", m.External, m.Gateway, m.Epoch)
+		fmt.Fprintf(tw, "reachable at\t%s (%s via %s, epoch %d)\n", m.External, protocolName(m.Protocol), m.Gateway, m.Epoch)
 	default:
 		fmt.Fprintf(tw, "reachable at\tnowhere yet (%s)\n", m.Error)
 	}
@@ -146,4 +151,15 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// protocolName names the protocol of MappingStatus.Protocol for people.
+func protocolName(key string) string {
+	if p, err := portmap.ParseProtocol(key); err == nil {
+		return p.String()
+	}
+	if key == "" {
+		return "NAT mapping"
+	}
+	return key
 }

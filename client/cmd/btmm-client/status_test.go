@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,5 +38,30 @@ func TestPrintStatusTunnels(t *testing.T) {
 	printStatus(&b, st)
 	if !strings.Contains(b.String(), "no tunnel: tun: operation not permitted") {
 		t.Errorf("status without a tunnel:\n%s", b.String())
+	}
+}
+
+// TestPrintStatusMapping: status names the protocol that holds the
+// mapping.
+func TestPrintStatusMapping(t *testing.T) {
+	for _, tc := range []struct {
+		m    daemon.MappingStatus
+		want string
+	}{
+		{daemon.MappingStatus{External: "23.1.1.2:4500", Protocol: "pcp", Gateway: "192.168.1.1", Epoch: 12},
+			"23.1.1.2:4500 (PCP via 192.168.1.1, epoch 12)"},
+		{daemon.MappingStatus{External: "23.1.1.2:4500", Protocol: "natpmp", Gateway: "192.168.1.1", Epoch: 12},
+			"23.1.1.2:4500 (NAT-PMP via 192.168.1.1, epoch 12)"},
+		{daemon.MappingStatus{External: "23.1.1.2:4500", Protocol: "upnp", Gateway: "192.168.1.1", Lifetime: time.Hour},
+			"23.1.1.2:4500 (UPnP IGD via 192.168.1.1, lease 1h0m0s)"},
+		{daemon.MappingStatus{External: "23.1.1.2:4500", Protocol: "upnp", Gateway: "192.168.1.1"},
+			"23.1.1.2:4500 (UPnP IGD via 192.168.1.1, permanent mapping)"},
+		{daemon.MappingStatus{External: "23.3.3.10:4500", Public: true}, "23.3.3.10:4500 (no NAT)"},
+	} {
+		var b strings.Builder
+		printStatus(&b, daemon.Status{Mapping: tc.m})
+		if !regexp.MustCompile(`(?m)^reachable at +` + regexp.QuoteMeta(tc.want) + `$`).MatchString(b.String()) {
+			t.Errorf("status of %+v:\n%s\nwant %q", tc.m, b.String(), tc.want)
+		}
 	}
 }
