@@ -20,6 +20,7 @@ import (
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 	"github.com/openbtmm/btmm/plugin/pkg/shared"
 	"github.com/openbtmm/btmm/plugin/pkg/store"
+	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 )
 
 // The admin socket (package adminapi) is shared across reloads like the
@@ -393,29 +394,13 @@ func newKey(name, alg, secret, def string) (keyfile.Key, error) {
 		return keyfile.Key{}, errorf(http.StatusBadRequest, "unknown algorithm %q", alg)
 	}
 	if secret == "" {
-		raw := make([]byte, hashLen(canon))
+		raw := make([]byte, tsigauth.MACLen(canon))
 		rand.Read(raw)
 		secret = base64.StdEncoding.EncodeToString(raw)
 	} else if raw, err := base64.StdEncoding.DecodeString(secret); err != nil || len(raw) == 0 || len(raw) > 255 {
 		return keyfile.Key{}, errorf(http.StatusBadRequest, "the secret must be 1 to 255 octets in base64")
 	}
 	return keyfile.Key{Name: name, Algorithm: canon, Secret: secret}, nil
-}
-
-func hashLen(alg string) int {
-	switch alg {
-	case dns.HmacMD5:
-		return 16
-	case dns.HmacSHA1:
-		return 20
-	case dns.HmacSHA224:
-		return 28
-	case dns.HmacSHA384:
-		return 48
-	case dns.HmacSHA512:
-		return 64
-	}
-	return 32
 }
 
 func apiUser(u store.User, withSecret bool) adminapi.User {

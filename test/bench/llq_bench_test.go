@@ -95,6 +95,14 @@ func eventLatencies(tb testing.TB, probe net.Conn, probeName, updateAddr string,
 			arrived <- at
 		}
 	}()
+	return updateLatencies(tb, arrived, probeName, updateAddr, n)
+}
+
+// updateLatencies sends n UPDATEs, one after the other, each replacing the
+// A record at probeName, and waits for each change to arrive (a time on
+// arrived). It returns, sorted, the times from each acknowledgement to
+// the arrival (0 when the change came first) and from each sending.
+func updateLatencies(tb testing.TB, arrived <-chan time.Time, probeName, updateAddr string, n int) (lat, fromSend []time.Duration) {
 	c := &dns.Client{Timeout: 5 * time.Second, TsigSecret: map[string]string{keyName: secret}}
 	for i := range n {
 		rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A 192.0.2.%d", probeName, i%250+1))
@@ -108,13 +116,13 @@ func eventLatencies(tb testing.TB, probe net.Conn, probeName, updateAddr string,
 		if err != nil || r.Rcode != dns.RcodeSuccess {
 			tb.Fatalf("update: %v %v", err, r)
 		}
-		// One event per update: the A that went, the A that came.
+		// One change per update: the A that went, the A that came.
 		select {
 		case at := <-arrived:
 			lat = append(lat, max(at.Sub(acked), 0))
 			fromSend = append(fromSend, at.Sub(sent))
 		case <-time.After(5 * time.Second):
-			tb.Fatalf("no event for update %d", i)
+			tb.Fatalf("nothing arrived for update %d", i)
 		}
 	}
 	slices.Sort(lat)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,28 +142,5 @@ func pushLatencies(t *testing.T, probe *dnspush.Session, probeName, updateAddr s
 			arrived <- time.Now()
 		}
 	}()
-	c := &dns.Client{Timeout: 5 * time.Second, TsigSecret: map[string]string{keyName: secret}}
-	for i := range n {
-		rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A 192.0.2.%d", probeName, i%250+1))
-		m := new(dns.Msg).SetUpdate(zone)
-		m.RemoveRRset([]dns.RR{rr})
-		m.Insert([]dns.RR{rr})
-		m.SetTsig(keyName, dns.HmacSHA256, 300, time.Now().Unix())
-		sent := time.Now()
-		r, _, err := c.Exchange(m, updateAddr)
-		acked := time.Now()
-		if err != nil || r.Rcode != dns.RcodeSuccess {
-			t.Fatalf("update: %v %v", err, r)
-		}
-		select {
-		case at := <-arrived:
-			lat = append(lat, max(at.Sub(acked), 0))
-			fromSend = append(fromSend, at.Sub(sent))
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no PUSH for update %d", i)
-		}
-	}
-	slices.Sort(lat)
-	slices.Sort(fromSend)
-	return lat, fromSend
+	return updateLatencies(t, arrived, probeName, updateAddr, n)
 }

@@ -96,7 +96,7 @@ func check(r *dns.Msg, keys Keys, now time.Time, verify func(keyfile.Key) error)
 	}
 	// RFC 8945 §5.2.2: a MAC longer than the hash, or shorter than half of
 	// it (and than 10 octets), is malformed.
-	if size, hashLen := int(t.MACSize), macLen(alg); size > hashLen || size < max(10, hashLen/2) {
+	if size, hashLen := int(t.MACSize), MACLen(alg); size > hashLen || size < max(10, hashLen/2) {
 		return Result{FormErr: true}
 	}
 	var status error
@@ -141,7 +141,9 @@ func checkTime(t *dns.TSIG, now time.Time) error {
 	return nil
 }
 
-func macLen(alg string) int {
+// MACLen returns the length of alg's hash, the full MAC, in octets: also
+// the length of a new random key for it. 0 for an unknown algorithm.
+func MACLen(alg string) int {
 	switch alg {
 	case dns.HmacMD5:
 		return 16
