@@ -85,12 +85,15 @@ func (b *Btmm) Keys(name string) []keyfile.Key {
 }
 
 // isUser reports whether name (lowercase, fully qualified) is a user's
-// domain, in the key file or in the store.
+// domain, in the key file or in the store. The store's users are one label
+// below the zone (the admin socket adds no others), so only such a name
+// costs a store lookup: the query path reads the store's users for names
+// at a user's domain, not for every name below it.
 func (b *Btmm) isUser(name string) bool {
 	if _, ok := b.keys[name]; ok {
 		return true
 	}
-	if b.store == nil {
+	if b.store == nil || len(name) <= len(b.zone) || store.Owner(b.zone, name) != name {
 		return false
 	}
 	_, ok, err := b.store.User(name)
@@ -172,7 +175,7 @@ func (b *Btmm) records(name string) ([]dns.RR, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if name == b.zone || (len(name) > len(b.zone) && b.isUser(name)) {
+	if name == b.zone || b.isUser(name) {
 		// Each user's domain is a zone of its own to clients: it has an
 		// SOA and the apex's name servers, so that a client finding the
 		// zone of a name by SOA queries (as Apple's and BIND's do) stops
@@ -215,7 +218,7 @@ func (b *Btmm) enumeration(name string) (string, bool) {
 	}
 	i := dns.Split(name)
 	user := name[i[3]:]
-	if store.Owner(b.zone, user) != user || user == b.zone || !b.isUser(user) {
+	if !b.isUser(user) {
 		return "", false
 	}
 	return user, true
