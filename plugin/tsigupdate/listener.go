@@ -10,6 +10,7 @@ import (
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/plugin/pkg/endpoint"
 	"github.com/openbtmm/btmm/plugin/pkg/rawdns"
 	"github.com/openbtmm/btmm/plugin/pkg/tsigauth"
 	"github.com/openbtmm/btmm/plugin/pkg/updatelease"
@@ -89,11 +90,24 @@ func (u *TsigUpdate) respond(raw []byte, udp bool, remote net.Addr) []byte {
 			m.Rcode, res.Error = dns.RcodeNotAuth, dns.RcodeBadTime
 		}
 	case dns.OpcodeQuery:
-		m = u.serveQuery(r, remote)
+		if user, ok := endpointQuestion(r); ok {
+			m = u.serveEndpoint(r, user, res.Key.Name, udp, remote)
+		} else {
+			m = u.serveQuery(r, remote)
+		}
 	default:
 		m = new(dns.Msg).SetRcode(r, dns.RcodeNotImplemented)
 	}
 	return u.pack(r, m, sig, res, udp)
+}
+
+// endpointQuestion reports whether r asks for the server-observed
+// endpoint (package endpoint), and of which user.
+func endpointQuestion(r *dns.Msg) (string, bool) {
+	if len(r.Question) != 1 || r.Question[0].Qtype != dns.TypeSRV {
+		return "", false
+	}
+	return endpoint.User(r.Question[0].Name)
 }
 
 // serveUpdate applies the UPDATE r, signed with key ("" if unsigned) and
