@@ -28,9 +28,16 @@ func TestServerObservedEndpoint(t *testing.T) {
 	k := keyfile.Key{Name: alice.name, Algorithm: alice.miekgAlg(), Secret: alice.secret}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ep, err := endpoint.Probe(ctx, conn, server, k)
+	ep, err := endpoint.Probe(ctx, endpoint.Socket{Conn: conn}, server, k)
 	if want := conn.LocalAddr().(*net.UDPAddr).AddrPort(); err != nil || ep != want {
 		t.Fatalf("the observed endpoint: %v, %v; want %v", ep, err, want)
+	}
+
+	// The query port answers too, and a host without a NAT sees the
+	// same endpoint on both: a mapping independent of the destination.
+	query := netip.MustParseAddrPort(s.Addr())
+	if _, m, err := endpoint.Classify(ctx, endpoint.Socket{Conn: conn}, [2]netip.AddrPort{server, query}, k); err != nil || m != endpoint.Independent {
+		t.Errorf("Classify over the update and the query port: %v, %v", m, err)
 	}
 
 	q := pkgendpoint.Query(alice.name)

@@ -3,7 +3,12 @@
 // format is plugin/pkg/endpoint's). Behind a NAT with no mapping protocol
 // (carrier-grade NAT, NAT behind NAT), a host asks from its tunnel's own
 // UDP port and publishes the answer: peers that send there reach it as
-// long as the NAT keeps the mapping (hole punching keeps it used).
+// long as the NAT keeps the mapping, and the tunnel's packets to each peer
+// open its filter for that peer (hole punching).
+//
+// Asking two ports of the server tells whether the NAT's mapping depends
+// on the destination (Classify): then no port the server sees is the one
+// a peer would have to send to, and there is no direct path.
 package endpoint
 
 import (
@@ -25,12 +30,43 @@ import (
 // asks three times.
 var resend = time.Second
 
-// Probe sends the question, signed with key (the user's, whose name is the
-// user's domain), from conn to server, the server's UDP update address,
-// and returns the endpoint the server saw. It reads conn until the
-// answer comes (other packets are ignored), so conn must not be read by
-// anyone else meanwhile.
-func Probe(ctx context.Context, conn net.PacketConn, server netip.AddrPort, key keyfile.Key) (netip.AddrPort, error) {
+// Exchanger sends one datagram to addr and returns the first datagram
+// from there that accept takes: the tunnel's socket
+// (tunnel.Tunnel.Exchange) or any UDP socket (Socket).
+type Exchanger interface {
+	Exchange(ctx context.Context, addr netip.AddrPort, msg []byte, accept func([]byte) bool) ([]byte, error)
+}
+
+// Socket is an Exchanger on a UDP socket that nothing else reads.
+type Socket struct{ Conn net.PacketConn }
+
+// Exchange implements Exchanger.
+func (s Socket) Exchange(ctx context.Context, addr netip.AddrPort, msg []byte, accept func([]byte) bool) ([]byte, error) {
+	if _, err := s.Conn.WriteTo(msg, net.UDPAddrFromAddrPort(addr)); err != nil {
+		return nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		s.Conn.SetReadDeadline(d)
+		defer s.Conn.SetReadDeadline(time.Time{})
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := s.Conn.ReadFrom(buf)
+		if err != nil {
+			return nil, err
+		}
+		ap, ok := from.(*net.UDPAddr)
+		if ok && ap.AddrPort().Addr().Unmap() == addr.Addr().Unmap() && ap.AddrPort().Port() == addr.Port() && (accept == nil || accept(buf[:n])) {
+			return buf[:n], nil
+		}
+	}
+}
+
+// Probe asks server (a UDP address of the server that answers endpoint
+// questions: its update listener, or its query port) through x for the
+// endpoint it sees, signing with key, the user's key. Only an answer
+// signed with key is taken.
+func Probe(ctx context.Context, x Exchanger, server netip.AddrPort, key keyfile.Key) (netip.AddrPort, error) {
 	q := endpoint.Query(key.Name)
 	q.Id = dns.Id()
 	q.SetTsig(key.Name, key.Algorithm, 300, time.Now().Unix())
@@ -38,57 +74,87 @@ func Probe(ctx context.Context, conn net.PacketConn, server netip.AddrPort, key 
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	to := net.UDPAddrFromAddrPort(server)
-	buf := make([]byte, 4096)
-	for try := 0; try < 3; try++ {
-		if _, err := conn.WriteTo(b, to); err != nil {
-			return netip.AddrPort{}, err
-		}
-		deadline := time.Now().Add(resend)
-		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-			deadline = d
-		}
-		conn.SetReadDeadline(deadline)
-		for {
-			n, from, err := conn.ReadFrom(buf)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					break
-				}
-				return netip.AddrPort{}, err
-			}
-			if ap, ok := from.(*net.UDPAddr); !ok || ap.AddrPort().Addr().Unmap() != server.Addr().Unmap() || ap.AddrPort().Port() != server.Port() {
-				continue
-			}
-			ep, ok, err := answer(buf[:n], q.Id, key, mac)
-			if ok {
-				conn.SetReadDeadline(time.Time{})
-				return ep, err
-			}
-		}
-		if ctx.Err() != nil {
-			return netip.AddrPort{}, ctx.Err()
+	last := fmt.Errorf("endpoint: no answer from %v", server)
+	for try := 0; try < 3 && ctx.Err() == nil; try++ {
+		tctx, cancel := context.WithTimeout(ctx, resend)
+		raw, err := x.Exchange(tctx, server, b, func(raw []byte) bool { return isReply(raw, q.Id) })
+		cancel()
+		if err == nil {
+			return answer(raw, key, mac)
 		}
 	}
-	conn.SetReadDeadline(time.Time{})
-	return netip.AddrPort{}, fmt.Errorf("endpoint: no answer from %v", server)
+	if ctx.Err() != nil {
+		return netip.AddrPort{}, ctx.Err()
+	}
+	return netip.AddrPort{}, last
 }
 
-// answer reads a reply: ok is false for a packet that is not the answer
-// to question id (read on); an answer that is not signed with key over
-// the question's MAC, or holds no endpoint, is an error.
-func answer(raw []byte, id uint16, key keyfile.Key, mac string) (netip.AddrPort, bool, error) {
+// isReply reports whether raw is a DNS response to question id: what
+// answer is asked to read (other datagrams from the server are skipped).
+func isReply(raw []byte, id uint16) bool {
 	r := new(dns.Msg)
-	if r.Unpack(raw) != nil || !r.Response || r.Id != id {
-		return netip.AddrPort{}, false, nil
-	}
+	return r.Unpack(raw) == nil && r.Response && r.Id == id
+}
+
+// answer reads a reply: one not signed with key over the question's MAC,
+// or one without an endpoint, is an error.
+func answer(raw []byte, key keyfile.Key, mac string) (netip.AddrPort, error) {
 	if err := tsigauth.VerifyReply(raw, key.Secret, mac); err != nil {
-		return netip.AddrPort{}, true, fmt.Errorf("endpoint: the answer's signature: %w", err)
+		return netip.AddrPort{}, fmt.Errorf("endpoint: the answer's signature: %w", err)
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(raw); err != nil {
+		return netip.AddrPort{}, err
 	}
 	if sig := r.IsTsig(); sig != nil && sig.Error != 0 {
-		return netip.AddrPort{}, true, fmt.Errorf("endpoint: TSIG %s", dns.RcodeToString[int(sig.Error)])
+		return netip.AddrPort{}, fmt.Errorf("endpoint: TSIG %s", dns.RcodeToString[int(sig.Error)])
 	}
-	ep, err := endpoint.Parse(r, key.Name)
-	return ep, true, err
+	return endpoint.Parse(r, key.Name)
+}
+
+// Mapping is what a NAT's mapping is like, as two ports of the server see
+// it.
+type Mapping int
+
+const (
+	// Unknown: only one port answered.
+	Unknown Mapping = iota
+	// Independent: both saw the same endpoint; a peer that sends there
+	// reaches this host once the host has sent to the peer.
+	Independent
+	// Dependent: the NAT gave each destination a port of its own (a
+	// "symmetric" NAT); no endpoint the server sees is one a peer can
+	// use.
+	Dependent
+)
+
+func (m Mapping) String() string {
+	switch m {
+	case Independent:
+		return "independent of the destination"
+	case Dependent:
+		return "dependent on the destination"
+	}
+	return "unknown"
+}
+
+// ErrNoAnswer says neither server port answered.
+var ErrNoAnswer = errors.New("endpoint: the server answered no endpoint question")
+
+// Classify probes both server addresses (two ports of the server) and
+// returns the first endpoint seen and what the NAT's mapping is like.
+func Classify(ctx context.Context, x Exchanger, servers [2]netip.AddrPort, key keyfile.Key) (netip.AddrPort, Mapping, error) {
+	a, errA := Probe(ctx, x, servers[0], key)
+	b, errB := Probe(ctx, x, servers[1], key)
+	switch {
+	case errA != nil && errB != nil:
+		return netip.AddrPort{}, Unknown, fmt.Errorf("%w: %v; %v", ErrNoAnswer, errA, errB)
+	case errA != nil:
+		return b, Unknown, nil
+	case errB != nil:
+		return a, Unknown, nil
+	case a != b:
+		return a, Dependent, nil
+	}
+	return a, Independent, nil
 }

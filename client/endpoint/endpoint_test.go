@@ -60,7 +60,7 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ep, err := Probe(context.Background(), conn, server, key)
+	ep, err := Probe(context.Background(), Socket{conn}, server, key)
 	if want := conn.LocalAddr().(*net.UDPAddr).AddrPort(); err != nil || ep != want {
 		t.Fatalf("Probe = %v, %v; want %v (after one lost question)", ep, err, want)
 	}
@@ -73,11 +73,33 @@ func TestProbeRefusesUnsignedAnswers(t *testing.T) {
 	}, 0)
 	conn, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer conn.Close()
-	if ep, err := Probe(context.Background(), conn, forged, key); err == nil {
+	if ep, err := Probe(context.Background(), Socket{conn}, forged, key); err == nil {
 		t.Fatalf("an answer signed with another secret was taken: %v", ep)
 	}
 	silent := netip.MustParseAddrPort("127.0.0.1:9") // discard: nothing answers
-	if _, err := Probe(context.Background(), conn, silent, key); err == nil {
+	if _, err := Probe(context.Background(), Socket{conn}, silent, key); err == nil {
 		t.Fatal("a probe of a silent server succeeded")
+	}
+}
+
+// TestClassify: the same endpoint on both server ports is a mapping
+// independent of the destination; two are a dependent one.
+func TestClassify(t *testing.T) {
+	resend = 100 * time.Millisecond
+	same := func(ap netip.AddrPort) netip.AddrPort { return ap }
+	a := fakeServer(t, key.Secret, same, 0)
+	b := fakeServer(t, key.Secret, same, 0)
+	shifted := fakeServer(t, key.Secret, func(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr(), ap.Port()+1) }, 0)
+	conn, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	defer conn.Close()
+	ctx := context.Background()
+	if _, m, err := Classify(ctx, Socket{conn}, [2]netip.AddrPort{a, b}, key); err != nil || m != Independent {
+		t.Errorf("the same endpoint twice: %v, %v", m, err)
+	}
+	if _, m, err := Classify(ctx, Socket{conn}, [2]netip.AddrPort{a, shifted}, key); err != nil || m != Dependent {
+		t.Errorf("two endpoints: %v, %v", m, err)
+	}
+	if ep, m, err := Classify(ctx, Socket{conn}, [2]netip.AddrPort{a, netip.MustParseAddrPort("127.0.0.1:9")}, key); err != nil || m != Unknown || !ep.IsValid() {
+		t.Errorf("one port silent: %v %v, %v", ep, m, err)
 	}
 }

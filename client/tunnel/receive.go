@@ -72,6 +72,9 @@ func (t *Tunnel) readUDP(ctx context.Context, recv conn.ReceiveFunc) error {
 // receive handles one datagram and returns the length of the inner packet
 // to deliver (0: nothing).
 func (t *Tunnel) receive(b []byte, ep conn.Endpoint) int {
+	if t.xch.cur.Load() != nil && t.exchanged(b, endpointAddrPort(ep)) {
+		return 0
+	}
 	kind, payload := esp.Classify(b)
 	switch kind {
 	case esp.ESP:

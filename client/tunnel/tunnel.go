@@ -233,6 +233,7 @@ type Tunnel struct {
 
 	load      loadMeter
 	limiter   ratelimiter.Ratelimiter // initiations per source address under load
+	xch       exchanges               // a datagram to and from a non-peer (Exchange)
 	closeOnce sync.Once
 	closeErr  error
 
@@ -427,6 +428,11 @@ func (t *Tunnel) setEndpoint(p *peer, ap netip.AddrPort) {
 		return
 	}
 	p.endpoint.Store(&endpoint{addr: ap, ep: ep})
+	// Send to the new address at the next tick (a NAT keepalive if
+	// nothing else goes): through a NAT that filters by destination,
+	// that opens the way for the peer's packets, which are sent the same
+	// way at the same time (hole punching).
+	p.lastSent.Store(0)
 }
 
 // endpointAddr is where p is reached, or the zero AddrPort.

@@ -57,6 +57,13 @@ func (u *TsigUpdate) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.
 		tsigFailures.WithLabelValues(server, dns.RcodeToString[int(res.Error)]).Inc()
 		return u.reply(w, r, dns.RcodeNotAuth)
 	}
+	if user, ok := endpointQuestion(r); ok {
+		// Answered on this port as on the update listeners', so that a
+		// host can compare what two ports of the server see (a NAT whose
+		// mapping depends on the destination gives two ports).
+		w.WriteMsg(u.serveEndpoint(r, user, res.Key.Name, state.Proto() == "udp", w.RemoteAddr()))
+		return dns.RcodeSuccess, nil
+	}
 	rcode, err := plugin.NextOrFailure(u.Name(), u.Next, ctx, w, r)
 	if !plugin.ClientWrite(rcode) {
 		// The server's own error reply would go out unsigned.
