@@ -36,7 +36,7 @@ func TestServerObservedEndpoint(t *testing.T) {
 	// The query port answers too, and a host without a NAT sees the
 	// same endpoint on both: a mapping independent of the destination.
 	query := netip.MustParseAddrPort(s.Addr())
-	if _, m, err := endpoint.Classify(ctx, endpoint.Socket{Conn: conn}, [2]netip.AddrPort{server, query}, k); err != nil || m != endpoint.Independent {
+	if _, m, err := endpoint.Classify(ctx, endpoint.Socket{Conn: conn}, []netip.AddrPort{server, query}, k); err != nil || m != endpoint.Independent {
 		t.Errorf("Classify over the update and the query port: %v, %v", m, err)
 	}
 

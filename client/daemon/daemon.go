@@ -37,6 +37,7 @@ import (
 	"github.com/openbtmm/btmm/client/tunnel/tun"
 	"github.com/openbtmm/btmm/client/userspace"
 	"github.com/openbtmm/btmm/client/watch"
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
 // recordTTL is the TTL of the published records: hosts move, and caches
@@ -65,6 +66,9 @@ type Daemon struct {
 
 	mu      sync.Mutex // guards mapping
 	mapping portmap.Mapping
+	obs     *observer // the server-observed endpoint (observe.go)
+	key     keyfile.Key
+	res     *discover.Resolver
 }
 
 // New prepares a daemon from a validated configuration: it reads the
@@ -92,7 +96,7 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 		return nil, err
 	}
 	res := &discover.Resolver{Server: cfg.Server}
-	d := &Daemon{cfg: cfg, logf: logf, id: id, keys: keys}
+	d := &Daemon{cfg: cfg, logf: logf, id: id, keys: keys, obs: newObserver(), key: key, res: res}
 	// RFC 6886 §3.7 spreads the clients of a rebooted gateway over 5 s; a
 	// home gateway has a handful, and 2 s keeps a host reachable again
 	// within 5 s of its NAT's reboot.
@@ -309,6 +313,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.tunnel != nil {
 		run("tunnel", d.tunnel.Run)
 	}
+	run("observe", func(ctx context.Context) error { return d.observe(ctx, d.key, d.res) })
 
 	changes, err := netmon.Watch(ctx, 0)
 	if err != nil {
@@ -370,9 +375,21 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 			d.logf("mapped %s → port %d (%v, epoch %d, lifetime %v)", public, m.Internal, m.Protocol, m.Epoch, m.Lifetime)
 		}
 	default:
-		d.logf("no usable mapping (%v): the other hosts cannot reach this one", m.Err)
+		d.logf("no usable mapping (%v): asking the server where it sees this host", m.Err)
+		d.obs.wake()
 		return
 	}
+	if unusable(m) {
+		d.logf("the gateway's external address %s is itself private (a NAT behind a NAT): asking the server where it sees this host", public.Addr())
+		d.obs.wake()
+		return
+	}
+	d.publishEndpoint(public)
+}
+
+// publishEndpoint publishes the host's records with public as the
+// tunnel's endpoint.
+func (d *Daemon) publishEndpoint(public netip.AddrPort) {
 	if !public.Addr().Is4() {
 		d.logf("the public address %s is not IPv4: not publishing", public)
 		return
@@ -495,6 +512,14 @@ type MappingStatus struct {
 	Epoch     uint32        `json:"epoch,omitempty"`
 	GoodUntil time.Time     `json:"good_until,omitzero"`
 	Error     string        `json:"error,omitempty"`
+	// Observed is the endpoint the server sees, published when no
+	// mapping protocol gives a usable mapping; ObservedMapping is
+	// "independent" or "dependent" (on the destination: no direct path)
+	// or "unknown", and Reach says in words what that means.
+	Observed        string `json:"observed,omitempty"`
+	ObservedMapping string `json:"observed_mapping,omitempty"`
+	ObservedError   string `json:"observed_error,omitempty"`
+	Reach           string `json:"reach,omitempty"`
 }
 
 // Status returns the daemon's state.
@@ -511,6 +536,9 @@ func (d *Daemon) Status() Status {
 	}
 	if m.Err != nil {
 		ms.Error = m.Err.Error()
+	}
+	if unusable(m) {
+		d.observedStatus(&ms)
 	}
 	st := Status{
 		Host: d.cfg.HostName(), ULA: d.id.ULA.String(), Label: d.id.Label, Interface: d.id.Interface,

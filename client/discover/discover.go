@@ -70,6 +70,12 @@ func (r *Resolver) Find(ctx context.Context, svc Service, userDomain, zone strin
 	return r.find(ctx, svc, userDomain, zone, func(isTLS bool) bool { return isTLS || !tlsOnly })
 }
 
+// FindPlain is Find for the plain DNS (UDP) server of svc only: the one
+// that sees where a host's UDP packets come from.
+func (r *Resolver) FindPlain(ctx context.Context, svc Service, userDomain, zone string) (Endpoint, error) {
+	return r.find(ctx, svc, userDomain, zone, func(isTLS bool) bool { return !isTLS })
+}
+
 // find is Find over the names that want takes (by whether they are TLS's).
 func (r *Resolver) find(ctx context.Context, svc Service, userDomain, zone string, want func(tls bool) bool) (Endpoint, error) {
 	for _, domain := range []string{dns.Fqdn(userDomain), dns.Fqdn(zone)} {

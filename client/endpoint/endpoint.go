@@ -141,20 +141,27 @@ func (m Mapping) String() string {
 // ErrNoAnswer says neither server port answered.
 var ErrNoAnswer = errors.New("endpoint: the server answered no endpoint question")
 
-// Classify probes both server addresses (two ports of the server) and
-// returns the first endpoint seen and what the NAT's mapping is like.
-func Classify(ctx context.Context, x Exchanger, servers [2]netip.AddrPort, key keyfile.Key) (netip.AddrPort, Mapping, error) {
-	a, errA := Probe(ctx, x, servers[0], key)
-	b, errB := Probe(ctx, x, servers[1], key)
-	switch {
-	case errA != nil && errB != nil:
-		return netip.AddrPort{}, Unknown, fmt.Errorf("%w: %v; %v", ErrNoAnswer, errA, errB)
-	case errA != nil:
-		return b, Unknown, nil
-	case errB != nil:
-		return a, Unknown, nil
-	case a != b:
-		return a, Dependent, nil
+// Classify probes the server addresses (up to two ports of the server)
+// and returns the first endpoint seen and what the NAT's mapping is like:
+// Unknown when fewer than two answered.
+func Classify(ctx context.Context, x Exchanger, servers []netip.AddrPort, key keyfile.Key) (netip.AddrPort, Mapping, error) {
+	var seen []netip.AddrPort
+	var errs []error
+	for _, srv := range servers[:min(2, len(servers))] {
+		ep, err := Probe(ctx, x, srv, key)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		seen = append(seen, ep)
 	}
-	return a, Independent, nil
+	switch {
+	case len(seen) == 0:
+		return netip.AddrPort{}, Unknown, fmt.Errorf("%w: %v", ErrNoAnswer, errors.Join(errs...))
+	case len(seen) == 1:
+		return seen[0], Unknown, nil
+	case seen[0] != seen[1]:
+		return seen[0], Dependent, nil
+	}
+	return seen[0], Independent, nil
 }

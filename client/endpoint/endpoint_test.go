@@ -93,13 +93,13 @@ func TestClassify(t *testing.T) {
 	conn, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer conn.Close()
 	ctx := context.Background()
-	if _, m, err := Classify(ctx, Socket{conn}, [2]netip.AddrPort{a, b}, key); err != nil || m != Independent {
+	if _, m, err := Classify(ctx, Socket{conn}, []netip.AddrPort{a, b}, key); err != nil || m != Independent {
 		t.Errorf("the same endpoint twice: %v, %v", m, err)
 	}
-	if _, m, err := Classify(ctx, Socket{conn}, [2]netip.AddrPort{a, shifted}, key); err != nil || m != Dependent {
+	if _, m, err := Classify(ctx, Socket{conn}, []netip.AddrPort{a, shifted}, key); err != nil || m != Dependent {
 		t.Errorf("two endpoints: %v, %v", m, err)
 	}
-	if ep, m, err := Classify(ctx, Socket{conn}, [2]netip.AddrPort{a, netip.MustParseAddrPort("127.0.0.1:9")}, key); err != nil || m != Unknown || !ep.IsValid() {
+	if ep, m, err := Classify(ctx, Socket{conn}, []netip.AddrPort{a, netip.MustParseAddrPort("127.0.0.1:9")}, key); err != nil || m != Unknown || !ep.IsValid() {
 		t.Errorf("one port silent: %v %v, %v", ep, m, err)
 	}
 }

@@ -186,7 +186,22 @@ func hostUpLines(h *Host, n *Network) []string {
 // prerouting_miniupnpd, postrouting_miniupnpd), jumped to from the base
 // chains. Debian's nft_init.sh is not used: it fails here.
 func (l *Lab) nftables(router string) error {
+	masquerade := "masquerade"
+	if r := l.Routers[router]; r != nil && r.RandomPorts {
+		masquerade = "masquerade random"
+	}
+	// The router itself takes no new flow from its WAN side, as home
+	// routers and carriers' NATs do: a packet that no flow expects is
+	// dropped before its connection-tracking entry is confirmed. (Were
+	// it delivered, its entry would hold the very address and ports that
+	// a host behind the router is about to use toward its sender, and the
+	// host's flow would get another port: hole punching would fail.)
+	input := "\t\tiifname \"wan0\" ct state new drop"
 	ruleset := `table inet filter {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		INPUT
+	}
 	chain forward {
 		type filter hook forward priority 0; policy drop;
 		ct state established,related accept
@@ -202,7 +217,7 @@ func (l *Lab) nftables(router string) error {
 	chain postrouting {
 		type nat hook postrouting priority 100; policy accept;
 		jump postrouting_miniupnpd
-		oifname "wan0" masquerade
+		oifname "wan0" ` + masquerade + `
 	}
 	chain prerouting_miniupnpd {
 	}
@@ -222,14 +237,9 @@ func (l *Lab) nftables(router string) error {
 		reject = 2 // PCP
 	}
 	if reject >= 0 {
-		ruleset += fmt.Sprintf(`table inet filter {
-	chain input {
-		type filter hook input priority 0; policy accept;
-		iifname "lan0" udp dport 5351 @th,64,8 %d reject
+		input += fmt.Sprintf("\n\t\tiifname \"lan0\" udp dport 5351 @th,64,8 %d reject", reject)
 	}
-}
-`, reject)
-	}
+	ruleset = strings.Replace(ruleset, "\t\tINPUT", input, 1)
 	cmd := exec.Command(tool("ip"), "netns", "exec", l.NS(router), tool("nft"), "-f", "-")
 	cmd.Stdin = strings.NewReader(ruleset)
 	if out, err := cmd.CombinedOutput(); err != nil {

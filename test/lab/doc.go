@@ -31,6 +31,9 @@
 //	  carrier [isp]     wan0 23.4.4.2/24, NAT (carrier grade), no NAT-PMP, lan0 100.64.0.1/24    (Options.DoubleNAT)
 //	    homeC [routerC] wan0 100.64.0.2/24, NAT + NAT-PMP, lan0 192.168.1.1/24
 //	      hostC [hostC]              192.168.1.12 via 192.168.1.1
+//	  carrier2 [isp2]   wan0 23.5.5.2/24, NAT (carrier grade), no NAT-PMP, lan0 100.64.1.0/24   (Options.DoubleNATBoth)
+//	    homeD [routerD] wan0 100.64.1.2/24, NAT + NAT-PMP, lan0 192.168.1.1/24
+//	      hostD [hostD]              192.168.1.13 via 192.168.1.1
 //
 // The internet uses 23.0.0.0/8: allocated unicast space outside every
 // IANA special-purpose range, which miniupnpd 2.3.1 requires of a WAN
@@ -72,11 +75,14 @@
 //
 // # NAT routers
 //
-// A NAT router has one nftables table, inet filter: a forward chain with
+// A NAT router has one nftables table, inet filter: an input chain that
+// drops new flows to the router itself from wan0 (as real routers do; see
+// nftables for why hole punching needs it); a forward chain with
 // policy drop that accepts established flows and everything from lan0 and
 // jumps to chain miniupnpd; nat prerouting and postrouting chains jumping
 // to prerouting_miniupnpd and postrouting_miniupnpd, then masquerade on
-// wan0. miniupnpd 2.3.1 fills those three chains (Debian's nft_init.sh is
+// wan0 (with a random port per flow for the routers in
+// Options.RandomPorts: a mapping that depends on the destination). miniupnpd 2.3.1 fills those three chains (Debian's nft_init.sh is
 // not used; it fails here). There is no hairpin: a host cannot reach its
 // own public address and mapped port.
 //

@@ -39,6 +39,14 @@ type Options struct {
 	// DoubleNAT adds the carrier network (a carrier-grade NAT without
 	// NAT-PMP) and homeC behind it, with hostC: RFC 6281 §4.4.
 	DoubleNAT bool
+	// DoubleNATBoth adds a second one: carrier2 (router isp2) and homeD
+	// behind it, with hostD.
+	DoubleNATBoth bool
+	// RandomPorts names NAT routers (isp, routerA, ...) whose masquerade
+	// picks a random source port for every flow: a NAT whose mapping
+	// depends on the destination ("symmetric"), where the port a server
+	// sees is not the one a peer would have to send to.
+	RandomPorts []string
 	// NATProtocols chooses, per router (routerA, routerB, routerC), the
 	// port mapping protocols its miniupnpd answers; a router not named
 	// answers DefaultNATProtocols (PCP and NAT-PMP, no UPnP IGD). See
@@ -75,6 +83,9 @@ type Router struct {
 	InetIf string       `json:"inetIf"` // the interface in inet for an Internet uplink
 	NAT    bool         `json:"nat"`    // masquerade on wan0, stateful forward filter
 	NATPMP bool         `json:"natpmp"` // miniupnpd runs, answering Protocols on lan0
+	// RandomPorts: masquerade with a random source port per flow (a
+	// mapping that depends on the destination).
+	RandomPorts bool `json:"randomPorts,omitempty"`
 	// Protocols are the port mapping protocols miniupnpd answers.
 	Protocols NATProtocols `json:"protocols"`
 	PID       int          `json:"pid"`     // miniupnpd's pid, 0 when stopped

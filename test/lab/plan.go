@@ -30,6 +30,7 @@ type networkPlan struct {
 	link         netip.Prefix // for an Internet uplink: inet .1, router .2
 	nat, natpmp  bool
 	double       bool // only with Options.DoubleNAT
+	double2      bool // only with Options.DoubleNATBoth
 }
 
 var networkPlans = []networkPlan{
@@ -41,6 +42,10 @@ var networkPlans = []networkPlan{
 	// and a home router with NAT-PMP behind it: RFC 6281 §4.4.
 	{name: "carrier", router: "isp", lan: netip.MustParsePrefix("100.64.0.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.4.4.0/24"), nat: true, double: true},
 	{name: "homeC", router: "routerC", lan: homeLAN, uplink: "carrier", nat: true, natpmp: true, double: true},
+	// A second carrier and home behind it, so that both hosts of a test
+	// can be behind two NATs.
+	{name: "carrier2", router: "isp2", lan: netip.MustParsePrefix("100.64.1.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.5.5.0/24"), nat: true, double2: true},
+	{name: "homeD", router: "routerD", lan: homeLAN, uplink: "carrier2", nat: true, natpmp: true, double2: true},
 }
 
 var hostName = regexp.MustCompile(`^[A-Za-z0-9]{1,12}$`)
@@ -64,7 +69,7 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		InetIf: "server",
 	}
 	for i, p := range networkPlans {
-		if p.double && !opts.DoubleNAT {
+		if p.double && !opts.DoubleNAT || p.double2 && !opts.DoubleNATBoth {
 			continue
 		}
 		gw := p.lan.Addr().Next()
@@ -73,7 +78,7 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 			MAC:  fmt.Sprintf("02:b7:00:00:%02x:01", i+1),
 			next: 2,
 		}
-		r := &Router{Name: p.router, LAN: p.name, Uplink: p.uplink, NAT: p.nat, NATPMP: p.natpmp}
+		r := &Router{Name: p.router, LAN: p.name, Uplink: p.uplink, NAT: p.nat, NATPMP: p.natpmp, RandomPorts: p.nat && slices.Contains(opts.RandomPorts, p.router)}
 		if p.natpmp {
 			r.Protocols = DefaultNATProtocols
 			if np, ok := opts.NATProtocols[p.router]; ok {
@@ -96,6 +101,11 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		l.Routers[p.router] = r
 		l.Namespaces = append(l.Namespaces, p.router)
 	}
+	for _, name := range opts.RandomPorts {
+		if r := l.Routers[name]; r == nil || !r.NAT {
+			return nil, fmt.Errorf("lab: Options.RandomPorts: %q is not a NAT router of this lab", name)
+		}
+	}
 	for name := range opts.NATProtocols {
 		home := slices.ContainsFunc(networkPlans, func(p networkPlan) bool { return p.router == name && p.natpmp })
 		if !home || l.Routers[name] == nil {
@@ -107,6 +117,9 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		hosts = map[string]string{"hostA": "homeA", "hostB": "homeB"}
 		if opts.DoubleNAT {
 			hosts["hostC"] = "homeC"
+		}
+		if opts.DoubleNATBoth {
+			hosts["hostD"] = "homeD"
 		}
 	}
 	names := make([]string, 0, len(hosts))

@@ -71,6 +71,13 @@ func printStatus(out io.Writer, st daemon.Status) {
 	switch {
 	case m.Public:
 		fmt.Fprintf(tw, "reachable at\t%s (no NAT)\n", m.External)
+	case m.Observed != "":
+		why := m.Error
+		if why == "" {
+			why = "the gateway " + m.Gateway + " is itself behind a NAT"
+		}
+		fmt.Fprintf(tw, "reachable at\t%s (as the server sees it; %s)\n", m.Observed, why)
+		fmt.Fprintf(tw, "\t%s\n", m.Reach)
 	case m.External != "" && m.Protocol == "upnp" && m.Lifetime == 0:
 		fmt.Fprintf(tw, "reachable at\t%s (%s via %s, permanent mapping)\n", m.External, protocolName(m.Protocol), m.Gateway)
 	case m.External != "" && m.Protocol == "upnp":
