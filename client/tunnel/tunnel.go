@@ -397,42 +397,58 @@ func (t *Tunnel) SetPeer(pc Peer) {
 		t.setEndpoint(p, pc.Endpoint)
 		t.peers[pc.ULA] = p
 		t.mu.Unlock()
+		p.mu.Lock()
+		t.punchLocked(p)
+		p.mu.Unlock()
 		return
 	}
 	t.mu.Unlock()
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	t.setEndpoint(p, pc.Endpoint)
+	if t.setEndpoint(p, pc.Endpoint) {
+		t.punchLocked(p)
+	}
 	if p.static != pc.Static {
 		p.static = pc.Static
 		t.resetLocked(p)
 	}
 }
 
-// setEndpoint points p at ap (unmapped). Callers hold p.mu, or p is new.
-func (t *Tunnel) setEndpoint(p *peer, ap netip.AddrPort) {
+// punchLocked sends a NAT keepalive to p's endpoint at once, so that the
+// first packet to a new endpoint leaves as soon as the peer is known:
+// through a NAT that filters by destination, it opens the way for the
+// peer's packets, which the peer sends the same way when it learns of this
+// host (hole punching). The peer takes it for nothing (RFC 3948 §2.3).
+// Callers hold p.mu.
+func (t *Tunnel) punchLocked(p *peer) {
+	if p.endpoint.Load() == nil {
+		return
+	}
+	var ka [1]byte
+	t.send(p, [][]byte{esp.AppendKeepalive(ka[:0])}, t.now())
+}
+
+// setEndpoint points p at ap (unmapped), and reports whether that is a
+// new endpoint. Callers hold p.mu, or p is new.
+func (t *Tunnel) setEndpoint(p *peer, ap netip.AddrPort) bool {
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	if old := p.endpoint.Load(); old != nil && old.addr == ap {
-		return
+		return false
 	}
 	if !ap.IsValid() {
 		p.endpoint.Store(nil)
-		return
+		return false
 	}
 	// A fresh endpoint has no sticky source address: after a move the
 	// kernel picks the source again.
 	ep, err := t.bind.ParseEndpoint(ap.String())
 	if err != nil {
 		p.endpoint.Store(nil)
-		return
+		return false
 	}
 	p.endpoint.Store(&endpoint{addr: ap, ep: ep})
-	// Send to the new address at the next tick (a NAT keepalive if
-	// nothing else goes): through a NAT that filters by destination,
-	// that opens the way for the peer's packets, which are sent the same
-	// way at the same time (hole punching).
-	p.lastSent.Store(0)
+	return true
 }
 
 // endpointAddr is where p is reached, or the zero AddrPort.
