@@ -165,3 +165,33 @@ func TestDestinationDependentNAT(t *testing.T) {
 	desktopULA := laptop.peerULA(desktop.name)
 	pingWithin(t, l, laptop, desktopULA, 20*time.Second)
 }
+
+// TestRoutedPrivateNetwork: the office's router routes a private subnet
+// to the carrier's NAT, without NAT or a mapping protocol of its own (RFC
+// 6281 §4.4.2, which Back to My Mac could not serve). Nothing answers the
+// host's PCP or NAT-PMP (the router is no NAT), its own address is
+// private: it publishes the endpoint the server sees, and a host at home
+// reaches it through the tunnel, both ways.
+func TestRoutedPrivateNetwork(t *testing.T) {
+	l := lab.Start(t, lab.Options{DoubleNAT: true, RoutedPrivate: true, Hosts: map[string]string{"hostA": "homeA", "hostE": "office"}},
+		"ping", "iputils-ping")
+	dir := t.TempDir()
+	labPunchServer(t, l, dir)
+	start := time.Now()
+	desktop := startClient(t, l, dir, "hostA", "desktop")
+	office := startClient(t, l, dir, "hostE", "office")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("office:\n%s", office.out.String())
+		}
+	})
+	st := observedAt(t, office, l.WAN("isp"), 20*time.Second)
+	desktop.waitPeer(office.name, netip.MustParseAddrPort(st.Mapping.Observed), 20*time.Second)
+	office.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 20*time.Second)
+	seen := time.Since(start)
+	pingWithin(t, l, desktop, desktop.peerULA(office.name), 20*time.Second)
+	first := time.Since(start)
+	pingWithin(t, l, office, office.peerULA(desktop.name), 5*time.Second)
+	t.Logf("routed private network: the hosts see each other %v after start, first ping reply through the tunnel %v after start",
+		seen.Round(time.Millisecond), first.Round(time.Millisecond))
+}

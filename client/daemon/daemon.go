@@ -366,6 +366,10 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 	}
 	public := m.External
 	switch {
+	case m.Public && unusable(m):
+		d.logf("no mapping protocol, and this host's address %s is private (a routed private network): asking the server where it sees this host", public.Addr())
+		d.obs.wake()
+		return
 	case m.Public:
 		d.logf("no NAT here: publishing the host's own address %s", public)
 	case m.Valid():

@@ -61,18 +61,20 @@ func (o *observer) get() observation {
 	return o.last
 }
 
-// unusable reports whether m gives no endpoint to publish: no mapping, or
-// one whose external address is itself private (a NAT behind a NAT).
+// unusable reports whether m gives no endpoint to publish: no mapping;
+// one whose external address is itself private (a NAT behind a NAT); or
+// "no NAT here" on a private address (a routed private network, whose
+// gateway is not the NAT: RFC 6281 §4.4.2).
 func unusable(m portmap.Mapping) bool {
-	if m.Public {
-		return false
-	}
-	if !m.Valid() {
+	if !m.Valid() && !m.Public {
 		return true
 	}
 	a := m.External.Addr()
-	return a.IsPrivate() || netip.MustParsePrefix("100.64.0.0/10").Contains(a)
+	return a.IsPrivate() || sharedSpace.Contains(a)
 }
+
+// sharedSpace is RFC 6598's, of carrier-grade NATs.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
 
 // observe runs while the daemon does: whenever the mapping is unusable it
 // asks for the server-observed endpoint, at once after a change and then

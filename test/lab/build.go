@@ -88,6 +88,11 @@ func (l *Lab) build() error {
 			add(create, up, "link add name p-%s %s type veth peer name wan0 %s netns %s", r.Name, l.index(), l.index(), l.NS(r.Name))
 			add(config, up, "link set dev p-%s master lan0", r.Name)
 			add(config, up, "link set dev p-%s up", r.Name)
+			if !r.NAT {
+				// A routed network behind another: its uplink's router
+				// routes it back (and NATs it, if it is a NAT).
+				add(config, up, "route add %s via %s dev lan0", n.Subnet, r.WAN.Addr())
+			}
 		}
 		add(config, r.Name, "addr add %s dev wan0", r.WAN)
 		add(config, r.Name, "link set dev wan0 up")

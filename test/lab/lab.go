@@ -42,6 +42,11 @@ type Options struct {
 	// DoubleNATBoth adds a second one: carrier2 (router isp2) and homeD
 	// behind it, with hostD.
 	DoubleNATBoth bool
+	// RoutedPrivate adds, behind the carrier (it needs DoubleNAT), the
+	// office: a private subnet that its router officeR routes without NAT
+	// or a mapping protocol (RFC 6281 §4.4.2). No host is placed there
+	// unless Hosts says so.
+	RoutedPrivate bool
 	// RandomPorts names NAT routers (isp, routerA, ...) whose masquerade
 	// picks a random source port for every flow: a NAT whose mapping
 	// depends on the destination ("symmetric"), where the port a server

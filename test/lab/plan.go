@@ -31,6 +31,7 @@ type networkPlan struct {
 	nat, natpmp  bool
 	double       bool // only with Options.DoubleNAT
 	double2      bool // only with Options.DoubleNATBoth
+	routed       bool // only with Options.RoutedPrivate
 }
 
 var networkPlans = []networkPlan{
@@ -42,6 +43,10 @@ var networkPlans = []networkPlan{
 	// and a home router with NAT-PMP behind it: RFC 6281 §4.4.
 	{name: "carrier", router: "isp", lan: netip.MustParsePrefix("100.64.0.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.4.4.0/24"), nat: true, double: true},
 	{name: "homeC", router: "routerC", lan: homeLAN, uplink: "carrier", nat: true, natpmp: true, double: true},
+	// A routed private network (RFC 6281 §4.4.2): an office whose router
+	// routes a private subnet, without NAT or a mapping protocol, to the
+	// carrier, which NATs it.
+	{name: "office", router: "officeR", lan: netip.MustParsePrefix("10.20.0.0/24"), uplink: "carrier", routed: true},
 	// A second carrier and home behind it, so that both hosts of a test
 	// can be behind two NATs.
 	{name: "carrier2", router: "isp2", lan: netip.MustParsePrefix("100.64.1.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.5.5.0/24"), nat: true, double2: true},
@@ -69,7 +74,7 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		InetIf: "server",
 	}
 	for i, p := range networkPlans {
-		if p.double && !opts.DoubleNAT || p.double2 && !opts.DoubleNATBoth {
+		if p.double && !opts.DoubleNAT || p.double2 && !opts.DoubleNATBoth || p.routed && !opts.RoutedPrivate {
 			continue
 		}
 		gw := p.lan.Addr().Next()
@@ -100,6 +105,9 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		}
 		l.Routers[p.router] = r
 		l.Namespaces = append(l.Namespaces, p.router)
+	}
+	if opts.RoutedPrivate && !opts.DoubleNAT {
+		return nil, fmt.Errorf("lab: Options.RoutedPrivate needs DoubleNAT: the office sits behind the carrier")
 	}
 	for _, name := range opts.RandomPorts {
 		if r := l.Routers[name]; r == nil || !r.NAT {
