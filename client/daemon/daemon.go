@@ -27,6 +27,7 @@ import (
 
 	"github.com/openbtmm/btmm/client/config"
 	"github.com/openbtmm/btmm/client/discover"
+	"github.com/openbtmm/btmm/client/dnssd"
 	"github.com/openbtmm/btmm/client/identity"
 	"github.com/openbtmm/btmm/client/netmon"
 	"github.com/openbtmm/btmm/client/portmap"
@@ -63,9 +64,13 @@ type Daemon struct {
 	keyLog    *keyLog                    // the ESP key log (esp_keylog); nil when off
 	tpeers    map[netip.Addr]tunnel.Peer // what reconcile last gave the tunnel; Run's goroutine only
 
-	mu      sync.Mutex // guards mapping
-	mapping portmap.Mapping
+	mu       sync.Mutex // guards mapping and services
+	mapping  portmap.Mapping
+	services []dnssd.Service // published with the host's records
 }
+
+// servicesScan is how often services_auto looks at the listening sockets.
+const servicesScan = 30 * time.Second
 
 // New prepares a daemon from a validated configuration: it reads the
 // user's key, makes the host's identity and loads (or makes) its X25519
@@ -303,8 +308,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	d.services = d.findServices()
+	if len(d.services) > 0 {
+		d.logf("services: %s", describeServices(d.services))
+	}
 	run("portmap", d.pm.Run)
 	run("publish", d.pub.Run)
+	var scan <-chan time.Time
+	if d.cfg.ServicesAuto {
+		if _, err := dnssd.Listening(); err != nil {
+			d.logf("%v", err)
+		} else {
+			t := time.NewTicker(servicesScan)
+			defer t.Stop()
+			scan = t.C
+		}
+	}
 	run("watch", d.watch.Run)
 	if d.tunnel != nil {
 		run("tunnel", d.tunnel.Run)
@@ -328,6 +347,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.announce()
 		case <-d.watch.Changed():
 			d.reconcile()
+		case <-scan:
+			if s := d.findServices(); !dnssd.Equal(s, d.servicesNow()) {
+				d.mu.Lock()
+				d.services = s
+				m := d.mapping
+				d.mu.Unlock()
+				d.logf("services: now %s", describeServices(s))
+				d.publishHost(m)
+			}
 		case m, ok := <-d.pm.Changes():
 			if !ok {
 				// Run ended (ctx done): wait for the rest.
@@ -377,10 +405,52 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 		d.logf("the public address %s is not IPv4: not publishing", public)
 		return
 	}
+	d.publishHost(m)
+}
+
+// publishHost hands the publisher the host's records for mapping m, with
+// the services; nothing without a usable IPv4 mapping.
+func (d *Daemon) publishHost(m portmap.Mapping) {
+	if !(m.Public || m.Valid()) || !m.External.Addr().Is4() {
+		return
+	}
 	d.pub.Set(publish.Host{
 		Zone: d.cfg.Zone, User: d.cfg.User, Name: d.cfg.Host, Label: d.id.Label,
-		ULA: d.id.ULA, Public: public, Key: d.keys.PublicBase64(), TTL: recordTTL,
+		ULA: d.id.ULA, Public: m.External, Key: d.keys.PublicBase64(), TTL: recordTTL,
+		Services: d.servicesNow(),
 	})
+}
+
+func (d *Daemon) servicesNow() []dnssd.Service {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.services
+}
+
+// findServices returns the configured services and, with services_auto,
+// the well-known ones this host listens on through its tunnel address.
+func (d *Daemon) findServices() []dnssd.Service {
+	conf := d.cfg.ServiceList()
+	if !d.cfg.ServicesAuto {
+		return conf
+	}
+	ls, err := dnssd.Listening()
+	if err != nil {
+		return conf
+	}
+	return dnssd.Merge(conf, dnssd.Detect(ls, d.id.ULA))
+}
+
+// describeServices is "_ssh._tcp:22, _http._tcp:8080" or "none".
+func describeServices(s []dnssd.Service) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	var out []string
+	for _, x := range s {
+		out = append(out, fmt.Sprintf("%s:%d", x.Type, x.Port))
+	}
+	return strings.Join(out, ", ")
 }
 
 // Status is what `btmm-client status` shows.
