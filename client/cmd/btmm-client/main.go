@@ -2,8 +2,8 @@
 // this host can be reached in its owner's domain, watches the owner's other
 // hosts, and carries the tunnels between them.
 //
-// Commands: run (the daemon), status (asks the running daemon), keygen
-// (makes a user key).
+// Commands: run (the daemon), status (asks the running daemon), browse
+// (lists the user's services, live), keygen (makes a user key).
 package main
 
 import (
@@ -45,6 +45,17 @@ Usage:
         servers it uses, the user's other hosts (peers) and the tunnel to
         each: endpoint, cipher, SA age, last handshake, bytes, drops by
         reason.
+  btmm-client browse --config FILE [--push auto|dns-push|llq] [--json] [--once] [TYPE]
+        List the services (DNS-SD, RFC 6763) that the user's hosts publish
+        (the services setting), live: "+ INSTANCE  TYPE  TARGET:PORT  TXT"
+        as one appears, "- ..." as it goes. TYPE is one type (_ssh._tcp, or
+        a short name: ssh, smb, rfb, http, ...); without it, every type.
+        Changes come by DNS Push where the server offers it, else by
+        long-lived queries (--push or the push setting choose). --json
+        prints one JSON object per event; --once prints what is there now
+        and exits. Needs the config file's server and key, no root and no
+        running daemon. Connect to a TARGET:PORT: it goes through the
+        tunnel.
   btmm-client keygen --user USER --zone ZONE [--algorithm ALG]
                      [--password | --password-file FILE]
         Make a TSIG key for USER.ZONE and print it in BIND's key-file
@@ -89,6 +100,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runDaemon(args[1:], stdout, stderr)
 	case "status":
 		return status(args[1:], stdout, stderr)
+	case "browse":
+		return browseCmd(args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Errorf("unknown command %q", args[0])}
 	}

@@ -1,0 +1,139 @@
+package test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openbtmm/btmm/client/browse"
+	"github.com/openbtmm/btmm/client/discover"
+	sd "github.com/openbtmm/btmm/client/dnssd"
+	"github.com/openbtmm/btmm/client/publish"
+	"github.com/openbtmm/btmm/client/subscribe"
+	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
+)
+
+// changes collects a browser's reports.
+type changes struct {
+	mu  sync.Mutex
+	got []string
+	at  []time.Time
+}
+
+func (c *changes) report(ch browse.Change) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got, c.at = append(c.got, ch.String()), append(c.at, time.Now())
+}
+
+// wait returns when a line with each of want has come, after the first
+// from.
+func (c *changes) wait(t *testing.T, from int, within time.Duration, want ...string) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c.mu.Lock()
+		var last time.Time
+		found := 0
+		for _, w := range want {
+			for i := from; i < len(c.got); i++ {
+				if strings.Contains(c.got[i], w) {
+					found++
+					if c.at[i].After(last) {
+						last = c.at[i]
+					}
+					break
+				}
+			}
+		}
+		got := append([]string(nil), c.got...)
+		c.mu.Unlock()
+		if found == len(want) {
+			return last
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lines with %q within %v; got:\n%s", want, within, strings.Join(got, "\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *changes) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.got)
+}
+
+// TestBrowse: against bin/coredns, a publisher publishes a host with ssh
+// and an HTTP service; a browser of every type, by DNS Push (found by its
+// SRV record) and by LLQ, lists both as they are published and shows them
+// gone when the publisher stops.
+func TestBrowse(t *testing.T) {
+	s, pool := pushServer(t)
+	key := keyfile.Key{Name: alice.name, Algorithm: alice.miekgAlg(), Secret: alice.secret}
+	for _, mode := range []string{subscribe.DNSPush, subscribe.LLQ} {
+		t.Run(mode, func(t *testing.T) {
+			sc := subscribe.Config{Resolver: &discover.Resolver{Server: s.Addr()}, Zone: zone, Key: key, Push: mode,
+				Transport: "tls", TLS: &tls.Config{RootCAs: pool, ServerName: "ns1.members.example.com"}}
+			if mode == subscribe.LLQ {
+				sc.Transport, sc.TLS, sc.Server = "tcp", nil, s.LLQAddr()
+			}
+			var c changes
+			b := browse.New(alice.name, "", c.report)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			modes := make(chan string, 4)
+			dial := func(ctx context.Context) (subscribe.Session, error) {
+				sess, err := subscribe.Dial(ctx, sc)
+				if err == nil {
+					modes <- sess.Mode()
+				}
+				return sess, err
+			}
+			done := make(chan error, 1)
+			go func() { done <- browse.Run(ctx, dial, b, false, t.Logf) }()
+			select {
+			case m := <-modes:
+				if m != mode {
+					t.Fatalf("session by %s, want %s", m, mode)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no session")
+			}
+
+			host := "desktop-" + strings.ReplaceAll(mode, "-", "")
+			services, err := sd.ParseAll([]string{"ssh", "http:8080 path=/"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := publish.New(publish.Config{Resolver: &discover.Resolver{}, Zone: zone, Key: key, Transport: "tcp", Server: s.UpdateAddr(), Lease: 4 * time.Second})
+			pctx, stop := context.WithCancel(context.Background())
+			pdone := make(chan error, 1)
+			go func() { pdone <- p.Run(pctx) }()
+			defer stop()
+			time.Sleep(200 * time.Millisecond) // the browser is set up
+			published := time.Now()
+			p.Set(publish.Host{Zone: zone, User: "alice", Name: host, Label: "AutoTunnel-02-00-00-FF-FE-00-00-01",
+				ULA: netip.MustParseAddr("fd00::1"), Public: netip.MustParseAddrPort("192.0.2.1:4500"), Key: "k", TTL: 60, Services: services})
+			d := "." + alice.name
+			seen := c.wait(t, 0, 5*time.Second,
+				"+ "+host+"  _ssh._tcp  "+host+d+":22",
+				"+ "+host+"  _http._tcp  "+host+d+":8080  path=/")
+			t.Logf("%s: both services listed %v after Set", mode, seen.Sub(published).Round(time.Millisecond))
+			n := c.len()
+			stop()
+			if err := <-pdone; err != nil {
+				t.Fatal(err)
+			}
+			c.wait(t, n, 5*time.Second, "- "+host+"  _ssh._tcp", "- "+host+"  _http._tcp")
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
