@@ -14,6 +14,7 @@ import (
 	sd "github.com/openbtmm/btmm/client/dnssd"
 	"github.com/openbtmm/btmm/client/publish"
 	"github.com/openbtmm/btmm/client/subscribe"
+	"github.com/openbtmm/btmm/client/watch"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
@@ -135,5 +136,78 @@ func TestBrowse(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestWatchDNSPush: the daemon's watcher, with push "auto" against a
+// server that advertises DNS Push, follows the other host by DNS Push:
+// its table shows the host as published, then its new address, then
+// nothing once it is removed; with push "llq", by LLQ.
+func TestWatchDNSPush(t *testing.T) {
+	s, pool := pushServer(t)
+	key := keyfile.Key{Name: alice.name, Algorithm: alice.miekgAlg(), Secret: alice.secret}
+	for _, tc := range []struct{ push, mode string }{{"auto", "dns-push"}, {"llq", "llq"}} {
+		t.Run(tc.push, func(t *testing.T) {
+			cfg := watch.Config{Resolver: &discover.Resolver{Server: s.Addr()}, Zone: zone, Key: key, Self: "laptop.alice.members.example.com.",
+				Transport: "tls", TLS: &tls.Config{RootCAs: pool, ServerName: "ns1.members.example.com"}, Push: tc.push, Logf: t.Logf}
+			if tc.push == "llq" {
+				cfg.Transport, cfg.TLS, cfg.Server = "tcp", nil, s.LLQAddr()
+			}
+			w := watch.New(cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			wdone := make(chan error, 1)
+			go func() { wdone <- w.Run(ctx) }()
+			defer func() { cancel(); <-wdone }()
+			waitUntil(t, "the watcher's session", func() bool { return w.Status().Mode == tc.mode })
+
+			p := publish.New(publish.Config{Resolver: &discover.Resolver{}, Zone: zone, Key: key, Transport: "tcp", Server: s.UpdateAddr(), Lease: 4 * time.Second})
+			pctx, stop := context.WithCancel(context.Background())
+			pdone := make(chan error, 1)
+			go func() { pdone <- p.Run(pctx) }()
+			defer stop()
+			name := "desktop" + strings.ReplaceAll(tc.push, "-", "")
+			h := publish.Host{Zone: zone, User: "alice", Name: name, Label: "AutoTunnel-02-00-00-FF-FE-00-00-02",
+				ULA: netip.MustParseAddr("fd00::2"), Public: netip.MustParseAddrPort("192.0.2.1:4500"), Key: "k", TTL: 60}
+			p.Set(h)
+			host := name + ".alice.members.example.com."
+			at := func(public string) func() bool {
+				return func() bool {
+					for _, peer := range w.Peers() {
+						if peer.Host == host && peer.Public.String() == public && peer.ULA == h.ULA && peer.Key == "k" {
+							return true
+						}
+					}
+					return false
+				}
+			}
+			waitUntil(t, "the peer", at("192.0.2.1:4500"))
+			h.Public = netip.MustParseAddrPort("192.0.2.9:4501")
+			p.Set(h)
+			waitUntil(t, "the peer's new address", at("192.0.2.9:4501"))
+			stop()
+			<-pdone
+			waitUntil(t, "the peer to go", func() bool {
+				for _, peer := range w.Peers() {
+					if peer.Host == host {
+						return false
+					}
+				}
+				return true
+			})
+			if st := w.Status(); st.Mode != tc.mode || st.LLQs != 1 {
+				t.Errorf("status %+v, want mode %s and one subscription left (the list)", st, tc.mode)
+			}
+		})
+	}
+}
+
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 5 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

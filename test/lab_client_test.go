@@ -609,7 +609,7 @@ func TestServerDown(t *testing.T) {
 		back := time.Now()
 		for _, c := range []*labClient{desktop, laptop} {
 			c.waitStatus("back with the server", 5*time.Second, func(st daemon.Status) bool {
-				return st.Watch.Mode == "llq" && !st.Watch.Cached && st.Watch.Since.IsZero()
+				return st.Watch.Mode == "dns-push" && !st.Watch.Cached && st.Watch.Since.IsZero()
 			})
 		}
 		desktop.waitPeer(laptop.name, wanB, 5*time.Second)

@@ -103,7 +103,7 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 	// within 5 s of its NAT's reboot.
 	d.pm = portmap.New(portmap.Config{InternalPort: uint16(cfg.TunnelPort), Logf: logf, StateLossDelay: 2 * time.Second})
 	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: key, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
-	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, CacheFile: cfg.PeersPath(), OnSession: d.pub.Republish, Logf: logf})
+	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Push: cfg.Push, CacheFile: cfg.PeersPath(), OnSession: d.pub.Republish, Logf: logf})
 	psk, err := TunnelPSK(key.Secret, key.Name)
 	if err != nil {
 		return nil, err

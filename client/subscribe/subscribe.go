@@ -103,7 +103,13 @@ func Dial(ctx context.Context, cfg Config) (Session, error) {
 		rt, err := cfg.Resolver.RouteTo(ctx, discover.Push, cfg.Key.Name, cfg.Zone, transport, "", cfg.TLS)
 		switch {
 		case err == nil:
-			return dialPush(ctx, cfg, rt)
+			sess, err := dialPush(ctx, cfg, rt)
+			if err == nil || mode == DNSPush {
+				return sess, err
+			}
+			// Offered but out of reach (a firewall on its port, say):
+			// LLQ, if that is offered.
+			cfg.Logf("subscribe: %v; trying LLQ", err)
 		case errors.Is(err, discover.ErrNotOffered) && mode == Auto:
 			// LLQ then.
 		default:
