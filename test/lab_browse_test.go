@@ -155,8 +155,9 @@ func registeredAt(t *testing.T, out string) time.Time {
 }
 
 // TestLabBrowse: the desktop (behind NAT A) publishes ssh and an HTTP
-// service; `btmm-client browse`, run as nobody on the laptop's network
-// (behind NAT B) with no daemon of its own involved, lists both by DNS
+// service, and with services_auto the VNC server it listens on;
+// `btmm-client browse`, run as nobody on the laptop's network
+// (behind NAT B) with no daemon of its own involved, lists them by DNS
 // Push within a second of the desktop's registration; a connection to the
 // SRV's target name and port, resolved through the server, goes through
 // the tunnel (the listener on the desktop's tunnel address sees the
@@ -181,14 +182,23 @@ func TestLabBrowse(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	// services_auto: a VNC server on every address is published (rfb), an
+	// SMB server on loopback only is not.
+	for _, addr := range []string{"[::]:5900", "127.0.0.1:445"} {
+		ln, err := l.Listen("hostA", "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+	}
 	started := time.Now()
-	desktop := startClient(t, l, dir, "hostA", "desktop", "--set", "services=ssh,http:8080 path=/")
+	desktop := startClient(t, l, dir, "hostA", "desktop", "--set", "services=ssh,http:8080 path=/", "--set", "services_auto=true")
 	defer func() {
 		if t.Failed() {
 			t.Logf("desktop:\n%s\nlaptop:\n%s\nbrowse:\n%s", desktop.out.String(), laptop.out.String(), b.stderr.String())
 		}
 	}()
-	got := b.wait(t, "add", 10*time.Second, "_ssh._tcp", "_http._tcp")
+	got := b.wait(t, "add", 10*time.Second, "_ssh._tcp", "_http._tcp", "_rfb._tcp")
 	registered := registeredAt(t, desktop.out.String())
 	var last time.Time
 	for _, ev := range got {
@@ -196,7 +206,7 @@ func TestLabBrowse(t *testing.T) {
 			last = ev.Time
 		}
 	}
-	t.Logf("browse listed both services %v after the desktop's registration was acknowledged (%v after it started)",
+	t.Logf("browse listed the three services %v after the desktop's registration was acknowledged (%v after it started)",
 		last.Sub(registered).Round(time.Microsecond), last.Sub(started).Round(time.Millisecond))
 	if d := last.Sub(registered); d > time.Second {
 		t.Errorf("browse listed the services %v after the registration, want within 1 s", d)
@@ -204,6 +214,12 @@ func TestLabBrowse(t *testing.T) {
 	host := "desktop.alice.members.example.com."
 	if ssh := got["_ssh._tcp"]; ssh.Instance.Instance != "desktop" || ssh.Target != host || ssh.Port != 22 || ssh.Name != "desktop._ssh._tcp.alice.members.example.com." {
 		t.Errorf("ssh: %+v", ssh)
+	}
+	if rfb := got["_rfb._tcp"]; rfb.Target != host || rfb.Port != 5900 {
+		t.Errorf("rfb (services_auto): %+v", rfb)
+	}
+	if _, smb := got["_smb._tcp"]; smb {
+		t.Error("smb, listening on loopback only, is published")
 	}
 	if web := got["_http._tcp"]; web.Target != host || web.Port != 8080 || len(web.TXT) != 1 || web.TXT[0] != "path=/" {
 		t.Errorf("http: %+v", web)
@@ -271,7 +287,7 @@ func TestLabBrowse(t *testing.T) {
 	// The desktop stops: its services go.
 	stopped := time.Now()
 	desktop.stop()
-	gone := b.wait(t, "remove", 5*time.Second, "_ssh._tcp", "_http._tcp")
+	gone := b.wait(t, "remove", 5*time.Second, "_ssh._tcp", "_http._tcp", "_rfb._tcp")
 	t.Logf("browse showed them gone %v after the desktop stopped", gone["_ssh._tcp"].Time.Sub(stopped).Round(time.Millisecond))
 	if r := labQuery(t, l, s, "_services._dns-sd._udp.alice.members.example.com.", dns.TypePTR); len(r.Answer) != 0 {
 		t.Errorf("the service types are still listed: %v", r.Answer)
