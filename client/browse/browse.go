@@ -345,11 +345,14 @@ func Run(ctx context.Context, dial func(context.Context) (subscribe.Session, err
 			cancel()
 			sess.Close()
 		}
+		if once {
+			if err == nil {
+				err = ctx.Err()
+			}
+			return err
+		}
 		if ctx.Err() != nil {
 			return nil
-		}
-		if once {
-			return err
 		}
 		wait := retry.Next()
 		logf("browse: %v; again in %v", err, wait.Round(time.Millisecond))
