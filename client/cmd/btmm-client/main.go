@@ -27,8 +27,8 @@ Usage:
   btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE]
         Run the client: map the tunnel port (PCP, NAT-PMP or UPnP IGD), publish this
         host's records in the user's domain (leased TSIG-signed updates,
-        over TLS by default), watch the user's other hosts with
-        long-lived queries, follow network changes, and carry IPv6
+        over TLS by default), watch the user's other hosts by DNS
+        Push or long-lived queries, follow network changes, and carry IPv6
         between this host's tunnel address and theirs (a TUN device,
         ESP in UDP keyed by a Noise handshake; needs root or
         CAP_NET_ADMIN, else it runs without the tunnel and says so).
