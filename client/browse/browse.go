@@ -272,7 +272,9 @@ func (b *Browser) evaluate(in *instanceState) {
 	now := Instance{Name: in.name, Instance: in.instance, Type: in.typ, Target: dns.CanonicalName(srv.Target), Port: srv.Port, TXT: []string{}}
 	for _, rr := range in.txt {
 		if t, ok := rr.(*dns.TXT); ok {
-			now.TXT = append(now.TXT, t.Txt...)
+			for _, x := range t.Txt {
+				now.TXT = append(now.TXT, dnssd.UnescapeTXT(x))
+			}
 		}
 	}
 	old, shown := b.shown[in.name]

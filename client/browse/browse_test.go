@@ -175,3 +175,22 @@ func TestBrowseOneType(t *testing.T) {
 		t.Errorf("left subscribed after Close: %v", f.subs)
 	}
 }
+
+// TXT strings are reported as their octets, not miekg/dns's escaped form.
+func TestBrowseTXTOctets(t *testing.T) {
+	var got []string
+	b := New(d, "_http._tcp", func(c Change) { got = append(got, c.String()) })
+	f := newFake(t,
+		"_http._tcp."+d+" 60 IN PTR desktop._http._tcp."+d,
+		"desktop._http._tcp."+d+" 60 IN SRV 0 0 80 desktop."+d,
+		"desktop._http._tcp."+d+` 60 IN TXT "q=\"x\"" "b=\255"`)
+	if err := b.Sync(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Shown(); len(s) != 1 || !slices.Equal(s[0].TXT, []string{`q="x"`, "b=\xff"}) {
+		t.Errorf("%+v", s)
+	}
+	if len(got) != 1 || !strings.HasSuffix(got[0], `:80  "q=\"x\"" b=`+"\xff") {
+		t.Errorf("%q", got)
+	}
+}

@@ -263,3 +263,44 @@ func Equal(a, b []Service) bool {
 		return x.Type == y.Type && x.Port == y.Port && slices.Equal(x.TXT, y.TXT)
 	})
 }
+
+// EscapeTXT returns s as github.com/miekg/dns holds a TXT string: in
+// presentation form, with backslash, double quote and every octet outside
+// printable ASCII escaped (\\, \", \DDD), so that the octets on the wire
+// are s's own.
+func EscapeTXT(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' || c == '"':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c > 0x7e:
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// UnescapeTXT undoes EscapeTXT: the octets of a TXT string as miekg/dns
+// holds it.
+func UnescapeTXT(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+1 < len(s) {
+			if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+				n, _ := strconv.Atoi(s[i+1 : i+4])
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+			i++
+			c = s[i]
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

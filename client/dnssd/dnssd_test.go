@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 )
 
 func TestParse(t *testing.T) {
@@ -178,4 +180,57 @@ func FuzzParseProcNetTCP(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A service that parses makes records that survive the wire, and its type
+// parses again to itself.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"ssh", "http:8080 path=/", "_ipp._tcp:631 rp=x", "a-b:1 k", "ssh =", "x:99999", `A:1 "`, "ssh k=\\\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		s, err := Parse(spec)
+		if err != nil {
+			return
+		}
+		if s.Port == 0 {
+			t.Fatalf("%q: port 0", spec)
+		}
+		if again, err := ParseType(s.Type); err != nil || again != s.Type {
+			t.Fatalf("%q: type %q parses to %q, %v", spec, s.Type, again, err)
+		}
+		txt := &dns.TXT{Hdr: dns.RR_Header{Name: InstanceName("h", s.Type, "alice.example."), Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{""}}
+		if len(s.TXT) > 0 {
+			txt.Txt = nil
+			for _, x := range s.TXT {
+				txt.Txt = append(txt.Txt, EscapeTXT(x))
+			}
+		}
+		buf := make([]byte, 65535)
+		n, err := dns.PackRR(txt, buf, 0, nil, false)
+		if err != nil {
+			t.Fatalf("%q: %v", spec, err)
+		}
+		rr, _, err := dns.UnpackRR(buf[:n], 0)
+		if err != nil || !slices.Equal(rr.(*dns.TXT).Txt, txt.Txt) {
+			t.Fatalf("%q: TXT %q back as %v, %v", spec, txt.Txt, rr, err)
+		}
+		// The octets on the wire are the configured ones.
+		for i, x := range s.TXT {
+			if got := UnescapeTXT(rr.(*dns.TXT).Txt[i]); got != x {
+				t.Fatalf("%q: TXT string %q back as %q", spec, x, got)
+			}
+		}
+	})
+}
+
+func TestEscapeTXT(t *testing.T) {
+	for _, s := range []string{"", "a=b", `q="x"`, `p=C:\dir`, "bin=\x00\xff\n", "é=ü"} {
+		if got := UnescapeTXT(EscapeTXT(s)); got != s {
+			t.Errorf("%q → %q → %q", s, EscapeTXT(s), got)
+		}
+	}
+	if EscapeTXT(`a"b\c`) != `a\"b\\c` {
+		t.Errorf("%s", EscapeTXT(`a"b\c`))
+	}
 }

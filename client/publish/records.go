@@ -113,14 +113,17 @@ func (h Host) ServiceRecords() []dns.RR {
 	var recs []dns.RR
 	for _, s := range h.Services {
 		inst := h.InstanceName(s.Type)
-		txt := s.TXT
-		if len(txt) == 0 {
-			txt = []string{""} // RFC 6763 §6.1
+		txt := []string{""} // RFC 6763 §6.1
+		if len(s.TXT) > 0 {
+			txt = nil
+			for _, t := range s.TXT {
+				txt = append(txt, dnssd.EscapeTXT(t))
+			}
 		}
 		recs = append(recs,
 			&dns.PTR{Hdr: hdr(dnssd.TypeName(s.Type, h.domain()), dns.TypePTR), Ptr: inst},
 			&dns.SRV{Hdr: hdr(inst, dns.TypeSRV), Port: s.Port, Target: h.HostName()},
-			&dns.TXT{Hdr: hdr(inst, dns.TypeTXT), Txt: append([]string(nil), txt...)},
+			&dns.TXT{Hdr: hdr(inst, dns.TypeTXT), Txt: txt},
 			&dns.PTR{Hdr: hdr(dnssd.ServicesDomain(h.domain()), dns.TypePTR), Ptr: dnssd.TypeName(s.Type, h.domain())},
 		)
 	}

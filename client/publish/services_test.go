@@ -24,7 +24,7 @@ func withServices(h Host, specs ...string) Host {
 // AAAA is the ULA: through the tunnel), a TXT (one empty string when there
 // are no pairs), and the type's PTR in the service-type enumeration.
 func TestServiceRecords(t *testing.T) {
-	h := withServices(laptop(), "ssh", "http:8080 path=/ x=1")
+	h := withServices(laptop(), "ssh", `http:8080 path=/ x="1"`)
 	recs, err := h.AllRecords()
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestServiceRecords(t *testing.T) {
 		"_services._dns-sd._udp." + d + "\t60\tIN\tPTR\t_ssh._tcp." + d,
 		"_http._tcp." + d + "\t60\tIN\tPTR\tlaptop._http._tcp." + d,
 		"laptop._http._tcp." + d + "\t60\tIN\tSRV\t0 0 8080 laptop." + d,
-		"laptop._http._tcp." + d + "\t60\tIN\tTXT\t\"path=/\" \"x=1\"",
+		"laptop._http._tcp." + d + "\t60\tIN\tTXT\t\"path=/\" \"x=\\\"1\\\"\"",
 		"_services._dns-sd._udp." + d + "\t60\tIN\tPTR\t_http._tcp." + d,
 	}
 	got := texts(recs[6:])
