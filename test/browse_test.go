@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/openbtmm/btmm/client/browse"
 	"github.com/openbtmm/btmm/client/discover"
@@ -209,5 +212,65 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("no %s within 5 s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSharedServiceType: two hosts offer ssh. When one stops, its instance
+// goes and the type stays in the enumeration (the other's prerequisite-
+// guarded removal of it fails at the server); when the second stops, the
+// type goes too. A third host's http stays throughout.
+func TestSharedServiceType(t *testing.T) {
+	s, _ := pushServer(t)
+	key := keyfile.Key{Name: alice.name, Algorithm: alice.miekgAlg(), Secret: alice.secret}
+	start := func(name string, specs ...string) (stop func()) {
+		services, err := sd.ParseAll(specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := publish.New(publish.Config{Resolver: &discover.Resolver{}, Zone: zone, Key: key, Transport: "tcp", Server: s.UpdateAddr(), Lease: 4 * time.Second})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		p.Set(publish.Host{Zone: zone, User: "alice", Name: name, Label: "AutoTunnel-" + name,
+			ULA: netip.MustParseAddr("fd00::3"), Public: netip.MustParseAddrPort("192.0.2.1:4500"), Key: "k", TTL: 60, Services: services})
+		waitUntil(t, name+"'s services", func() bool {
+			return len(query(t, s.Addr(), name+"._"+strings.Split(specs[0], ":")[0]+"._tcp."+alice.name, dns.TypeSRV).Answer) == 1
+		})
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	enum := func() []string {
+		var out []string
+		for _, rr := range query(t, s.Addr(), "_services._dns-sd._udp."+alice.name, dns.TypePTR).Answer {
+			out = append(out, rr.(*dns.PTR).Ptr)
+		}
+		slices.Sort(out)
+		return out
+	}
+	stopA := start("a", "ssh")
+	stopB := start("b", "ssh")
+	stopC := start("c", "http")
+	defer stopC()
+	ssh, http := "_ssh._tcp."+alice.name, "_http._tcp."+alice.name
+	if got := enum(); !slices.Equal(got, []string{http, ssh}) {
+		t.Fatalf("enumeration %q", got)
+	}
+	stopA()
+	if got := answers(query(t, s.Addr(), ssh, dns.TypePTR)); len(got) != 1 || !strings.Contains(got[0], "b._ssh._tcp") {
+		t.Errorf("ssh instances after a stopped: %q", got)
+	}
+	if got := enum(); !slices.Equal(got, []string{http, ssh}) {
+		t.Errorf("enumeration after a stopped: %q, want both types still", got)
+	}
+	stopB()
+	if got := answers(query(t, s.Addr(), ssh, dns.TypePTR)); len(got) != 0 {
+		t.Errorf("ssh instances after both stopped: %q", got)
+	}
+	if got := enum(); !slices.Equal(got, []string{http}) {
+		t.Errorf("enumeration after both stopped: %q, want http only", got)
 	}
 }
