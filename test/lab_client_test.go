@@ -24,7 +24,8 @@ import (
 )
 
 // labServer runs bin/coredns in the lab's server namespace: plain DNS on
-// 53 for discovery, updates over TLS on 853, LLQs over TLS on 5353, short
+// 53 for discovery, updates over TLS on 853, LLQs over TLS on 5353, DNS
+// Push over TLS on 8853 (so clients with push = "auto" use it), short
 // update leases (at most 20 s) so that a killed client's records go soon.
 func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 	t.Helper()
@@ -36,13 +37,20 @@ func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 	srv-discovery {
 		update ns1.members.example.com. 853 tls
 		llq    ns1.members.example.com. 5353 tls
+		push   ns1.members.example.com. 8853
 	}
 	llq {
 		udp :5352
 		tcp :5352
 		tls :5353 %s %s
-	}`, cert, key, cert, key))
+	}
+	dns-push {
+		tls :8853 %s %s
+	}`, cert, key, cert, key, cert, key))
 }
+
+// labPushPort is where labServer serves DNS Push.
+const labPushPort = 8853
 
 // labPlainServer is labServer without TLS: updates on UDP and TCP 5301,
 // LLQs on UDP and TCP 5352, and the plain SRV names pointing at them.
@@ -601,7 +609,7 @@ func TestServerDown(t *testing.T) {
 		back := time.Now()
 		for _, c := range []*labClient{desktop, laptop} {
 			c.waitStatus("back with the server", 5*time.Second, func(st daemon.Status) bool {
-				return st.Watch.Mode == "llq" && !st.Watch.Cached && st.Watch.Since.IsZero()
+				return st.Watch.Mode == "dns-push" && !st.Watch.Cached && st.Watch.Since.IsZero()
 			})
 		}
 		desktop.waitPeer(laptop.name, wanB, 5*time.Second)

@@ -136,6 +136,24 @@ type Config struct {
 	// by default; run's --metrics flag sets it. Peers are labelled by
 	// their tunnel addresses: keep it on loopback or a trusted network.
 	Metrics string `toml:"metrics"`
+	// Services are the host's services to publish in the user's domain
+	// for DNS-SD browsing (RFC 6763), each "NAME[:PORT] [key=value ...]":
+	// a well-known NAME (ssh, sftp-ssh, smb, rfb, http, https, afp) has its
+	// type and port, any other RFC 6335 name (TCP) or full type
+	// ("_ipp._tcp") needs the port; the key=value strings make the TXT
+	// record. One service per type. --set takes them comma-separated.
+	Services []string `toml:"services"`
+	// ServicesAuto also publishes the well-known services this host
+	// listens on, reachable on its tunnel address (Linux: read from
+	// /proc/net/tcp6, every 30 s); a configured service of the same type
+	// wins. Elsewhere it does nothing, and says so in the log.
+	ServicesAuto bool `toml:"services_auto"`
+	// Push is how changes are followed, by the daemon's watcher and by
+	// browse: "auto" (the default) uses DNS Push (RFC 8765) where the
+	// server offers it (an SRV record at _dns-push-tls._tcp) and LLQ
+	// (RFC 8764) where not; "dns-push" or "llq" use only that one. DNS
+	// Push needs transport "tls".
+	Push string `toml:"push"`
 
 	// source names where the settings came from, for error messages.
 	source string
@@ -159,6 +177,7 @@ const (
 	DefaultTunnelMode   = "tun"
 	DefaultSOCKSProxy   = "127.0.0.1:1080"
 	DefaultHTTPProxy    = "127.0.0.1:8080"
+	DefaultPush         = "auto"
 )
 
 // Limits on the two leases. Outside [MinLease, MaxLease] a lease is an
@@ -209,6 +228,7 @@ func Default() *Config {
 		TunnelMode:   DefaultTunnelMode,
 		SOCKSProxy:   DefaultSOCKSProxy,
 		HTTPProxy:    DefaultHTTPProxy,
+		Push:         DefaultPush,
 	}
 }
 

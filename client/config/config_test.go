@@ -131,6 +131,9 @@ llq_lease = "20m"
 status_socket = "btmm.sock"
 log_level = "debug"
 esp_keylog = "debug/esp.keys"  # relative: to the file's directory
+services = ["ssh", "http:8080 path=/"]
+services_auto = true
+push = "llq"
 `)
 	c, err := Load(path)
 	if err != nil {
@@ -149,6 +152,7 @@ esp_keylog = "debug/esp.keys"  # relative: to the file's directory
 		StatusSocket: filepath.Join(dir, "btmm.sock"), LogLevel: "debug",
 		ESPKeyLog:  filepath.Join(dir, "debug/esp.keys"),
 		TunnelMode: "tun", SOCKSProxy: DefaultSOCKSProxy, HTTPProxy: DefaultHTTPProxy,
+		Services: []string{"ssh", "http:8080 path=/"}, ServicesAuto: true, Push: "llq",
 		source: path,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -274,6 +278,11 @@ func TestValidateErrors(t *testing.T) {
 		{"server without host", func(c *Config) { c.Server = ":53" }, []string{"server"}},
 		{"bad transport", func(c *Config) { c.Transport = "quic" }, []string{"transport"}},
 		{"bad tunnel mode", func(c *Config) { c.TunnelMode = "kernel" }, []string{"tunnel_mode"}},
+		{"unknown service without port", func(c *Config) { c.Services = []string{"ssh", "ipp"} }, []string{"services"}},
+		{"two bad services", func(c *Config) { c.Services = []string{"ssh:0", "http k=1 k=2"} }, []string{"services", "services"}},
+		{"a type twice", func(c *Config) { c.Services = []string{"http", "http:8080"} }, []string{"services"}},
+		{"bad push", func(c *Config) { c.Push = "both" }, []string{"push"}},
+		{"dns-push without TLS", func(c *Config) { c.Push, c.Transport = "dns-push", "tcp" }, []string{"push"}},
 		{"forward with a TUN device", func(c *Config) { c.Forward = "22" }, []string{"forward"}},
 		{"proxy off loopback", func(c *Config) { c.TunnelMode, c.SOCKSProxy = "userspace", "0.0.0.0:1080" }, []string{"socks_proxy"}},
 		{"proxy not an address", func(c *Config) { c.TunnelMode, c.HTTPProxy = "userspace", "localhost:8080" }, []string{"http_proxy"}},
@@ -335,6 +344,29 @@ func TestValidateNamesFile(t *testing.T) {
 	}
 }
 
+// services and push: --set takes the services comma-separated, and each
+// configured service's error names it.
+func TestServicesSettings(t *testing.T) {
+	c := valid()
+	if err := c.Apply(Overrides{"services=ssh, http:8080 path=/,rfb", "services_auto=true", "push=dns-push"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := c.ServiceList()
+	if len(s) != 3 || s[1].Type != "_http._tcp" || s[1].Port != 8080 || s[1].TXT[0] != "path=/" || !c.ServicesAuto || c.Push != "dns-push" {
+		t.Errorf("services %+v, auto %v, push %q", s, c.ServicesAuto, c.Push)
+	}
+	if err := c.Set("services_auto", "maybe"); err == nil {
+		t.Error("services_auto=maybe taken")
+	}
+	c.Services = []string{"ipp"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `services: "ipp": "ipp" is not a well-known service`) {
+		t.Errorf("error %v", err)
+	}
+}
+
 func TestWarnings(t *testing.T) {
 	c := valid()
 	c.Lease, c.LLQLease = 30*time.Minute, 15*time.Minute
@@ -390,7 +422,7 @@ func TestSet(t *testing.T) {
 	}
 	// Every setting can be set.
 	for _, name := range Names() {
-		value := map[string]string{"tunnel_port": "1", "lease": "1h", "llq_lease": "1h"}[name]
+		value := map[string]string{"tunnel_port": "1", "lease": "1h", "llq_lease": "1h", "services_auto": "true"}[name]
 		if value == "" {
 			value = "x"
 		}

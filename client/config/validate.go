@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/openbtmm/btmm/client/dnssd"
 	"github.com/openbtmm/btmm/client/tunnel/handshake"
 )
 
@@ -143,6 +144,20 @@ func (c *Config) Validate() error {
 	default:
 		bad("tunnel_mode", "%q is not \"tun\" or \"userspace\"", c.TunnelMode)
 	}
+	if _, err := dnssd.ParseAll(c.Services); err != nil {
+		for _, e := range unjoin(err) {
+			bad("services", "%v", e)
+		}
+	}
+	switch c.Push {
+	case "auto", "llq":
+	case "dns-push":
+		if c.Transport != "tls" {
+			bad("push", "\"dns-push\", but transport is %q: DNS Push runs over TLS only (RFC 8765); use \"auto\" or \"llq\"", c.Transport)
+		}
+	default:
+		bad("push", "%q is not \"auto\", \"dns-push\" or \"llq\"", c.Push)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		bad("log_level", "%q is not \"debug\", \"info\", \"warn\" or \"error\"", c.LogLevel)
@@ -165,6 +180,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin returns the errors errors.Join made err of, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// ServiceList returns the configured services; Validate checks them.
+func (c *Config) ServiceList() []dnssd.Service {
+	s, _ := dnssd.ParseAll(c.Services)
+	return s
 }
 
 // checkLabel checks that v is one DNS label of letters, digits and hyphens
@@ -259,6 +288,20 @@ func (c *Config) Set(name, value string) error {
 			return fmt.Errorf("config: --set %s: %q is not a number", name, value)
 		}
 		f.SetInt(int64(n))
+	case bool:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return fmt.Errorf("config: --set %s: %q is not true or false", name, value)
+		}
+		f.SetBool(b)
+	case []string:
+		var list []string
+		for _, v := range strings.Split(value, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				list = append(list, v)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
 	case time.Duration:
 		d, err := time.ParseDuration(value)
 		if err != nil {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/openbtmm/btmm/client/config"
 	"github.com/openbtmm/btmm/client/discover"
+	"github.com/openbtmm/btmm/client/dnssd"
 	"github.com/openbtmm/btmm/client/identity"
 	"github.com/openbtmm/btmm/client/netmon"
 	"github.com/openbtmm/btmm/client/portmap"
@@ -64,12 +65,16 @@ type Daemon struct {
 	keyLog    *keyLog                    // the ESP key log (esp_keylog); nil when off
 	tpeers    map[netip.Addr]tunnel.Peer // what reconcile last gave the tunnel; Run's goroutine only
 
-	mu      sync.Mutex // guards mapping
-	mapping portmap.Mapping
-	obs     *observer // the server-observed endpoint (observe.go)
-	key     keyfile.Key
-	res     *discover.Resolver
+	mu       sync.Mutex // guards mapping and services
+	mapping  portmap.Mapping
+	services []dnssd.Service // published with the host's records
+	obs      *observer       // the server-observed endpoint (observe.go)
+	key      keyfile.Key
+	res      *discover.Resolver
 }
+
+// servicesScan is how often services_auto looks at the listening sockets.
+const servicesScan = 30 * time.Second
 
 // New prepares a daemon from a validated configuration: it reads the
 // user's key, makes the host's identity and loads (or makes) its X25519
@@ -102,7 +107,7 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 	// within 5 s of its NAT's reboot.
 	d.pm = portmap.New(portmap.Config{InternalPort: uint16(cfg.TunnelPort), Logf: logf, StateLossDelay: 2 * time.Second})
 	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: key, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
-	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, CacheFile: cfg.PeersPath(), OnSession: d.pub.Republish, Logf: logf})
+	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Push: cfg.Push, CacheFile: cfg.PeersPath(), OnSession: d.pub.Republish, Logf: logf})
 	psk, err := TunnelPSK(key.Secret, key.Name)
 	if err != nil {
 		return nil, err
@@ -307,8 +312,22 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	d.services = d.findServices()
+	if len(d.services) > 0 {
+		d.logf("services: %s", describeServices(d.services))
+	}
 	run("portmap", d.pm.Run)
 	run("publish", d.pub.Run)
+	var scan <-chan time.Time
+	if d.cfg.ServicesAuto {
+		if _, err := dnssd.Listening(); err != nil {
+			d.logf("%v", err)
+		} else {
+			t := time.NewTicker(servicesScan)
+			defer t.Stop()
+			scan = t.C
+		}
+	}
 	run("watch", d.watch.Run)
 	if d.tunnel != nil {
 		run("tunnel", d.tunnel.Run)
@@ -333,6 +352,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.announce()
 		case <-d.watch.Changed():
 			d.reconcile()
+		case <-scan:
+			if s := d.findServices(); !dnssd.Equal(s, d.servicesNow()) {
+				d.mu.Lock()
+				d.services = s
+				d.mu.Unlock()
+				d.logf("services: now %s", describeServices(s))
+				d.publishHost()
+			}
 		case m, ok := <-d.pm.Changes():
 			if !ok {
 				// Run ended (ctx done): wait for the rest.
@@ -368,7 +395,7 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 	switch {
 	case m.Public && unusable(m):
 		d.logf("no mapping protocol, and this host's address %s is private (a routed private network): asking the server where it sees this host", public.Addr())
-		d.obs.wake()
+		d.obs.restart()
 		return
 	case m.Public:
 		d.logf("no NAT here: publishing the host's own address %s", public)
@@ -380,20 +407,37 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 		}
 	default:
 		d.logf("no usable mapping (%v): asking the server where it sees this host", m.Err)
-		d.obs.wake()
+		d.obs.restart()
 		return
 	}
 	if unusable(m) {
 		d.logf("the gateway's external address %s is itself private (a NAT behind a NAT): asking the server where it sees this host", public.Addr())
-		d.obs.wake()
+		d.obs.restart()
 		return
 	}
-	d.publishEndpoint(public)
+	d.publishHost()
 }
 
-// publishEndpoint publishes the host's records with public as the
-// tunnel's endpoint.
-func (d *Daemon) publishEndpoint(public netip.AddrPort) {
+// endpoint is where the host is published as reachable: the mapping's
+// external endpoint (or its own address, with no NAT), else the endpoint
+// the server sees (observe.go); invalid when there is neither yet.
+func (d *Daemon) endpoint() netip.AddrPort {
+	d.mu.Lock()
+	m := d.mapping
+	d.mu.Unlock()
+	if (m.Public || m.Valid()) && !unusable(m) {
+		return m.External
+	}
+	return d.obs.get().Endpoint
+}
+
+// publishHost hands the publisher the host's records at its endpoint, with
+// the services; nothing without a usable IPv4 endpoint.
+func (d *Daemon) publishHost() {
+	public := d.endpoint()
+	if !public.IsValid() {
+		return
+	}
 	if !public.Addr().Is4() {
 		d.logf("the public address %s is not IPv4: not publishing", public)
 		return
@@ -401,7 +445,40 @@ func (d *Daemon) publishEndpoint(public netip.AddrPort) {
 	d.pub.Set(publish.Host{
 		Zone: d.cfg.Zone, User: d.cfg.User, Name: d.cfg.Host, Label: d.id.Label,
 		ULA: d.id.ULA, Public: public, Key: d.keys.PublicBase64(), TTL: recordTTL,
+		Services: d.servicesNow(),
 	})
+}
+
+func (d *Daemon) servicesNow() []dnssd.Service {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.services
+}
+
+// findServices returns the configured services and, with services_auto,
+// the well-known ones this host listens on through its tunnel address.
+func (d *Daemon) findServices() []dnssd.Service {
+	conf := d.cfg.ServiceList()
+	if !d.cfg.ServicesAuto {
+		return conf
+	}
+	ls, err := dnssd.Listening()
+	if err != nil {
+		return conf
+	}
+	return dnssd.Merge(conf, dnssd.Detect(ls, d.id.ULA))
+}
+
+// describeServices is "_ssh._tcp:22, _http._tcp:8080" or "none".
+func describeServices(s []dnssd.Service) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	var out []string
+	for _, x := range s {
+		out = append(out, fmt.Sprintf("%s:%d", x.Type, x.Port))
+	}
+	return strings.Join(out, ", ")
 }
 
 // Status is what `btmm-client status` shows.

@@ -26,7 +26,7 @@ var (
 	mPublished     = desc("published_timestamp_seconds", "When the host's records were last published (Unix time; 0: never).")
 	mPublishError  = desc("publish_error", "1 while the last UPDATE failed, else 0.")
 	mWatchLLQs     = desc("watch_llqs", "Long-lived queries held on the server.")
-	mWatchMode     = desc("watch_mode", "1 for the watcher's current mode (llq, poll or connecting).", "mode")
+	mWatchMode     = desc("watch_mode", "1 for the watcher's current mode (dns-push, llq, poll or connecting).", "mode")
 	mServerDown    = desc("server_unreachable_since_timestamp_seconds", "When the server stopped answering (Unix time); 0 while it answers.")
 	mPeers         = desc("peers", "The user's other hosts in the table.")
 	mTunnelRxBytes = desc("tunnel_receive_bytes_total", "Inner octets received from a peer through the tunnel.", "peer")
@@ -87,7 +87,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(mPublished, unix(st.Publish.Published))
 	gauge(mPublishError, flag(st.Publish.Error != ""))
 	gauge(mWatchLLQs, float64(st.Watch.LLQs))
-	for _, mode := range []string{"llq", "poll", "connecting"} {
+	for _, mode := range []string{"dns-push", "llq", "poll", "connecting"} {
 		gauge(mWatchMode, flag(st.Watch.Mode == mode), mode)
 	}
 	gauge(mServerDown, unix(st.Watch.Since))

@@ -47,6 +47,15 @@ type observer struct {
 
 func newObserver() *observer { return &observer{kick: make(chan struct{}, 1)} }
 
+// restart forgets the last answer, so that the next one is published
+// whatever it is (a mapping was published meanwhile), and asks now.
+func (o *observer) restart() {
+	o.mu.Lock()
+	o.last = observation{}
+	o.mu.Unlock()
+	o.wake()
+}
+
 // wake asks the observer to ask again now.
 func (o *observer) wake() {
 	select {
@@ -119,7 +128,7 @@ func (d *Daemon) observe(ctx context.Context, key keyfile.Key, res *discover.Res
 			} else {
 				d.logf("no usable mapping: publishing the endpoint the server sees, %s (NAT mapping %s)", o.Endpoint, o.Mapping)
 			}
-			d.publishEndpoint(o.Endpoint)
+			d.publishHost()
 		}
 	}
 }

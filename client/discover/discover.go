@@ -23,6 +23,9 @@ type Service string
 const (
 	Update Service = "update"
 	LLQ    Service = "llq"
+	// Push is DNS Push Notifications (RFC 8765 §6.1), over TLS only:
+	// _dns-push-tls._tcp.
+	Push Service = "push"
 )
 
 // Endpoint is a server found for a service.
@@ -53,6 +56,12 @@ func names(svc Service, domain string) []struct {
 	tls  bool
 } {
 	base := "_dns-" + string(svc)
+	if svc == Push {
+		return []struct {
+			name string
+			tls  bool
+		}{{base + "-tls._tcp." + domain, true}}
+	}
 	return []struct {
 		name string
 		tls  bool

@@ -68,6 +68,7 @@ var ErrSlow = errors.New("dnspush: pushes not read fast enough")
 
 // Session is one DSO session.
 type Session struct {
+	key    *keyfile.Key
 	c      net.Conn
 	pushes chan Push
 	wmu    sync.Mutex
@@ -97,7 +98,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	if n <= 0 {
 		n = 256
 	}
-	s := &Session{c: c, pushes: make(chan Push, n), waiting: make(map[uint16]chan *dso.Message), done: make(chan struct{})}
+	s := &Session{key: cfg.Key, c: c, pushes: make(chan Push, n), waiting: make(map[uint16]chan *dso.Message), done: make(chan struct{})}
 	go s.read()
 	if err := s.start(ctx, cfg); err != nil {
 		s.Close()
@@ -129,34 +130,69 @@ func (s *Session) start(ctx context.Context, cfg Config) error {
 // prove sends the SOA query of k's name signed with k, and checks the
 // signed answer.
 func (s *Session) prove(ctx context.Context, k keyfile.Key) error {
-	m := new(dns.Msg).SetQuestion(k.Name, dns.TypeSOA)
-	m.Id = s.newID()
-	m.SetTsig(k.Name, k.Algorithm, 300, time.Now().Unix())
-	b, mac, err := dns.TsigGenerateWithProvider(m, tsigauth.HMAC(k.Secret), "", false)
+	r, err := s.query(ctx, k.Name, dns.TypeSOA, &k)
 	if err != nil {
 		return err
 	}
+	if r.Rcode != dns.RcodeSuccess {
+		return fmt.Errorf("dnspush: the server did not take key %s: %s", k.Name, dns.RcodeToString[r.Rcode])
+	}
+	return nil
+}
+
+// Query asks the server an ordinary DNS query on the session (RFC 8490
+// §5.4 lets a session carry them), signed with the session's key if it
+// has one (and the signed reply checked), and returns the reply. A
+// SUBSCRIBE followed by a Query gives the records there now, and every
+// change after the SUBSCRIBE in Pushes.
+func (s *Session) Query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	return s.query(ctx, dns.Fqdn(name), qtype, s.key)
+}
+
+func (s *Session) query(ctx context.Context, name string, qtype uint16, k *keyfile.Key) (*dns.Msg, error) {
+	m := new(dns.Msg).SetQuestion(name, qtype)
+	m.Id = s.newID()
+	var b []byte
+	var mac string
+	var err error
+	if k != nil {
+		m.SetTsig(k.Name, k.Algorithm, 300, time.Now().Unix())
+		b, mac, err = dns.TsigGenerateWithProvider(m, tsigauth.HMAC(k.Secret), "", false)
+	} else {
+		b, err = m.Pack()
+	}
+	if err != nil {
+		return nil, err
+	}
 	ch := s.await(m.Id)
 	if err := s.write(b); err != nil {
-		return err
+		return nil, err
 	}
 	var raw []byte
 	select {
 	case r := <-ch:
 		raw = r.TLVs[0].Data // see read: a plain reply rides as one TLV
 	case <-s.done:
-		return s.Err()
+		return nil, s.Err()
 	case <-ctx.Done():
-		return ctx.Err()
+		s.mu.Lock()
+		delete(s.waiting, m.Id)
+		s.mu.Unlock()
+		return nil, ctx.Err()
 	}
 	r := new(dns.Msg)
 	if err := r.Unpack(raw); err != nil {
-		return err
+		return nil, err
 	}
-	if r.Rcode != dns.RcodeSuccess {
-		return fmt.Errorf("dnspush: the server did not take key %s: %s", k.Name, dns.RcodeToString[r.Rcode])
+	if k != nil {
+		if r.IsTsig() == nil {
+			return nil, fmt.Errorf("dnspush: the reply to %s %s is not signed (%s)", name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])
+		}
+		if err := tsigauth.VerifyReply(raw, k.Secret, mac); err != nil {
+			return nil, err
+		}
 	}
-	return tsigauth.VerifyReply(raw, k.Secret, mac)
+	return r, nil
 }
 
 // Subscribe subscribes to name and type (dns.TypeANY for all) and returns

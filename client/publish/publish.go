@@ -53,6 +53,7 @@ type Publisher struct {
 	// mu guards following.
 	mu     sync.Mutex
 	host   *Host
+	last   *Host // what was last published, for the services it dropped
 	status Status
 }
 
@@ -169,11 +170,14 @@ func (p *Publisher) Run(ctx context.Context) error {
 // publish sends one UPDATE that replaces the host's records and returns
 // the lease the server granted.
 func (p *Publisher) publish(ctx context.Context, h Host) (time.Duration, error) {
-	recs, err := h.Records()
+	recs, err := h.AllRecords()
 	if err != nil {
 		return 0, err
 	}
-	m := h.replace(recs)
+	p.mu.Lock()
+	prev := p.last
+	p.mu.Unlock()
+	m := h.replace(recs, prev)
 	lease := p.cfg.Lease
 	m.SetEdns0(1232, false)
 	m.IsEdns0().Option = append(m.IsEdns0().Option, updatelease.Lease{Lease: uint32(lease / time.Second)}.Option())
@@ -197,8 +201,29 @@ func (p *Publisher) publish(ctx context.Context, h Host) (time.Duration, error) 
 	for _, rr := range recs {
 		p.status.Records = append(p.status.Records, rr.String())
 	}
+	p.last = &h
 	p.cfg.Logf("publish: registered %s at %s via %s, lease %v", h.HostName(), h.Public, server, lease)
+	if prev != nil {
+		if dropped := h.dropped(prev); len(dropped) > 0 {
+			p.mu.Unlock()
+			p.unlist(ctx, h, dropped)
+			p.mu.Lock()
+		}
+	}
 	return lease, nil
+}
+
+// unlist takes the types out of the service-type enumeration where no
+// host offers them any more (Host.unlistTypes). A failed prerequisite
+// means another host still does: nothing to do.
+func (p *Publisher) unlist(ctx context.Context, h Host, types []string) {
+	for i, m := range h.unlistTypes(types) {
+		_, _, err := p.send(ctx, m)
+		var rc *ErrRcode
+		if err != nil && !(errors.As(err, &rc) && rc.Rcode == dns.RcodeYXRrset) {
+			p.cfg.Logf("publish: unlisting service type %s: %v", types[i], err)
+		}
+	}
 }
 
 func (p *Publisher) remove(ctx context.Context) error {
@@ -208,8 +233,11 @@ func (p *Publisher) remove(ctx context.Context) error {
 	if h == nil {
 		return nil
 	}
-	_, _, err := p.send(ctx, h.remove())
-	return err
+	if _, _, err := p.send(ctx, h.remove()); err != nil {
+		return err
+	}
+	p.unlist(ctx, *h, h.serviceTypes())
+	return nil
 }
 
 // tsigRoom is what the TSIG RR adds when the message is signed: its owner

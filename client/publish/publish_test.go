@@ -142,6 +142,8 @@ func (s *updateServer) serve(w dns.ResponseWriter, r *dns.Msg) {
 		m.Rcode = dns.RcodeNotImplemented
 	case len(s.rcodes) > 0:
 		m.Rcode, s.rcodes = s.rcodes[0], s.rcodes[1:]
+	case !s.prereqsLocked(r):
+		m.Rcode = dns.RcodeYXRrset
 	default:
 		s.applyLocked(r)
 		if _, ok, _ := updatelease.From(r); ok && s.grant != 0 {
@@ -151,6 +153,20 @@ func (s *updateServer) serve(w dns.ResponseWriter, r *dns.Msg) {
 	}
 	m.SetTsig(t.Hdr.Name, t.Algorithm, 300, time.Now().Unix())
 	w.WriteMsg(m)
+}
+
+// prereqsLocked checks r's "RRset does not exist" prerequisites (RFC 2136
+// §2.4.3), the only ones the client sends.
+func (s *updateServer) prereqsLocked(r *dns.Msg) bool {
+	for _, p := range r.Answer {
+		h := p.Header()
+		if h.Class == dns.ClassNONE && slices.ContainsFunc(s.zone, func(rr dns.RR) bool {
+			return strings.EqualFold(rr.Header().Name, h.Name) && rr.Header().Rrtype == h.Rrtype
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 // applyLocked applies the update section of r (RFC 2136 §3.4.2.6).

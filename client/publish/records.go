@@ -7,9 +7,12 @@ package publish
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/client/dnssd"
 )
 
 // Host is what a host publishes about itself.
@@ -22,6 +25,9 @@ type Host struct {
 	Public netip.AddrPort // the NAT's external address and mapped port, or the host's own
 	Key    string         // the static X25519 public key, base64
 	TTL    uint32         // of every record; short, since hosts move
+	// Services are the host's services (RFC 6763), each published as an
+	// instance named after the host.
+	Services []dnssd.Service
 }
 
 // The TXT record's version and the ciphers the tunnel offers.
@@ -76,22 +82,129 @@ func (h Host) Records() ([]dns.RR, error) {
 	}, nil
 }
 
+// Records returns the host's records (Records) followed by those of its
+// services: for each, with ssh as the example,
+//
+//	_ssh._tcp.alice.ZONE.                PTR laptop._ssh._tcp.alice.ZONE.
+//	laptop._ssh._tcp.alice.ZONE.         SRV 0 0 22 laptop.alice.ZONE.
+//	laptop._ssh._tcp.alice.ZONE.         TXT "key=value" ... (or one "")
+//	_services._dns-sd._udp.alice.ZONE.   PTR _ssh._tcp.alice.ZONE.
+//
+// The SRV's target is the host's name, whose AAAA is the ULA: a
+// connection to the service goes through the tunnel.
+func (h Host) AllRecords() ([]dns.RR, error) {
+	recs, err := h.Records()
+	if err != nil {
+		return nil, err
+	}
+	return append(recs, h.ServiceRecords()...), nil
+}
+
+// InstanceName is the name of the host's instance of a service type.
+func (h Host) InstanceName(typ string) string {
+	return dnssd.InstanceName(h.Name, typ, h.domain())
+}
+
+// ServiceRecords returns the records of the host's services (AllRecords).
+func (h Host) ServiceRecords() []dns.RR {
+	hdr := func(name string, t uint16) dns.RR_Header {
+		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: h.TTL}
+	}
+	var recs []dns.RR
+	for _, s := range h.Services {
+		inst := h.InstanceName(s.Type)
+		txt := []string{""} // RFC 6763 §6.1
+		if len(s.TXT) > 0 {
+			txt = nil
+			for _, t := range s.TXT {
+				txt = append(txt, dnssd.EscapeTXT(t))
+			}
+		}
+		recs = append(recs,
+			&dns.PTR{Hdr: hdr(dnssd.TypeName(s.Type, h.domain()), dns.TypePTR), Ptr: inst},
+			&dns.SRV{Hdr: hdr(inst, dns.TypeSRV), Port: s.Port, Target: h.HostName()},
+			&dns.TXT{Hdr: hdr(inst, dns.TypeTXT), Txt: txt},
+			&dns.PTR{Hdr: hdr(dnssd.ServicesDomain(h.domain()), dns.TypePTR), Ptr: dnssd.TypeName(s.Type, h.domain())},
+		)
+	}
+	return recs
+}
+
 // replace returns an UPDATE that makes the host's records exactly recs:
 // it deletes what is at the host's own names (the SRV name, the label,
 // the host name) and its entry in the host list, then adds recs. Without
 // prerequisites, as RFC 9664 §5.1 asks, so that it also works as a
 // registration after the server lost its state.
-func (h Host) replace(recs []dns.RR) *dns.Msg {
+//
+// prev, if not nil, is what was published before: the instances of the
+// services it had and this one has not are deleted too.
+func (h Host) replace(recs []dns.RR, prev *Host) *dns.Msg {
 	m := new(dns.Msg).SetUpdate(dns.Fqdn(h.Zone))
 	m.Ns = append(m.Ns, h.deletions()...)
+	if prev != nil {
+		m.Ns = append(m.Ns, prev.serviceDeletions(h.dropped(prev))...)
+	}
 	m.Insert(recs)
 	return m
 }
 
+// dropped returns the service types prev published and h does not.
+func (h Host) dropped(prev *Host) []string {
+	var out []string
+	for _, s := range prev.Services {
+		if !slices.ContainsFunc(h.Services, func(n dnssd.Service) bool { return n.Type == s.Type }) {
+			out = append(out, s.Type)
+		}
+	}
+	return out
+}
+
+// serviceTypes returns the types of h's services.
+func (h Host) serviceTypes() []string {
+	var out []string
+	for _, s := range h.Services {
+		out = append(out, s.Type)
+	}
+	return out
+}
+
+// serviceDeletions deletes the host's instances of the given types:
+// everything at the instance's name, which is the host's own, and only
+// the host's own PTR in the type's list, which other hosts share.
+func (h Host) serviceDeletions(types []string) []dns.RR {
+	var out []dns.RR
+	for _, t := range types {
+		out = append(out,
+			&dns.ANY{Hdr: dns.RR_Header{Name: h.InstanceName(t), Rrtype: dns.TypeANY, Class: dns.ClassANY}},
+			&dns.PTR{Hdr: dns.RR_Header{Name: dnssd.TypeName(t, h.domain()), Rrtype: dns.TypePTR, Class: dns.ClassNONE}, Ptr: h.InstanceName(t)},
+		)
+	}
+	return out
+}
+
+// unlistTypes returns, for each type, an UPDATE that takes the type out
+// of the service-type enumeration (_services._dns-sd._udp) if no
+// instance of it is left: its prerequisite is that the type's PTR RRset
+// does not exist (RFC 2136 §2.4.3), so that a type another host still
+// offers stays listed. The PTR there is shared by every host that offers
+// the type: no host deletes it while an instance is listed.
+func (h Host) unlistTypes(types []string) []*dns.Msg {
+	var out []*dns.Msg
+	for _, t := range types {
+		m := new(dns.Msg).SetUpdate(dns.Fqdn(h.Zone))
+		m.RRsetNotUsed([]dns.RR{&dns.PTR{Hdr: dns.RR_Header{Name: dnssd.TypeName(t, h.domain()), Rrtype: dns.TypePTR}}})
+		m.Ns = append(m.Ns, &dns.PTR{Hdr: dns.RR_Header{Name: dnssd.ServicesDomain(h.domain()), Rrtype: dns.TypePTR, Class: dns.ClassNONE}, Ptr: dnssd.TypeName(t, h.domain())})
+		out = append(out, m)
+	}
+	return out
+}
+
 // remove returns an UPDATE that deletes the host's records.
+// (its services' too; unlistTypes then cleans the type enumeration).
 func (h Host) remove() *dns.Msg {
 	m := new(dns.Msg).SetUpdate(dns.Fqdn(h.Zone))
 	m.Ns = append(m.Ns, h.deletions()...)
+	m.Ns = append(m.Ns, h.serviceDeletions(h.serviceTypes())...)
 	return m
 }
 

@@ -1,7 +1,9 @@
 // Package watch keeps a table of the user's other hosts (RFC 6281 §5.3):
-// where each can be reached, learnt from Long-Lived Queries on the host
-// list and on each host's records, and kept current by the server's
-// events. Where the server offers no LLQs, it polls, and says so.
+// where each can be reached, learnt from subscriptions on the host list
+// and on each host's records, and kept current by the server's events:
+// DNS Push (RFC 8765) where the server offers it, Long-Lived Queries
+// (RFC 8764) where not, or the one Config.Push names (package
+// subscribe). Where the server offers neither, it polls, and says so.
 package watch
 
 import (
@@ -23,6 +25,7 @@ import (
 	"github.com/openbtmm/btmm/client/backoff"
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/client/llq"
+	"github.com/openbtmm/btmm/client/subscribe"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
 
@@ -46,8 +49,12 @@ type Config struct {
 	Transport string      // "tls" (default), "tcp" or "udp"
 	TLS       *tls.Config
 	Lease     time.Duration // asked for each LLQ
-	// Server, if set, is the LLQ server's host:port (no discovery).
+	// Server, if set, is the LLQ server's host:port (no discovery, no DNS
+	// Push).
 	Server string
+	// Push is "auto" (the default: DNS Push where offered, else LLQ),
+	// "dns-push" or "llq".
+	Push string
 	// PollInterval is how often to poll when LLQs are not offered
 	// (default 30 s; RFC 8764 §5.2.3 asks for no more than once per 15
 	// minutes of unchanged data from stub resolvers; this is one user's
@@ -68,9 +75,10 @@ type Config struct {
 // Status is how the watcher is doing, for `btmm-client status`.
 type Status struct {
 	Server string `json:"server"`
-	Mode   string `json:"mode"` // "llq", "poll" or "connecting"
-	LLQs   int    `json:"llqs"`
-	Error  string `json:"error,omitempty"`
+	Mode   string `json:"mode"` // "dns-push", "llq", "poll" or "connecting"
+	// LLQs is the number of live subscriptions, LLQs or DNS Push ones.
+	LLQs  int    `json:"llqs"`
+	Error string `json:"error,omitempty"`
 	// Since is when the server stopped answering (or the first error
 	// since it last did); zero while it answers.
 	Since time.Time `json:"since,omitzero"`
@@ -99,7 +107,7 @@ type hostState struct {
 	srv   []dns.RR // at _autotunnel._udp.HOST
 	label string
 	a     []dns.RR // A, AAAA, TXT at the label
-	llqs  []*llq.LLQ
+	llqs  []subscribe.Sub
 	peer  Peer
 }
 
@@ -286,27 +294,18 @@ func (w *Watcher) failed(err error) {
 	})
 }
 
-// endpoint finds the LLQ server and how to reach it.
-func (w *Watcher) endpoint(ctx context.Context) (llq.Config, error) {
-	cfg := llq.Config{Lease: w.cfg.Lease, Logf: w.cfg.Logf, Key: &keyfile.Key{Name: w.cfg.Key.Name, Algorithm: w.cfg.Key.Algorithm, Secret: w.cfg.Key.Secret}}
-	rt, err := w.cfg.Resolver.RouteTo(ctx, discover.LLQ, w.cfg.Key.Name, w.cfg.Zone, w.cfg.Transport, w.cfg.Server, w.cfg.TLS)
-	if err != nil {
-		return cfg, err
-	}
-	cfg.Server, cfg.Network, cfg.TLS = rt.Addr, rt.Network, rt.TLS
-	return cfg, nil
-}
-
-// session holds LLQs on the host list and each host's records until the
-// connection fails or ctx ends.
+// session holds subscriptions (DNS Push or LLQ) on the host list and each
+// host's records until the connection fails or ctx ends.
 func (w *Watcher) session(ctx context.Context) error {
-	cfg, err := w.endpoint(ctx)
+	c, err := subscribe.Dial(ctx, subscribe.Config{
+		Resolver: w.cfg.Resolver, Zone: w.cfg.Zone, Key: w.cfg.Key, Transport: w.cfg.Transport,
+		TLS: w.cfg.TLS, Lease: w.cfg.Lease, Push: w.cfg.Push, Server: w.cfg.Server, Logf: w.cfg.Logf,
+	})
 	if err != nil {
-		return err
-	}
-	c, err := llq.Dial(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("watch: connecting to %s: %w", cfg.Server, err)
+		if errors.Is(err, discover.ErrNotOffered) {
+			return err
+		}
+		return fmt.Errorf("watch: %w", err)
 	}
 	defer c.Close()
 	list, hosts, err := c.Setup(ctx, w.listName(), dns.TypePTR)
@@ -314,9 +313,9 @@ func (w *Watcher) session(ctx context.Context) error {
 		return err
 	}
 	w.setStatus(func(s *Status) {
-		s.Server, s.Mode, s.Error, s.Since = cfg.Network+"://"+cfg.Server, "llq", "", time.Time{}
+		s.Server, s.Mode, s.Error, s.Since = c.Server(), c.Mode(), "", time.Time{}
 	})
-	w.cfg.Logf("watch: watching %s on %s", w.listName(), cfg.Server)
+	w.cfg.Logf("watch: watching %s by %s on %s", w.listName(), c.Mode(), c.Server())
 
 	// Start afresh: the answers are the truth now. What was known of a
 	// host before is only kept to tell whether it changed meanwhile.
@@ -338,8 +337,8 @@ func (w *Watcher) session(ctx context.Context) error {
 	if w.cfg.OnSession != nil {
 		w.cfg.OnSession()
 	}
-	llqs := func() []*llq.LLQ {
-		all := []*llq.LLQ{list}
+	llqs := func() []subscribe.Sub {
+		all := []subscribe.Sub{list}
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		for _, h := range w.peers {
@@ -364,10 +363,10 @@ func (w *Watcher) session(ctx context.Context) error {
 		case <-w.reconnect:
 			return errReconnect
 		case <-c.Done():
-			return fmt.Errorf("watch: LLQ connection ended: %v", c.Err())
+			return fmt.Errorf("watch: %s connection ended: %v", c.Mode(), c.Err())
 		case ev, ok := <-c.Events():
 			if !ok {
-				return fmt.Errorf("watch: LLQ connection ended: %v", c.Err())
+				return fmt.Errorf("watch: %s connection ended: %v", c.Mode(), c.Err())
 			}
 			if err := w.apply(ctx, c, ev); err != nil {
 				return err
@@ -375,13 +374,9 @@ func (w *Watcher) session(ctx context.Context) error {
 			n := len(llqs())
 			w.setStatus(func(s *Status) { s.LLQs = n })
 		case <-tick.C:
-			// Refresh at 80 % of the lease (RFC 8764 §7).
-			for _, l := range llqs() {
-				if time.Until(l.Expires()) < l.Lease()/5 {
-					if err := l.Refresh(ctx); err != nil {
-						return fmt.Errorf("watch: refreshing %s: %w", l.Name(), err)
-					}
-				}
+			// LLQs are refreshed at 80 % of their lease (RFC 8764 §7).
+			if err := c.Maintain(ctx); err != nil {
+				return fmt.Errorf("watch: %w", err)
 			}
 		}
 	}
@@ -389,7 +384,7 @@ func (w *Watcher) session(ctx context.Context) error {
 
 // addHost starts watching a host: its SRV record, then the records at the
 // SRV's target.
-func (w *Watcher) addHost(ctx context.Context, c *llq.Client, host string) error {
+func (w *Watcher) addHost(ctx context.Context, c subscribe.Session, host string) error {
 	host = dns.CanonicalName(host)
 	if host == w.cfg.Self {
 		return nil
@@ -418,7 +413,7 @@ func (w *Watcher) addHost(ctx context.Context, c *llq.Client, host string) error
 }
 
 // watchLabel (re)starts the LLQs at the host's SRV target.
-func (w *Watcher) watchLabel(ctx context.Context, c *llq.Client, h *hostState) error {
+func (w *Watcher) watchLabel(ctx context.Context, c subscribe.Session, h *hostState) error {
 	w.mu.Lock()
 	label := ""
 	for _, rr := range h.srv {
@@ -460,7 +455,7 @@ func (w *Watcher) watchLabel(ctx context.Context, c *llq.Client, h *hostState) e
 }
 
 // apply takes one event into the table.
-func (w *Watcher) apply(ctx context.Context, c *llq.Client, ev llq.Event) error {
+func (w *Watcher) apply(ctx context.Context, c subscribe.Session, ev subscribe.Event) error {
 	name := dns.CanonicalName(ev.Name)
 	if name == w.listName() {
 		for _, rr := range ev.Removed {
@@ -519,34 +514,7 @@ func (w *Watcher) removeHost(ctx context.Context, host string) {
 
 // applyRRs removes the event's removed records from rrs and adds its
 // added ones.
-func applyRRs(rrs []dns.RR, ev llq.Event) []dns.RR {
-	out := rrs[:0:0]
-	for _, rr := range rrs {
-		gone := false
-		for _, r := range ev.Removed {
-			if dns.IsDuplicate(rr, r) {
-				gone = true
-				break
-			}
-		}
-		if !gone {
-			out = append(out, rr)
-		}
-	}
-	for _, r := range ev.Added {
-		dup := false
-		for _, rr := range out {
-			if dns.IsDuplicate(rr, r) {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func applyRRs(rrs []dns.RR, ev subscribe.Event) []dns.RR { return subscribe.Apply(rrs, ev) }
 
 // update recomputes h.peer from its records; w.mu must be held.
 func (w *Watcher) update(h *hostState) {

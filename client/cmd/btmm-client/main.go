@@ -2,8 +2,8 @@
 // this host can be reached in its owner's domain, watches the owner's other
 // hosts, and carries the tunnels between them.
 //
-// Commands: run (the daemon), status (asks the running daemon), keygen
-// (makes a user key).
+// Commands: run (the daemon), status (asks the running daemon), browse
+// (lists the user's services, live), keygen (makes a user key).
 package main
 
 import (
@@ -27,8 +27,8 @@ Usage:
   btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE]
         Run the client: map the tunnel port (PCP, NAT-PMP or UPnP IGD), publish this
         host's records in the user's domain (leased TSIG-signed updates,
-        over TLS by default), watch the user's other hosts with
-        long-lived queries, follow network changes, and carry IPv6
+        over TLS by default), watch the user's other hosts by DNS
+        Push or long-lived queries, follow network changes, and carry IPv6
         between this host's tunnel address and theirs (a TUN device,
         ESP in UDP keyed by a Noise handshake; needs root or
         CAP_NET_ADMIN, else it runs without the tunnel and says so).
@@ -45,6 +45,17 @@ Usage:
         servers it uses, the user's other hosts (peers) and the tunnel to
         each: endpoint, cipher, SA age, last handshake, bytes, drops by
         reason.
+  btmm-client browse --config FILE [--push auto|dns-push|llq] [--json] [--once] [TYPE]
+        List the services (DNS-SD, RFC 6763) that the user's hosts publish
+        (the services setting), live: "+ INSTANCE  TYPE  TARGET:PORT  TXT"
+        as one appears, "- ..." as it goes. TYPE is one type (_ssh._tcp, or
+        a short name: ssh, smb, rfb, http, ...); without it, every type.
+        Changes come by DNS Push where the server offers it, else by
+        long-lived queries (--push or the push setting choose). --json
+        prints one JSON object per event; --once prints what is there now
+        and exits. Needs the config file's server and key, no root and no
+        running daemon. Connect to a TARGET:PORT: it goes through the
+        tunnel.
   btmm-client keygen --user USER --zone ZONE [--algorithm ALG]
                      [--password | --password-file FILE]
         Make a TSIG key for USER.ZONE and print it in BIND's key-file
@@ -89,6 +100,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runDaemon(args[1:], stdout, stderr)
 	case "status":
 		return status(args[1:], stdout, stderr)
+	case "browse":
+		return browseCmd(args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Errorf("unknown command %q", args[0])}
 	}

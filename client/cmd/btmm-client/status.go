@@ -93,7 +93,11 @@ func printStatus(out io.Writer, st daemon.Status) {
 		fmt.Fprintf(tw, "publish error\t%s\n", p.Error)
 	}
 	w := st.Watch
-	fmt.Fprintf(tw, "watching\t%s via %s (%d LLQs)\n", w.Mode, w.Server, w.LLQs)
+	what := "LLQs"
+	if w.Mode == "dns-push" {
+		what = "subscriptions"
+	}
+	fmt.Fprintf(tw, "watching\t%s via %s (%d %s)\n", w.Mode, w.Server, w.LLQs, what)
 	if w.Error != "" {
 		fmt.Fprintf(tw, "watch error\t%s\n", w.Error)
 	}
