@@ -334,7 +334,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	run("observe", func(ctx context.Context) error { return d.observe(ctx, d.key, d.res) })
 
-	changes, err := netmon.Watch(ctx, 0)
+	// The tunnel's own device changes whenever a peer's route is added:
+	// that is not a move of this host.
+	var own []string
+	if d.tun != nil && d.us == nil {
+		own = append(own, d.tun.Name())
+	}
+	changes, err := netmon.Watch(ctx, 0, own...)
 	if err != nil {
 		d.logf("netmon: %v (network changes will be noticed at the next renewal only)", err)
 	}

@@ -16,12 +16,15 @@ const DefaultDebounce = 300 * time.Millisecond
 
 // Watch sends on the returned channel (coalesced, never blocking the
 // kernel's notifications) after every burst of changes, until ctx ends.
-// It fails only if the kernel's notifications cannot be subscribed to.
-func Watch(ctx context.Context, debounce time.Duration) (<-chan struct{}, error) {
+// Changes of the interfaces named in ignore (the tunnel's own device,
+// whose routes the client adds for each peer) are not the host's network
+// changing, and are left out (Linux; macOS reports every change). It
+// fails only if the kernel's notifications cannot be subscribed to.
+func Watch(ctx context.Context, debounce time.Duration, ignore ...string) (<-chan struct{}, error) {
 	if debounce <= 0 {
 		debounce = DefaultDebounce
 	}
-	events, stop, err := subscribe()
+	events, stop, err := subscribe(ignore)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 // every address, interface and route change; stop closes it.
 //
 // This file is cross-compiled in CI; it has not been run on a Mac yet.
-func subscribe() (events <-chan struct{}, stop func(), err error) {
+func subscribe(_ []string) (events <-chan struct{}, stop func(), err error) {
 	fd, err := unix.Socket(unix.AF_ROUTE, unix.SOCK_RAW, unix.AF_UNSPEC)
 	if err != nil {
 		return nil, nil, fmt.Errorf("netmon: routing socket: %w", err)

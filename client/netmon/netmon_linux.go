@@ -3,8 +3,15 @@ package netmon
 import "github.com/vishvananda/netlink"
 
 // subscribe merges netlink's address, link and route notifications into
-// one channel; stop ends them.
-func subscribe() (events <-chan struct{}, stop func(), err error) {
+// one channel, leaving out those of the interfaces named in ignore; stop
+// ends them.
+func subscribe(ignore []string) (events <-chan struct{}, stop func(), err error) {
+	ignored := make(map[int]bool)
+	for _, name := range ignore {
+		if l, err := netlink.LinkByName(name); err == nil {
+			ignored[l.Attrs().Index] = true
+		}
+	}
 	done := make(chan struct{})
 	addrs := make(chan netlink.AddrUpdate, 64)
 	links := make(chan netlink.LinkUpdate, 64)
@@ -25,21 +32,27 @@ func subscribe() (events <-chan struct{}, stop func(), err error) {
 	go func() {
 		defer close(ch)
 		for {
+			var index int
 			select {
-			case _, ok := <-addrs:
+			case u, ok := <-addrs:
 				if !ok {
 					return
 				}
-			case _, ok := <-links:
+				index = u.LinkIndex
+			case u, ok := <-links:
 				if !ok {
 					return
 				}
-			case _, ok := <-routes:
+				index = u.Attrs().Index
+			case u, ok := <-routes:
 				if !ok {
 					return
 				}
+				index = u.LinkIndex
 			}
-			notify(ch)
+			if !ignored[index] {
+				notify(ch)
+			}
 		}
 	}()
 	return ch, func() { close(done) }, nil

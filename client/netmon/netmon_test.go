@@ -61,3 +61,62 @@ func TestAddressChangeIsNoticed(t *testing.T) {
 	case <-time.After(400 * time.Millisecond):
 	}
 }
+
+// TestIgnoredInterface: changes of an interface Watch was told to ignore
+// (the tunnel's own device) are not reported; others still are.
+func TestIgnoredInterface(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root to make a network namespace")
+		}
+		t.Skip("needs root to make a network namespace")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { netns.Set(orig); ns.Close() }()
+
+	link := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "btmmown0"}, PeerName: "btmmother0"}
+	if err := netlink.LinkAdd(link); err != nil {
+		t.Fatal(err)
+	}
+	netlink.LinkSetUp(link)
+	other, err := netlink.LinkByName("btmmother0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	netlink.LinkSetUp(other)
+	time.Sleep(200 * time.Millisecond) // the links' own events, before Watch
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes, err := Watch(ctx, 100*time.Millisecond, "btmmown0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := netlink.ParseAddr("fd00::1/64")
+	if err := netlink.AddrAdd(link, own); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changes:
+		t.Fatal("an address on the ignored interface was reported")
+	case <-time.After(700 * time.Millisecond):
+	}
+	addr, _ := netlink.ParseAddr("192.0.2.11/24")
+	if err := netlink.AddrAdd(other, addr); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changes:
+	case <-time.After(3 * time.Second):
+		t.Fatal("an address on another interface was not reported")
+	}
+}
