@@ -473,17 +473,31 @@ func (c *Cluster) cleanup() {
 // (32768 and up on Linux): a port the kernel hands out for ":0" could be
 // handed out again meanwhile, as the source port of an outgoing
 // connection (one member's to another), and the member would not start.
+// A port drawn is never drawn again in the process: the members of a
+// cluster bind theirs one after the other, so a port free now may be
+// another member's, drawn a moment ago and not bound yet.
 func freePort(t testing.TB) int {
 	t.Helper()
+	drawn.Lock()
+	defer drawn.Unlock()
 	for range 100 {
 		port := 20000 + rand.IntN(12000)
+		if drawn.ports[port] {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue // in use
 		}
 		l.Close()
+		drawn.ports[port] = true
 		return port
 	}
 	t.Fatal("etcdtest: no free port below the ephemeral range after 100 tries")
 	return 0
 }
+
+var drawn = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: make(map[int]bool)}
