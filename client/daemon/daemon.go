@@ -603,6 +603,13 @@ type MappingStatus struct {
 	// mapping protocol gives a usable mapping; ObservedMapping is
 	// "independent" or "dependent" (on the destination: no direct path)
 	// or "unknown", and Reach says in words what that means.
+	// Endpoint is where the host is published: the mapping's external
+	// endpoint, the host's own with no NAT, or Observed.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Granted counts the mappings the gateway granted (the first,
+	// renewals, re-creations), Reboots the times it had lost them.
+	Granted         uint64 `json:"granted"`
+	Reboots         uint64 `json:"reboots"`
 	Observed        string `json:"observed,omitempty"`
 	ObservedMapping string `json:"observed_mapping,omitempty"`
 	ObservedError   string `json:"observed_error,omitempty"`
@@ -627,6 +634,10 @@ func (d *Daemon) Status() Status {
 	if unusable(m) {
 		d.observedStatus(&ms)
 	}
+	if ep := d.endpoint(); ep.IsValid() {
+		ms.Endpoint = ep.String()
+	}
+	ms.Granted, ms.Reboots = d.pm.Counts()
 	st := Status{
 		Host: d.cfg.HostName(), ULA: d.id.ULA.String(), Label: d.id.Label, Interface: d.id.Interface,
 		PublicKey: d.keys.PublicBase64(), Started: d.started, Mapping: ms,

@@ -18,7 +18,13 @@ import (
 // the numbers a scrape shows are the ones `btmm-client status` shows.
 // Names are in the btmm_client_ namespace; the README lists them.
 var (
-	mMappingUp     = desc("mapping_up", "1 when the host has a public endpoint (a NAT mapping, or no NAT), else 0.")
+	mMappingUp     = desc("mapping_up", "1 when the host has a public endpoint (a NAT mapping, no NAT, or the endpoint the server sees), else 0.")
+	mMappingObs    = desc("mapping_observed", "1 when the published endpoint is the one the server sees (no mapping protocol gave one), else 0.")
+	mMappingDep    = desc("mapping_destination_dependent", "1 when the NAT was seen to give each destination a port of its own (no direct path), else 0.")
+	mMappingGrant  = desc("mapping_granted_total", "Mappings the gateway granted: the first, renewals and re-creations.")
+	mMappingReboot = desc("mapping_gateway_reboots_total", "Times the gateway was found to have lost its mappings.")
+	mPublishUpd    = desc("publish_updates_total", "UPDATEs that published the host's records, by the server's answer (an RCODE's name, or \"no answer\").", "rcode")
+	mWatchSessions = desc("watch_sessions_total", "Subscription sessions (DNS Push or LLQ) set up: the first and each reconnection.")
 	mMappingPublic = desc("mapping_public", "1 when the host is on a public network (no NAT), else 0.")
 	mMappingProto  = desc("mapping_protocol", "1 for the protocol that holds the mapping (pcp, natpmp or upnp), 0 for the others.", "protocol")
 	mMappingEpoch  = desc("mapping_epoch_seconds", "The gateway's epoch (NAT-PMP's seconds since start of epoch, PCP's epoch time) at the last mapping; 0 with UPnP IGD.")
@@ -77,7 +83,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	m := st.Mapping
-	gauge(mMappingUp, flag(m.External != ""))
+	gauge(mMappingUp, flag(m.Endpoint != ""))
+	gauge(mMappingObs, flag(m.Observed != "" && m.Endpoint == m.Observed))
+	gauge(mMappingDep, flag(m.ObservedMapping == "dependent"))
+	counter(mMappingGrant, m.Granted)
+	counter(mMappingReboot, m.Reboots)
+	for rcode, n := range st.Publish.Updates {
+		counter(mPublishUpd, n, rcode)
+	}
+	counter(mWatchSessions, st.Watch.Sessions)
 	gauge(mMappingPublic, flag(m.Public))
 	for _, p := range portmap.DefaultOrder {
 		gauge(mMappingProto, flag(m.Protocol == p.Key()), p.Key())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/openbtmm/btmm/client/publish"
 	"github.com/openbtmm/btmm/client/watch"
@@ -18,9 +19,9 @@ import (
 
 func sampleStatus() Status {
 	return Status{
-		Mapping: MappingStatus{External: "203.0.113.7:4500", Protocol: "pcp", Epoch: 1200, GoodUntil: time.Unix(1_900_000_000, 0)},
-		Publish: publish.Status{Published: time.Unix(1_800_000_000, 0)},
-		Watch:   watch.Status{Mode: "llq", LLQs: 5},
+		Mapping: MappingStatus{External: "203.0.113.7:4500", Endpoint: "203.0.113.7:4500", Protocol: "pcp", Epoch: 1200, GoodUntil: time.Unix(1_900_000_000, 0), Granted: 7, Reboots: 1},
+		Publish: publish.Status{Published: time.Unix(1_800_000_000, 0), Updates: map[string]uint64{"NOERROR": 12, "REFUSED": 2}},
+		Watch:   watch.Status{Mode: "llq", LLQs: 5, Sessions: 3},
 		Peers:   []watch.Peer{{Host: "desktop.alice.members.example.com."}},
 		Tunnels: []TunnelStatus{{
 			ULA: netip.MustParseAddr("fd00::b"), HasSA: true, TxBytes: 1000, RxBytes: 2000, TxPackets: 10, RxPackets: 20,
@@ -70,9 +71,32 @@ func TestMetrics(t *testing.T) {
 		"btmm_client_watch_llqs 5",
 		"btmm_client_tunnel_unknown_spi_total 4",
 		"btmm_client_server_unreachable_since_timestamp_seconds 0",
+		"btmm_client_mapping_observed 0",
+		"btmm_client_mapping_granted_total 7",
+		"btmm_client_mapping_gateway_reboots_total 1",
+		`btmm_client_publish_updates_total{rcode="NOERROR"} 12`,
+		`btmm_client_publish_updates_total{rcode="REFUSED"} 2`,
+		"btmm_client_watch_sessions_total 3",
 	} {
-		if !strings.Contains(string(body), want) {
+		// Whole lines: a metric's HELP text may start like its value.
+		if !strings.Contains("\n"+string(body), "\n"+want+"\n") {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+// TestMetricsObserved: a host published at the endpoint the server sees,
+// behind a NAT that maps per destination, says so in its metrics.
+func TestMetricsObserved(t *testing.T) {
+	st := Status{Mapping: MappingStatus{External: "100.64.0.2:4500", Endpoint: "23.4.4.2:4500", Observed: "23.4.4.2:4500", ObservedMapping: "dependent"}}
+	out, err := testutil.CollectAndFormat(collector{status: func() Status { return st }}, expfmt.TypeTextPlain,
+		"btmm_client_mapping_up", "btmm_client_mapping_observed", "btmm_client_mapping_destination_dependent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"btmm_client_mapping_up 1", "btmm_client_mapping_observed 1", "btmm_client_mapping_destination_dependent 1"} {
+		if !strings.Contains("\n"+string(out), "\n"+want+"\n") {
+			t.Errorf("lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -397,6 +397,9 @@ type Client struct {
 	mu sync.Mutex // guards following
 	// current is the latest Mapping (zero before the first check).
 	current Mapping
+	// answers counts the mappings the gateway granted (the first, each
+	// renewal, each re-creation); reboots, the times it had lost them.
+	answers, reboots uint64
 	// gateway is the gateway of the latest check, for the announcement
 	// listener's source check.
 	gateway netip.Addr
@@ -511,6 +514,15 @@ func (c *Client) now() time.Time                  { return c.cfg.Now() }
 // always ends up with the latest and Run never waits. It is closed when
 // Run returns.
 func (c *Client) Changes() <-chan Mapping { return c.changes }
+
+// Counts returns how many mappings the gateway granted (the first one,
+// renewals and re-creations) and how many times it was found to have lost
+// them (a reboot).
+func (c *Client) Counts() (granted, reboots uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answers, c.reboots
+}
 
 // Current returns the latest Mapping and whether it is usable
 // (Mapping.Valid). Before Run's first check, and once Run has returned,
@@ -641,6 +653,12 @@ func (c *Client) publish(st *runState, m Mapping, reboot bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.current = m
+	if m.Valid() && !m.Public {
+		c.answers++
+	}
+	if reboot {
+		c.reboots++
+	}
 	if !changed {
 		return
 	}

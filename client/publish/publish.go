@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -43,6 +44,9 @@ type Status struct {
 	Refresh   time.Time `json:"refresh,omitzero"`
 	Records   []string  `json:"records,omitempty"`
 	Error     string    `json:"error,omitempty"`
+	// Updates counts the UPDATEs that published the records, by the
+	// server's answer: an RCODE's name, or "no answer".
+	Updates map[string]uint64 `json:"updates,omitempty"`
 }
 
 // Publisher keeps one host's records published.
@@ -98,6 +102,7 @@ func (p *Publisher) Status() Status {
 	defer p.mu.Unlock()
 	s := p.status
 	s.Records = append([]string(nil), s.Records...)
+	s.Updates = maps.Clone(s.Updates)
 	return s
 }
 
@@ -185,6 +190,7 @@ func (p *Publisher) publish(ctx context.Context, h Host) (time.Duration, error) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.status.Server = server
+	p.count(err)
 	if err != nil {
 		p.status.Error = err.Error()
 		return 0, err
@@ -211,6 +217,22 @@ func (p *Publisher) publish(ctx context.Context, h Host) (time.Duration, error) 
 		}
 	}
 	return lease, nil
+}
+
+// count counts an UPDATE's outcome; p.mu is held.
+func (p *Publisher) count(err error) {
+	if p.status.Updates == nil {
+		p.status.Updates = make(map[string]uint64)
+	}
+	var rc *ErrRcode
+	switch {
+	case err == nil:
+		p.status.Updates["NOERROR"]++
+	case errors.As(err, &rc):
+		p.status.Updates[dns.RcodeToString[rc.Rcode]]++
+	default:
+		p.status.Updates["no answer"]++
+	}
 }
 
 // unlist takes the types out of the service-type enumeration where no

@@ -85,6 +85,9 @@ type Status struct {
 	// Cached says the table is the one kept from before (CacheFile), not
 	// yet confirmed by the server.
 	Cached bool `json:"cached,omitempty"`
+	// Sessions counts the subscription sessions set up (the first, and
+	// each reconnection).
+	Sessions uint64 `json:"sessions"`
 }
 
 // Watcher keeps the peer table.
@@ -252,6 +255,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// server is; jittered, so that its clients do not all come at once.
 	retry := backoff.Backoff{Min: 500 * time.Millisecond, Max: 2 * time.Second}
 	for ctx.Err() == nil {
+		w.setStatus(func(s *Status) { s.Sessions++ })
 		err := w.session(ctx)
 		if ctx.Err() != nil {
 			return nil
