@@ -243,13 +243,21 @@ func TestClientsBehindNATs(t *testing.T) {
 	s := labServer(t, l, dir)
 
 	desktop := startClient(t, l, dir, "hostA", "desktop")
-	defer func() {
-		if t.Failed() {
-			t.Logf("desktop:\n%s", desktop.out.String())
-		}
-	}()
 	start := time.Now()
 	laptop := startClient(t, l, dir, "hostB", "laptop")
+	defer func() {
+		if t.Failed() {
+			for _, c := range []*labClient{desktop, laptop} {
+				st, _ := c.status()
+				t.Logf("%s: tunnels %+v\n%s", c.name, st.Tunnels, c.out.String())
+			}
+			for _, r := range []string{"routerA", "routerB"} {
+				ct, _ := l.Exec(r, "conntrack", "-L", "-p", "udp").CombinedOutput()
+				rs, _ := l.Exec(r, "nft", "list", "ruleset").CombinedOutput()
+				t.Logf("%s:\n%s\n%s", r, ct, rs)
+			}
+		}
+	}()
 	wanA := netip.AddrPortFrom(l.WAN("routerA"), 4500)
 	wanB := netip.AddrPortFrom(l.WAN("routerB"), 4500)
 	seenA := laptop.waitPeer(desktop.name, wanA, 5*time.Second)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // proc is a miniupnpd that this process started.
@@ -277,11 +278,39 @@ func (l *Lab) flushConntrack(ns string) error {
 	return nil
 }
 
+// forgetAddress drops a namespace's conntrack entries of flows that came
+// in to addr: after the address is gone they can never be answered, and
+// one that held a port mapping's tuple would take the tuple from every
+// new flow of the mapped host toward the same peer (which would get
+// another port).
+func (l *Lab) forgetAddress(ns string, addr netip.Addr) error {
+	h, err := netns.GetFromName(l.NS(ns))
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return fmt.Errorf("lab: netlink in %s: %w", ns, err)
+	}
+	defer nl.Close()
+	f := &netlink.ConntrackFilter{}
+	if err := f.AddIP(netlink.ConntrackOrigDstIP, addr.AsSlice()); err != nil {
+		return err
+	}
+	if _, err := nl.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f); err != nil {
+		return fmt.Errorf("lab: conntrack in %s: %w", ns, err)
+	}
+	return nil
+}
+
 // SetWAN gives a router a new address on its uplink, as a new DHCP lease
 // from the provider would: the old address goes, the new one comes (with
 // the link's prefix if it lies in the link's subnet, else as a /32 that
 // inet routes to the router), and the default route is put back. The
-// kernel drops the conntrack entries masqueraded to the old address.
+// kernel drops the conntrack entries masqueraded to the old address; the
+// router drops those of flows that came in to it (a port mapping's), as
+// a router's firewall does when its WAN address changes.
 // Then miniupnpd gets SIGUSR1, because with enable_upnp=no miniupnpd
 // 2.3.1 watches no netlink events (its interface watcher opens only with
 // UPnP): it answers with the new address at once, multicasts one NAT-PMP
@@ -331,6 +360,11 @@ func (l *Lab) SetWAN(router string, a netip.Addr) error {
 		return err
 	}
 	r.WAN = np
+	if r.NAT {
+		if err := l.forgetAddress(r.Name, old.Addr()); err != nil {
+			return err
+		}
+	}
 	if r.Uplink == Internet && old.Bits() == 32 {
 		l.ipBatch("inet", []string{fmt.Sprintf("route del %s dev %s", old, r.InetIf)})
 	}
