@@ -46,11 +46,11 @@ etcd:
 # dependencies stay out of go.mod) from the nfpm.yaml beside each program's
 # main package. The version: the latest tag vX.Y.Z as X.Y.Z (with
 # +N.gHASH for N commits since), else 0~gitDATE.HASH from the last
-# commit's date, so that a later commit makes a higher version; or
+# commit's date (UTC), so that a later commit makes a higher version; or
 # `make deb DEB_VERSION=1.2.3`.
 DEB_OUT     ?= $(BIN)
 DEB_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-\([0-9]*\)-g/+\1.g/' | grep . || \
-	git log -1 --format='0~git%cd.%h' --date=format-local:%Y%m%d%H%M%S 2>/dev/null || echo 0~unknown)
+	TZ=UTC0 git log -1 --format='0~git%cd.%h' --date=format-local:%Y%m%d%H%M%S 2>/dev/null || echo 0~unknown)
 deb: coredns btmm-client
 	$(GO) -C test/cmd/btmm-deb build $(GOFLAGS) -o $(CURDIR)/$(BIN)/btmm-deb .
 	@mkdir -p $(DEB_OUT)
