@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/openbtmm/btmm/client/config"
 	"github.com/openbtmm/btmm/test/coredns"
@@ -373,5 +375,99 @@ func TestPackagedClientConfig(t *testing.T) {
 	}
 	if got := strings.Join(args, " "); got != "/usr/local/bin/btmm-client run --config /usr/local/etc/btmm-client/btmm-client.toml" {
 		t.Errorf("the launchd property list runs %q", got)
+	}
+}
+
+// TestServerWithUnitPrivileges runs the server as btmm-server.service
+// does, on the Corefile the package installs: an unprivileged user (nobody
+// here, btmm there) with CAP_NET_BIND_SERVICE alone, ambient and in the
+// bounding set, and no new privileges, in a working directory of its own
+// (the unit's /var/lib/btmm). It answers on port 53, in a network
+// namespace of its own so that no other server's port is in the way, and
+// makes its store in the working directory.
+func TestServerWithUnitPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		msg := "the server's privileges: needs root (to drop them)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dig := coredns.NeedTool(t, "dig", "bind9-dnsutils")
+	for _, tool := range []string{"setpriv", "unshare", "nsenter"} {
+		coredns.NeedTool(t, tool, "util-linux")
+	}
+	b, err := os.ReadFile(filepath.Join(repoTop(t), "plugin/cmd/coredns/deb/Corefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	etc, state := filepath.Join(dir, "etc"), filepath.Join(dir, "state")
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		os.Chmod(d, 0o711)
+	}
+	os.Mkdir(etc, 0o755)
+	os.Mkdir(state, 0o750)
+	keys := filepath.Join(etc, "users.keys")
+	corefile := filepath.Join(etc, "Corefile")
+	os.WriteFile(keys, []byte(alice.block()), 0o640)
+	os.WriteFile(corefile, bytes.ReplaceAll(b, []byte("/etc/btmm/users.keys"), []byte(keys)), 0o644)
+	// The unit's user owns the state directory (StateDirectory=) and reads
+	// the keys through its group.
+	for _, p := range []string{state, keys} {
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cmd := exec.Command("unshare", "--net", "--",
+		"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=-all,+net_bind_service", "--ambient-caps=-all,+net_bind_service",
+		"--bounding-set=-all,+net_bind_service", "--no-new-privs", "--",
+		coredns.Binary(t), "-conf", corefile)
+	cmd.Dir = state
+	var out coredns.Output
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	defer func() { cmd.Process.Kill(); <-done }()
+	in := func(args ...string) *exec.Cmd {
+		return exec.Command("nsenter", append([]string{"-t", fmt.Sprint(cmd.Process.Pid), "-n"}, args...)...)
+	}
+
+	// unshare and setpriv exec the server in turn; then its namespace's
+	// loopback goes up, and it answers its zone's SOA on port 53.
+	deadline := time.Now().Add(20 * time.Second)
+	var answer []byte
+	for {
+		proc, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if strings.Contains(string(proc), "\nUid:\t65534\t") {
+			in("ip", "link", "set", "lo", "up").Run()
+			answer, _ = in(dig, "+short", "+time=1", "+tries=1", "@127.0.0.1", "-p", "53", "members.example.com", "SOA").Output()
+			if strings.Contains(string(answer), "ns1.members.example.com.") {
+				for _, want := range []string{"\nCapEff:\t0000000000000400\n", "\nCapBnd:\t0000000000000400\n", "\nNoNewPrivs:\t1\n"} {
+					if !strings.Contains(string(proc), want) {
+						t.Errorf("the server lacks %q:\n%s", want, proc)
+					}
+				}
+				break
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("the server exited:\n%s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SOA on port 53 within 20s (%q):\n%s", answer, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(state, "members.db")); err != nil {
+		t.Errorf("the store is not in the working directory: %v", err)
 	}
 }
