@@ -51,7 +51,7 @@ etcd:
 DEB_OUT     ?= $(BIN)
 DEB_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-\([0-9]*\)-g/+\1.g/' | grep . || \
 	TZ=UTC0 git log -1 --format='0~git%cd.%h' --date=format-local:%Y%m%d%H%M%S 2>/dev/null || echo 0~unknown)
-deb: coredns btmm-client
+deb: coredns btmm-admin btmm-client
 	$(GO) -C test/cmd/btmm-deb build $(GOFLAGS) -o $(CURDIR)/$(BIN)/btmm-deb .
 	@mkdir -p $(DEB_OUT)
 	$(BIN)/btmm-deb -version '$(DEB_VERSION)' -arch $$($(GO) env GOARCH) -out $(DEB_OUT) \

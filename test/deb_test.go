@@ -98,6 +98,7 @@ func TestDebPackages(t *testing.T) {
 		mode fs.FileMode
 	}{
 		{"usr/bin/btmm-coredns", 0o755},
+		{"usr/bin/btmm-admin", 0o755},
 		{"etc/btmm/Corefile", 0o644},
 		{"usr/lib/systemd/system/btmm-server.service", 0o644},
 		{"usr/share/doc/btmm-server/examples/Corefile.tls", 0o644},
@@ -116,7 +117,7 @@ func TestDebPackages(t *testing.T) {
 		}
 	}
 	// The binaries are the built ones.
-	for bin, built := range map[string]string{"usr/bin/btmm-coredns": "coredns", "usr/bin/btmm-client": "btmm-client"} {
+	for bin, built := range map[string]string{"usr/bin/btmm-coredns": "coredns", "usr/bin/btmm-admin": "btmm-admin", "usr/bin/btmm-client": "btmm-client"} {
 		a, _ := os.ReadFile(at(bin))
 		b, _ := os.ReadFile(coredns.Built(t, built))
 		if len(a) == 0 || !bytes.Equal(a, b) {
@@ -285,7 +286,8 @@ func TestUnitFiles(t *testing.T) {
 		{"plugin/cmd/coredns/deb/btmm-server.service", map[string]string{
 			"User": "btmm", "ExecStart": "/usr/bin/btmm-coredns -conf /etc/btmm/Corefile",
 			"AmbientCapabilities": "CAP_NET_BIND_SERVICE", "CapabilityBoundingSet": "CAP_NET_BIND_SERVICE",
-			"StateDirectory": "btmm", "WorkingDirectory": "/var/lib/btmm", "PrivateDevices": "yes",
+			"StateDirectory": "btmm", "WorkingDirectory": "/var/lib/btmm", "RuntimeDirectory": "btmm",
+			"PrivateDevices": "yes",
 		}},
 		{"client/cmd/btmm-client/deb/btmm-client.service", map[string]string{
 			"User": "btmm-client", "ExecStart": "/usr/bin/btmm-client run --config /etc/btmm-client/btmm-client.toml",
@@ -308,9 +310,9 @@ func TestUnitFiles(t *testing.T) {
 }
 
 // TestPackagedCorefile starts the server on the Corefile that btmm-server
-// installs in /etc/btmm (on free ports, with a key file of the test's),
-// in a working directory as the unit's /var/lib/btmm: the store is made
-// there.
+// installs in /etc/btmm (on free ports, its admin socket in the test's
+// directory), in a working directory as the unit's /var/lib/btmm: the
+// store is made there, and btmm-admin adds a user.
 func TestPackagedCorefile(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoTop(t), "plugin/cmd/coredns/deb/Corefile"))
 	if err != nil {
@@ -319,19 +321,26 @@ func TestPackagedCorefile(t *testing.T) {
 	corefile := strings.NewReplacer(
 		"members.example.com:53 ", "members.example.com:{{PORT}} ",
 		":5301", "127.0.0.1:{{UPDATEPORT}}", ":5352", "127.0.0.1:{{LLQPORT}}",
-		"/etc/btmm/users.keys", "users.keys",
+		"/run/btmm/admin.sock", "admin.sock",
 	).Replace(string(b))
 	if corefile == string(b) || strings.Contains(corefile, ":53 ") {
 		t.Fatalf("the packaged Corefile's ports are not where this test expects them:\n%s", b)
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "users.keys"), []byte(alice.block()), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s := coredns.New(t, dir, corefile)
 	s.Start(zone)
 	if _, err := os.Stat(filepath.Join(dir, "members.db")); err != nil {
 		t.Errorf("the store is not in the working directory: %v\n%s", err, s.Output())
+	}
+	addUser(t, filepath.Join(dir, "admin.sock"))
+}
+
+// addUser adds bob with btmm-admin through the admin socket.
+func addUser(t *testing.T, socket string) {
+	t.Helper()
+	out, err := exec.Command(coredns.Built(t, "btmm-admin"), "-socket", socket, "add", "bob").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `key "bob.members.example.com."`) {
+		t.Errorf("btmm-admin -socket %s add bob: %v\n%s", socket, err, out)
 	}
 }
 
@@ -383,8 +392,9 @@ func TestPackagedClientConfig(t *testing.T) {
 // here, btmm there) with CAP_NET_BIND_SERVICE alone, ambient and in the
 // bounding set, and no new privileges, in a working directory of its own
 // (the unit's /var/lib/btmm). It answers on port 53, in a network
-// namespace of its own so that no other server's port is in the way, and
-// makes its store in the working directory.
+// namespace of its own so that no other server's port is in the way,
+// makes its store in the working directory, and its admin socket takes a
+// user from root's btmm-admin.
 func TestServerWithUnitPrivileges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		msg := "the server's privileges: needs root (to drop them)"
@@ -402,20 +412,19 @@ func TestServerWithUnitPrivileges(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	etc, state := filepath.Join(dir, "etc"), filepath.Join(dir, "state")
+	etc, state, run := filepath.Join(dir, "etc"), filepath.Join(dir, "state"), filepath.Join(dir, "run")
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		os.Chmod(d, 0o711)
 	}
 	os.Mkdir(etc, 0o755)
-	os.Mkdir(state, 0o750)
-	keys := filepath.Join(etc, "users.keys")
+	socket := filepath.Join(run, "admin.sock")
 	corefile := filepath.Join(etc, "Corefile")
-	os.WriteFile(keys, []byte(alice.block()), 0o640)
-	os.WriteFile(corefile, bytes.ReplaceAll(b, []byte("/etc/btmm/users.keys"), []byte(keys)), 0o644)
-	// The unit's user owns the state directory (StateDirectory=) and reads
-	// the keys through its group.
-	for _, p := range []string{state, keys} {
-		if err := os.Chown(p, 65534, 65534); err != nil {
+	os.WriteFile(corefile, bytes.ReplaceAll(b, []byte("/run/btmm/admin.sock"), []byte(socket)), 0o644)
+	// The unit's user owns the state and runtime directories
+	// (StateDirectory=, RuntimeDirectory=).
+	for _, d := range []string{state, run} {
+		os.Mkdir(d, 0o750)
+		if err := os.Chown(d, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -470,4 +479,10 @@ func TestServerWithUnitPrivileges(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "members.db")); err != nil {
 		t.Errorf("the store is not in the working directory: %v", err)
 	}
+	// root (sudo btmm-admin) adds a user on the socket that only the
+	// server's user may open.
+	if st, err := os.Stat(socket); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the admin socket: %v %v", st, err)
+	}
+	addUser(t, socket)
 }
