@@ -4,7 +4,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS ?=
 
-.PHONY: deps-lab all build coredns btmm-admin btmm-client btmm-lab btmm-updateload wireguard-go etcd test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
+.PHONY: deps-lab deb all build coredns btmm-admin btmm-client btmm-lab btmm-updateload wireguard-go etcd test unit interop bench bench-update bench-tunnel fuzz vet demo lab-up lab-down clean FORCE
 
 all: build
 
@@ -41,6 +41,22 @@ wireguard-go:
 etcd:
 	$(GO) build $(GOFLAGS) -o $(BIN)/etcd go.etcd.io/etcd/server/v3
 
+# The Debian packages btmm-server and btmm-client in $(DEB_OUT), built with
+# nfpm's deb packager (test/cmd/btmm-deb, a module of its own so that nfpm's
+# dependencies stay out of go.mod) from the nfpm.yaml beside each program's
+# main package. The version: the latest tag vX.Y.Z as X.Y.Z (with
+# +N.gHASH for N commits since), else 0~gitDATE.HASH from the last
+# commit's date (UTC), so that a later commit makes a higher version; or
+# `make deb DEB_VERSION=1.2.3`.
+DEB_OUT     ?= $(BIN)
+DEB_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//; s/-\([0-9]*\)-g/+\1.g/' | grep . || \
+	TZ=UTC0 git log -1 --format='0~git%cd.%h' --date=format-local:%Y%m%d%H%M%S 2>/dev/null || echo 0~unknown)
+deb: coredns btmm-admin btmm-client
+	$(GO) -C test/cmd/btmm-deb build $(GOFLAGS) -o $(CURDIR)/$(BIN)/btmm-deb .
+	@mkdir -p $(DEB_OUT)
+	$(BIN)/btmm-deb -version '$(DEB_VERSION)' -arch $$($(GO) env GOARCH) -out $(DEB_OUT) \
+	  plugin/cmd/coredns/deb/nfpm.yaml client/cmd/btmm-client/deb/nfpm.yaml
+
 # The whole system on one machine: a lab with the server and two hosts behind
 # two NATs, told in plain words; nothing is left behind (root).
 demo: deps-lab build
@@ -69,6 +85,7 @@ test: build vet
 
 vet:
 	$(GO) vet ./...
+	$(GO) -C test/cmd/btmm-deb vet ./...
 
 # The benchmarks: DNS Push beside LLQ (change latency at 1 k and 100 k
 # subscriptions, memory each); a million users in the store beside the same in a key

@@ -486,6 +486,7 @@ func TestTunnelBehindNATs(t *testing.T) {
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	scraped, _ := io.ReadAll(conn)
 	conn.Close()
+	checkMetrics(t, "the desktop's /metrics", scraped)
 	for _, want := range []string{"btmm_client_mapping_up 1", "btmm_client_peers 1",
 		`btmm_client_tunnel_receive_bytes_total{peer="` + laptopULA.String() + `"}`,
 		`btmm_client_tunnel_transmit_bytes_total{peer="` + laptopULA.String() + `"}`} {
