@@ -16,7 +16,7 @@ func TestDepsDryRun(t *testing.T) {
 	// Every tool .ci/deps looks for, as it finds them on PATH.
 	all := []string{"nsupdate", "kdig", "tsig-keygen", "make", "knotd", "dnsperf",
 		"nft", "miniupnpd", "natpmpc", "ip", "ping",
-		"iperf3", "tshark", "curl", "nc", "setpriv", "systemd-analyze", "promtool"}
+		"iperf3", "tshark", "curl", "nc", "setpriv", "systemd-analyze", "avahi-daemon", "avahi-browse", "dbus-daemon", "promtool"}
 	except := func(missing ...string) []string {
 		var have []string
 		for _, tool := range all {
@@ -50,7 +50,7 @@ func TestDepsDryRun(t *testing.T) {
 		{"lab, with all it needs", []string{"lab"}, except("nsupdate", "systemd-analyze", "promtool"),
 			"", "Nothing is missing here."},
 		{"all, on a bare machine", nil, nil,
-			install + "bind9-dnsutils knot-dnsutils bind9 make knot dnsperf nftables miniupnpd miniupnpd-nftables natpmpc iproute2 iputils-ping iperf3 tshark curl netcat-openbsd util-linux systemd\n" + promtool,
+			install + "bind9-dnsutils knot-dnsutils bind9 make knot dnsperf nftables miniupnpd miniupnpd-nftables natpmpc iproute2 iputils-ping iperf3 tshark curl netcat-openbsd util-linux systemd avahi-daemon avahi-utils dbus\n" + promtool,
 			"promtool is missing here: would take it out of Debian's prometheus package into bin/promtool"},
 		{"all, without kdig and systemd-analyze", nil, except("kdig", "systemd-analyze"),
 			install + "knot-dnsutils systemd\n",
