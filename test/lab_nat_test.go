@@ -77,23 +77,9 @@ func natTraversal(t *testing.T, proto portmap.Protocol, protos lab.NATProtocols,
 	}
 	laptopULA := desktop.peerULA(laptop.name)
 	desktopULA := laptop.peerULA(desktop.name)
-	pingWithin := func(from *labClient, to netip.Addr, within time.Duration) {
-		t.Helper()
-		deadline := time.Now().Add(within)
-		for {
-			out, err := l.Exec(from.ns, "ping", "-6", "-n", "-c", "1", "-W", "1", to.String()).CombinedOutput()
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("ping %s from %s: no reply within %v: %v\n%s", to, from.ns, within, err, out)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	pingWithin(desktop, laptopULA, 10*time.Second)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
 	first := time.Since(start)
-	pingWithin(laptop, desktopULA, 5*time.Second)
+	pingWithin(t, l, laptop, desktopULA, 5*time.Second)
 	t.Logf("%v: both hosts see each other %v after start, first ping reply through the tunnel %v after start",
 		proto, seen.Round(time.Millisecond), first.Round(time.Millisecond))
 
@@ -125,7 +111,7 @@ func natTraversal(t *testing.T, proto portmap.Protocol, protos lab.NATProtocols,
 		time.Sleep(20 * time.Millisecond)
 	}
 	mapped := time.Since(rebooted)
-	pingWithin(desktop, laptopULA, 10*time.Second)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
 	t.Logf("%v: after routerB's reboot, the mapping is back in %v, and the desktop reaches the laptop through the tunnel in %v",
 		proto, mapped.Round(time.Millisecond), time.Since(rebooted).Round(time.Millisecond))
 	if st, err := laptop.status(); err != nil || st.Mapping.Protocol != proto.Key() || st.Mapping.External != wanB.String() {

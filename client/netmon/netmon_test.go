@@ -14,24 +14,7 @@ import (
 // TestAddressChangeIsNoticed adds a link and an address in a network
 // namespace of the test's own, and expects one debounced change.
 func TestAddressChangeIsNoticed(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root to make a network namespace")
-		}
-		t.Skip("needs root to make a network namespace")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // also switches this thread into it
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { netns.Set(orig); ns.Close() }()
+	defer inNewNetns(t)()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -65,24 +48,7 @@ func TestAddressChangeIsNoticed(t *testing.T) {
 // TestIgnoredInterface: changes of an interface Watch was told to ignore
 // (the tunnel's own device) are not reported; others still are.
 func TestIgnoredInterface(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root to make a network namespace")
-		}
-		t.Skip("needs root to make a network namespace")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { netns.Set(orig); ns.Close() }()
+	defer inNewNetns(t)()
 
 	link := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "btmmown0"}, PeerName: "btmmother0"}
 	if err := netlink.LinkAdd(link); err != nil {
@@ -118,5 +84,36 @@ func TestIgnoredInterface(t *testing.T) {
 	case <-changes:
 	case <-time.After(3 * time.Second):
 		t.Fatal("an address on another interface was not reported")
+	}
+}
+
+// inNewNetns locks the test's goroutine to its thread and moves the thread
+// into a network namespace of its own; the returned function moves it
+// back. It needs root, and says so (failing under CI).
+func inNewNetns(t *testing.T) func() {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root to make a network namespace")
+		}
+		t.Skip("needs root to make a network namespace")
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	ns, err := netns.New() // also switches this thread into it
+	if err != nil {
+		orig.Close()
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	return func() {
+		netns.Set(orig)
+		ns.Close()
+		orig.Close()
+		runtime.UnlockOSThread()
 	}
 }
