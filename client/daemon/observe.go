@@ -78,12 +78,8 @@ func unusable(m portmap.Mapping) bool {
 	if !m.Valid() && !m.Public {
 		return true
 	}
-	a := m.External.Addr()
-	return a.IsPrivate() || sharedSpace.Contains(a)
+	return portmap.IsSharedOrPrivate(m.External.Addr())
 }
-
-// sharedSpace is RFC 6598's, of carrier-grade NATs.
-var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
 
 // observe runs while the daemon does: whenever the mapping is unusable it
 // asks for the server-observed endpoint, at once after a change and then

@@ -134,19 +134,22 @@ func (s *Server) changed(ev store.Event) {
 	for _, c := range ev.Changes {
 		add := func(rr dns.RR, remove bool) {
 			t := rr.Header().Rrtype
-			for _, set := range []map[*subscription]struct{}{s.byQ[qkey{c.Name, t}], s.byQ[qkey{c.Name, dns.TypeANY}]} {
+			subs := []map[*subscription]struct{}{s.byQ[qkey{c.Name, t}], s.byQ[qkey{c.Name, dns.TypeANY}]}
+			if len(subs[0])+len(subs[1]) == 0 {
+				return
+			}
+			// Packed once, for every session it goes to.
+			pack := dso.AddChange
+			if remove {
+				pack = dso.RemoveChange
+			}
+			ch, err := pack(rr)
+			if err != nil {
+				log.Errorf("packing a change of %s: %v", c.Name, err)
+				return
+			}
+			for _, set := range subs {
 				for sub := range set {
-					var ch dso.Change
-					var err error
-					if remove {
-						ch, err = dso.RemoveChange(rr)
-					} else {
-						ch, err = dso.AddChange(rr)
-					}
-					if err != nil {
-						log.Errorf("packing a change of %s: %v", c.Name, err)
-						continue
-					}
 					if _, ok := bySession[sub.s]; !ok {
 						order = append(order, sub.s)
 					}
