@@ -95,17 +95,15 @@ func parse(c *caddy.Controller) (*config, error) {
 				cfg.max = d
 			}
 		case "tsig":
-			if len(a) != 1 || a[0] != "required" && a[0] != "optional" {
-				return c.Errf("tsig is required or optional")
+			required, err := corefile.TSIGRequired(c, a)
+			if err != nil {
+				return err
 			}
-			cfg.tsigRequired = a[0] == "required"
+			cfg.tsigRequired = required
 		case "limit":
-			if len(a) != 1 {
-				return c.ArgErr()
-			}
-			n, err := strconv.Atoi(a[0])
-			if err != nil || n < 1 {
-				return c.Errf("limit needs a positive integer, not %q", a[0])
+			n, err := corefile.PositiveInt(c, prop, a)
+			if err != nil {
+				return err
 			}
 			cfg.limit = n
 		case "rate":

@@ -7,6 +7,7 @@ package corefile
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin"
@@ -97,6 +98,28 @@ func NoArgs(c *caddy.Controller) error {
 		return c.ArgErr()
 	}
 	return nil
+}
+
+// TSIGRequired reads the arguments of a "tsig required|optional"
+// property (llq, dns-push): whether unsigned clients are refused.
+func TSIGRequired(c *caddy.Controller, args []string) (bool, error) {
+	if len(args) != 1 || args[0] != "required" && args[0] != "optional" {
+		return false, c.Errf("tsig is required or optional")
+	}
+	return args[0] == "required", nil
+}
+
+// PositiveInt reads the one argument of the property prop, a positive
+// integer (a limit).
+func PositiveInt(c *caddy.Controller, prop string, args []string) (int, error) {
+	if len(args) != 1 {
+		return 0, c.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return 0, c.Errf("%s needs a positive integer, not %q", prop, args[0])
+	}
+	return n, nil
 }
 
 func isIn(s string, list []string) bool {

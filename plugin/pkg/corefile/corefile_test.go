@@ -125,3 +125,28 @@ func TestNested(t *testing.T) {
 		}
 	}
 }
+
+func TestTSIGRequiredAndPositiveInt(t *testing.T) {
+	c := caddy.NewTestController("dns", "x")
+	for args, want := range map[string]bool{"required": true, "optional": false} {
+		if got, err := TSIGRequired(c, []string{args}); err != nil || got != want {
+			t.Errorf("tsig %s: %v, %v", args, got, err)
+		}
+	}
+	for _, args := range [][]string{nil, {"maybe"}, {"required", "optional"}} {
+		if _, err := TSIGRequired(c, args); err == nil || !strings.Contains(err.Error(), "required or optional") {
+			t.Errorf("tsig %q: %v", args, err)
+		}
+	}
+	if n, err := PositiveInt(c, "limit", []string{"7"}); err != nil || n != 7 {
+		t.Errorf("limit 7: %d, %v", n, err)
+	}
+	for _, args := range [][]string{{"0"}, {"-1"}, {"many"}} {
+		if _, err := PositiveInt(c, "limit", args); err == nil || !strings.Contains(err.Error(), "limit needs a positive integer") {
+			t.Errorf("limit %q: %v", args, err)
+		}
+	}
+	if _, err := PositiveInt(c, "limit", nil); err == nil || !strings.Contains(err.Error(), "Wrong argument count") {
+		t.Errorf("limit with no argument: %v", err)
+	}
+}
