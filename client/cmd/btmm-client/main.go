@@ -25,7 +25,9 @@ const usage = `btmm-client: Back to My Mac for your own machines (RFC 6281)
 
 Usage:
   btmm-client run --config FILE [--set NAME=VALUE ...] [--esp-keylog FILE]
-        Run the client: map the tunnel port (PCP, NAT-PMP or UPnP IGD), publish this
+        Run the client: map the tunnel port (PCP, NAT-PMP or UPnP IGD;
+        behind NATs none of them opens, publish the endpoint the server
+        sees and punch through to the peers), publish this
         host's records in the user's domain (leased TSIG-signed updates,
         over TLS by default), watch the user's other hosts by DNS
         Push or long-lived queries, follow network changes, and carry IPv6
