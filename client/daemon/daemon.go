@@ -217,15 +217,16 @@ func (d *Daemon) allowPeer(k [32]byte) bool {
 }
 
 // reconcile gives the tunnel the watcher's current peers: each with a
-// tunnel address, a public endpoint and a key is added (or updated),
-// those that left are removed.
+// tunnel address, a public endpoint (IPv4 or IPv6 or both) and a key is
+// added (or updated), those that left are removed.
 func (d *Daemon) reconcile() {
 	if d.tunnel == nil {
 		return
 	}
 	want := make(map[netip.Addr]tunnel.Peer)
 	for _, p := range d.watch.Peers() {
-		if !p.ULA.IsValid() || !p.Public.IsValid() || p.Key == "" {
+		eps := peerEndpoints(p)
+		if !p.ULA.IsValid() || len(eps) == 0 || p.Key == "" {
 			continue
 		}
 		k, err := handshake.ParsePublicKey(p.Key)
@@ -236,7 +237,7 @@ func (d *Daemon) reconcile() {
 		if p.ULA == d.id.ULA {
 			continue
 		}
-		want[p.ULA] = tunnel.Peer{ULA: p.ULA, Endpoint: p.Public, Static: k}
+		want[p.ULA] = tunnel.Peer{ULA: p.ULA, Endpoints: eps, Static: k}
 	}
 	for ula := range d.tpeers {
 		if _, ok := want[ula]; !ok {
@@ -250,7 +251,7 @@ func (d *Daemon) reconcile() {
 	}
 	for ula, p := range want {
 		old, had := d.tpeers[ula]
-		if had && old == p {
+		if had && old.Static == p.Static && slices.Equal(old.Endpoints, p.Endpoints) {
 			continue
 		}
 		if !had {
@@ -261,8 +262,22 @@ func (d *Daemon) reconcile() {
 		}
 		d.tunnel.SetPeer(p)
 		d.tpeers[ula] = p
-		d.logf("tunnel: peer %s at %s", ula, p.Endpoint)
+		d.logf("tunnel: peer %s at %v", ula, p.Endpoints)
 	}
+}
+
+// peerEndpoints is where a peer is reached: its IPv6 endpoint first, as
+// RFC 6724 prefers IPv6 (no NAT on the way, so no mapping to lose), then
+// its IPv4 endpoint. The tunnel sends every handshake to both and keeps
+// the one that answers first.
+func peerEndpoints(p watch.Peer) []netip.AddrPort {
+	var eps []netip.AddrPort
+	for _, ap := range []netip.AddrPort{p.Public6, p.Public} {
+		if ap.IsValid() {
+			eps = append(eps, ap)
+		}
+	}
+	return eps
 }
 
 // Run runs until ctx ends, then removes the host's records and deletes
@@ -352,6 +367,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-changes:
 			d.logf("network changed: checking the mapping again, and the LLQs")
 			d.pm.Refresh()
+			// The global IPv6 address needs no mapping: republish
+			// now if it changed.
+			d.publishIPv6Change()
 			// A connection from the old address is dead, though neither
 			// end may know it yet.
 			d.watch.Reconnect()
@@ -374,6 +392,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			d.mapped(m)
 		}
+	}
+}
+
+// publishIPv6Change publishes the host again if its global IPv6 address
+// is not the one published.
+func (d *Daemon) publishIPv6Change() {
+	a, _ := netmon.GlobalIPv6()
+	if h, ok := d.pub.Host(); ok && h.Public6.Addr() != a && (a.IsValid() || h.Public6.IsValid()) {
+		d.logf("global IPv6 address now %v", a)
+		d.publishHost()
 	}
 }
 
@@ -402,6 +430,7 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 	case m.Public && unusable(m):
 		d.logf("no mapping protocol, and this host's address %s is private (a routed private network): asking the server where it sees this host", public.Addr())
 		d.obs.restart()
+		d.publishHost() // the IPv6 endpoint meanwhile, if any
 		return
 	case m.Public:
 		d.logf("no NAT here: publishing the host's own address %s", public)
@@ -414,11 +443,13 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 	default:
 		d.logf("no usable mapping (%v): asking the server where it sees this host", m.Err)
 		d.obs.restart()
+		d.publishHost() // the IPv6 endpoint meanwhile, if any
 		return
 	}
 	if unusable(m) {
 		d.logf("the gateway's external address %s is itself private (a NAT behind a NAT): asking the server where it sees this host", public.Addr())
 		d.obs.restart()
+		d.publishHost() // the IPv6 endpoint meanwhile, if any
 		return
 	}
 	d.publishHost()
@@ -437,20 +468,25 @@ func (d *Daemon) endpoint() netip.AddrPort {
 	return d.obs.get().Endpoint
 }
 
-// publishHost hands the publisher the host's records at its endpoint, with
-// the services; nothing without a usable IPv4 endpoint.
+// publishHost hands the publisher the host's records at its endpoints,
+// with the services: the IPv4 endpoint (endpoint) and the host's global
+// IPv6 address at the tunnel port, if it has one; nothing with neither.
 func (d *Daemon) publishHost() {
 	public := d.endpoint()
-	if !public.IsValid() {
-		return
+	if public.IsValid() && !public.Addr().Is4() {
+		d.logf("the public address %s is not IPv4: not publishing it", public)
+		public = netip.AddrPort{}
 	}
-	if !public.Addr().Is4() {
-		d.logf("the public address %s is not IPv4: not publishing", public)
+	var public6 netip.AddrPort
+	if a, ok := netmon.GlobalIPv6(); ok && d.tunnel != nil {
+		public6 = netip.AddrPortFrom(a, d.tunnel.Port())
+	}
+	if !public.IsValid() && !public6.IsValid() {
 		return
 	}
 	d.pub.Set(publish.Host{
 		Zone: d.cfg.Zone, User: d.cfg.User, Name: d.cfg.Host, Label: d.id.Label,
-		ULA: d.id.ULA, Public: public, Key: d.keys.PublicBase64(), TTL: recordTTL,
+		ULA: d.id.ULA, Public: public, Public6: public6, Key: d.keys.PublicBase64(), TTL: recordTTL,
 		Services: d.servicesNow(),
 	})
 }
@@ -489,16 +525,19 @@ func describeServices(s []dnssd.Service) string {
 
 // Status is what `btmm-client status` shows.
 type Status struct {
-	Host      string         `json:"host"`
-	ULA       string         `json:"ula"`
-	Label     string         `json:"label"`
-	Interface string         `json:"interface"`
-	PublicKey string         `json:"public_key"`
-	Started   time.Time      `json:"started"`
-	Mapping   MappingStatus  `json:"mapping"`
-	Publish   publish.Status `json:"publish"`
-	Watch     watch.Status   `json:"watch"`
-	Peers     []watch.Peer   `json:"peers"`
+	Host      string        `json:"host"`
+	ULA       string        `json:"ula"`
+	Label     string        `json:"label"`
+	Interface string        `json:"interface"`
+	PublicKey string        `json:"public_key"`
+	Started   time.Time     `json:"started"`
+	Mapping   MappingStatus `json:"mapping"`
+	// Public6 is the IPv6 endpoint published beside the mapping's IPv4
+	// one: the host's global IPv6 address at the tunnel port.
+	Public6 string         `json:"public6,omitempty"`
+	Publish publish.Status `json:"publish"`
+	Watch   watch.Status   `json:"watch"`
+	Peers   []watch.Peer   `json:"peers"`
 	// Tunnels is one entry per peer the tunnel knows; TunnelError says
 	// why there is no tunnel at all.
 	Tunnels     []TunnelStatus `json:"tunnels"`
@@ -643,6 +682,9 @@ func (d *Daemon) Status() Status {
 		PublicKey: d.keys.PublicBase64(), Started: d.started, Mapping: ms,
 		Publish: d.pub.Status(), Watch: d.watch.Status(), Peers: d.watch.Peers(),
 		Tunnels: []TunnelStatus{},
+	}
+	if h, ok := d.pub.Host(); ok && h.Public6.IsValid() {
+		st.Public6 = h.Public6.String()
 	}
 	if d.tunnel != nil {
 		st.TunnelMode = d.cfg.TunnelMode

@@ -86,6 +86,16 @@ func (p *Publisher) Set(h Host) {
 	}
 }
 
+// Host returns what Set last gave, if anything.
+func (p *Publisher) Host() (Host, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.host == nil {
+		return Host{}, false
+	}
+	return *p.host, true
+}
+
 // Republish sends the records again at once (if Set gave any), as after
 // the server came back: it may have lost them meanwhile, to their lease's
 // end or to a restore. It never blocks.
@@ -208,7 +218,7 @@ func (p *Publisher) publish(ctx context.Context, h Host) (time.Duration, error) 
 		p.status.Records = append(p.status.Records, rr.String())
 	}
 	p.last = &h
-	p.cfg.Logf("publish: registered %s at %s via %s, lease %v", h.HostName(), h.Public, server, lease)
+	p.cfg.Logf("publish: registered %s at %s via %s, lease %v", h.HostName(), h.endpoints(), server, lease)
 	if prev != nil {
 		if dropped := h.dropped(prev); len(dropped) > 0 {
 			p.mu.Unlock()

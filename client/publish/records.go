@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -23,8 +24,11 @@ type Host struct {
 	Label  string // AutoTunnel-02-11-22-FF-FE-33-44-55
 	ULA    netip.Addr
 	Public netip.AddrPort // the NAT's external address and mapped port, or the host's own
-	Key    string         // the static X25519 public key, base64
-	TTL    uint32         // of every record; short, since hosts move
+	// Public6 is the host's global IPv6 address and its tunnel port, if
+	// it has one. Public or Public6 (or both) must be set.
+	Public6 netip.AddrPort
+	Key     string // the static X25519 public key, base64
+	TTL     uint32 // of every record; short, since hosts move
 	// Services are the host's services (RFC 6763), each published as an
 	// instance named after the host.
 	Services []dnssd.Service
@@ -35,6 +39,17 @@ const (
 	txtVersion = "txtvers=1"
 	ciphers    = "ciphers=aes256gcm,chacha20poly1305"
 )
+
+// endpoints describes where the host is published, for logs.
+func (h Host) endpoints() string {
+	switch {
+	case h.Public.IsValid() && h.Public6.IsValid():
+		return h.Public.String() + " and " + h.Public6.String()
+	case h.Public6.IsValid():
+		return h.Public6.String()
+	}
+	return h.Public.String()
+}
 
 // domain is the user's domain, USER.ZONE.
 func (h Host) domain() string {
@@ -59,27 +74,98 @@ func (h Host) ListName() string { return "_autotunnel._udp." + h.domain() }
 //	_autotunnel._udp.laptop.alice.ZONE. SRV 0 0 PORT AutoTunnel-….alice.ZONE.
 //	AutoTunnel-….alice.ZONE.           A    PUBLIC-IPv4
 //	AutoTunnel-….alice.ZONE.           AAAA ULA
-//	AutoTunnel-….alice.ZONE.           TXT  "txtvers=1" "pk=KEY" "ciphers=…"
+//	AutoTunnel-….alice.ZONE.           AAAA PUBLIC-IPv6 (if the host has one)
+//	AutoTunnel-….alice.ZONE.           TXT  "txtvers=1" "pk=KEY" "ciphers=…" ["port6=PORT"]
 //	laptop.alice.ZONE.                 AAAA ULA
 //	_autotunnel._udp.alice.ZONE.       PTR  laptop.alice.ZONE.
+//
+// The SRV's target has two AAAA records when the host has a global IPv6
+// address: the ULA (inside fc00::/7, RFC 4193), where the tunnel leads,
+// and the global address, where the tunnel's packets go. A reader tells
+// them apart by prefix. PORT is the IPv4 endpoint's (the NAT's mapped
+// port); the IPv6 endpoint, with no NAT in front of it, is at the
+// tunnel's own port, which the TXT record's port6= gives when it
+// differs. A host with IPv6 alone has no A record, and its SRV gives the
+// IPv6 port.
 func (h Host) Records() ([]dns.RR, error) {
-	if !h.Public.Addr().Is4() {
+	if h.Public.IsValid() && !h.Public.Addr().Is4() {
 		return nil, fmt.Errorf("publish: public address %v is not IPv4", h.Public)
 	}
-	if !h.ULA.Is6() {
-		return nil, fmt.Errorf("publish: ULA %v is not IPv6", h.ULA)
+	if h.Public6.IsValid() && (!h.Public6.Addr().Is6() || h.Public6.Addr().Is4In6() || IsULA(h.Public6.Addr())) {
+		return nil, fmt.Errorf("publish: public IPv6 address %v is not a global IPv6 address", h.Public6)
+	}
+	if !h.Public.IsValid() && !h.Public6.IsValid() {
+		return nil, fmt.Errorf("publish: no public IPv4 or IPv6 endpoint")
+	}
+	if !h.ULA.Is6() || !IsULA(h.ULA) {
+		return nil, fmt.Errorf("publish: ULA %v is not a unique local IPv6 address", h.ULA)
 	}
 	hdr := func(name string, t uint16) dns.RR_Header {
 		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: h.TTL}
 	}
-	return []dns.RR{
-		&dns.SRV{Hdr: hdr(h.SRVName(), dns.TypeSRV), Port: h.Public.Port(), Target: h.LabelName()},
-		&dns.A{Hdr: hdr(h.LabelName(), dns.TypeA), A: h.Public.Addr().AsSlice()},
-		&dns.AAAA{Hdr: hdr(h.LabelName(), dns.TypeAAAA), AAAA: h.ULA.AsSlice()},
-		&dns.TXT{Hdr: hdr(h.LabelName(), dns.TypeTXT), Txt: []string{txtVersion, "pk=" + h.Key, ciphers}},
+	port := h.Public.Port()
+	if !h.Public.IsValid() {
+		port = h.Public6.Port()
+	}
+	txt := []string{txtVersion, "pk=" + h.Key, ciphers}
+	if h.Public6.IsValid() && h.Public6.Port() != port {
+		txt = append(txt, "port6="+strconv.Itoa(int(h.Public6.Port())))
+	}
+	recs := []dns.RR{&dns.SRV{Hdr: hdr(h.SRVName(), dns.TypeSRV), Port: port, Target: h.LabelName()}}
+	if h.Public.IsValid() {
+		recs = append(recs, &dns.A{Hdr: hdr(h.LabelName(), dns.TypeA), A: h.Public.Addr().AsSlice()})
+	}
+	recs = append(recs, &dns.AAAA{Hdr: hdr(h.LabelName(), dns.TypeAAAA), AAAA: h.ULA.AsSlice()})
+	if h.Public6.IsValid() {
+		recs = append(recs, &dns.AAAA{Hdr: hdr(h.LabelName(), dns.TypeAAAA), AAAA: h.Public6.Addr().AsSlice()})
+	}
+	return append(recs,
+		&dns.TXT{Hdr: hdr(h.LabelName(), dns.TypeTXT), Txt: txt},
 		&dns.AAAA{Hdr: hdr(h.HostName(), dns.TypeAAAA), AAAA: h.ULA.AsSlice()},
 		&dns.PTR{Hdr: hdr(h.ListName(), dns.TypePTR), Ptr: h.HostName()},
-	}, nil
+	), nil
+}
+
+// IsULA reports whether a is a unique local IPv6 address (fc00::/7,
+// RFC 4193): a tunnel address, never a path to a host.
+func IsULA(a netip.Addr) bool { return a.Is6() && !a.Is4In6() && a.IsPrivate() }
+
+// Endpoints returns where the host at label is reached, read from its
+// records as Records writes them: the IPv4 endpoint (A, the SRV's port),
+// the IPv6 one (the AAAA outside fc00::/7, port6= or the SRV's port) and
+// the ULA (the AAAA inside fc00::/7). Records of other names are ignored.
+func Endpoints(srvPort uint16, rrs []dns.RR) (v4, v6 netip.AddrPort, ula netip.Addr) {
+	port6 := srvPort
+	var a6 netip.Addr
+	for _, rr := range rrs {
+		switch rr := rr.(type) {
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(rr.A.To4()); ok {
+				v4 = netip.AddrPortFrom(a, srvPort)
+			}
+		case *dns.AAAA:
+			a, ok := netip.AddrFromSlice(rr.AAAA.To16())
+			switch {
+			case !ok || a.Is4In6():
+			case IsULA(a):
+				ula = a
+			case a.IsGlobalUnicast():
+				a6 = a
+			}
+		case *dns.TXT:
+			for _, s := range rr.Txt {
+				if v, ok := strings.CutPrefix(s, "port6="); ok {
+					if n, err := strconv.ParseUint(v, 10, 16); err == nil && n != 0 {
+						port6 = uint16(n)
+					}
+				}
+			}
+		}
+	}
+	if a6.IsValid() && port6 != 0 {
+		v6 = netip.AddrPortFrom(a6, port6)
+	}
+	return v4, v6, ula
 }
 
 // Records returns the host's records (Records) followed by those of its

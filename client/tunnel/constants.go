@@ -53,6 +53,17 @@ const (
 	// a one-octet NAT keepalive (RFC 3948 §4: 20 s).
 	KeepaliveInterval = 20 * time.Second
 
+	// KeepaliveTimeout: a peer that sent us data and got nothing
+	// authentic back for this long gets an authenticated dummy packet
+	// (RFC 4303 §2.6), so that a one-way stream is not taken for a dead
+	// path at its sender (WireGuard's KeepaliveTimeout).
+	KeepaliveTimeout = 10 * time.Second
+	// NewHandshakeAfter: data went out and nothing authentic came back
+	// for this long, so the path may be dead: a new handshake goes along
+	// every path, and the first to answer carries on (WireGuard's
+	// KeepaliveTimeout + RekeyTimeout).
+	NewHandshakeAfter = KeepaliveTimeout + RekeyTimeout
+
 	// MaxStagedPackets bounds the packets held per peer while a handshake
 	// runs; when full the oldest is dropped (WireGuard's QueueStagedSize).
 	MaxStagedPackets = 128

@@ -91,7 +91,16 @@ func (t *Tunnel) do(w work) {
 // startHandshakeLocked sends an initiation unless one is pending or the
 // current keypair needs none (an ask that a finished handshake answered).
 func (t *Tunnel) startHandshakeLocked(p *peer, now time.Time) {
-	if p.hs != nil || p.endpoint.Load() == nil || !p.cur.Load().needsHandshake(now) {
+	if !p.cur.Load().needsHandshake(now) {
+		return
+	}
+	t.initiateLocked(p, now)
+}
+
+// initiateLocked sends an initiation along every path unless one is
+// pending.
+func (t *Tunnel) initiateLocked(p *peer, now time.Time) {
+	if p.hs != nil || p.endpoint.Load() == nil {
 		return
 	}
 	spi, err := t.allocSPI()
@@ -113,10 +122,12 @@ func (t *Tunnel) startHandshakeLocked(p *peer, now time.Time) {
 	t.sendHandshakeLocked(p, msg, now)
 }
 
+// sendHandshakeLocked sends an initiation along every path: the first
+// to answer wins (see Paths in the package documentation).
 func (t *Tunnel) sendHandshakeLocked(p *peer, msg []byte, now time.Time) {
 	b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(msg)))
 	p.hsSent = now
-	t.send(p, [][]byte{append(b, msg...)}, now)
+	t.sendAll(p, append(b, msg...), now)
 }
 
 // retryHandshakeLocked retransmits the pending initiation as a fresh one, or

@@ -16,7 +16,7 @@ func TestPunch(t *testing.T) {
 	n := startNode(t, "fd00::1", [32]byte{1})
 	other := listen(t)
 	defer other.Close()
-	peer := Peer{ULA: netip.MustParseAddr("fd00::2"), Endpoint: other.LocalAddr().(*net.UDPAddr).AddrPort(), Static: [32]byte{9}}
+	peer := Peer{ULA: netip.MustParseAddr("fd00::2"), Endpoints: []netip.AddrPort{other.LocalAddr().(*net.UDPAddr).AddrPort()}, Static: [32]byte{9}}
 	expectKeepalive := func(what string, c *net.UDPConn) {
 		t.Helper()
 		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
@@ -30,7 +30,7 @@ func TestPunch(t *testing.T) {
 	expectKeepalive("a new peer", other)
 	moved := listen(t)
 	defer moved.Close()
-	peer.Endpoint = moved.LocalAddr().(*net.UDPAddr).AddrPort()
+	peer.Endpoints = []netip.AddrPort{moved.LocalAddr().(*net.UDPAddr).AddrPort()}
 	n.t.SetPeer(peer)
 	expectKeepalive("a peer at a new endpoint", moved)
 	n.t.SetPeer(peer)

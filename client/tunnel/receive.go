@@ -138,6 +138,7 @@ func (t *Tunnel) receiveESP(pkt []byte, ep conn.Endpoint) (inner []byte, ok bool
 	if !kp.confirmed.Load() || src != p.endpointAddr() {
 		t.authentic(p, kp, src)
 	}
+	t.receivedAuthentic(p, !dummy)
 	if dummy {
 		return nil, false
 	}

@@ -99,7 +99,9 @@ func (t *Tunnel) sendRun(p *peer, bufs [][]byte, sizes []int, out [][]byte, now 
 		}
 		var sealed int
 		out, sealed = t.seal(kp, bufs, sizes, out, now)
-		t.send(p, out, now)
+		if t.send(p, out, now) {
+			p.sentData(now)
+		}
 		clear(out)
 		out = out[:0]
 		bufs, sizes = bufs[sealed:], sizes[sealed:]
@@ -178,7 +180,9 @@ func (t *Tunnel) flushLocked(p *peer, now time.Time) {
 		sizes[i] = len(b) - esp.HeaderLen
 	}
 	out, n := t.seal(kp, p.staged, sizes, make([][]byte, 0, len(p.staged)), now)
-	t.send(p, out, now) // a failure is counted; the packets are gone
+	if t.send(p, out, now) { // a failure is counted; the packets are gone
+		p.sentData(now)
+	}
 	// What did not fit (the keypair died) stays staged for the next one.
 	rest := copy(p.staged, p.staged[n:])
 	clear(p.staged[rest:])
@@ -194,15 +198,46 @@ func (t *Tunnel) flushLocked(p *peer, now time.Time) {
 func (t *Tunnel) Announce() {
 	now := t.now()
 	for _, p := range t.appendPeers(nil) {
-		kp := p.cur.Load()
-		if p.removed.Load() || !kp.sendable(now) {
-			continue
+		if !p.removed.Load() {
+			t.sendDummy(p, now)
 		}
-		kp.sendMu.Lock()
-		b, err := kp.send.SealDummy(make([]byte, 0, esp.SealedLen(0)))
-		kp.sendMu.Unlock()
-		if err == nil {
-			t.send(p, [][]byte{b}, now)
-		}
+	}
+}
+
+// sendDummy sends p one authenticated dummy ESP packet, if there is an SA
+// to send on.
+func (t *Tunnel) sendDummy(p *peer, now time.Time) {
+	kp := p.cur.Load()
+	if !kp.sendable(now) {
+		return
+	}
+	kp.sendMu.Lock()
+	b, err := kp.send.SealDummy(make([]byte, 0, esp.SealedLen(0)))
+	kp.sendMu.Unlock()
+	if err == nil && t.send(p, [][]byte{b}, now) {
+		p.owingSince.Store(0)
+	}
+}
+
+// sentData notes data sent to p: something authentic is owed to p no
+// longer, and something is awaited from it (Paths in the package
+// documentation). The loads keep the shared cache line clean while
+// nothing changes.
+func (p *peer) sentData(now time.Time) {
+	if p.owingSince.Load() != 0 {
+		p.owingSince.Store(0)
+	}
+	if p.awaitingSince.Load() == 0 {
+		p.awaitingSince.CompareAndSwap(0, now.UnixNano())
+	}
+}
+
+// receivedAuthentic notes an authentic packet from p, data if data.
+func (t *Tunnel) receivedAuthentic(p *peer, data bool) {
+	if p.awaitingSince.Load() != 0 {
+		p.awaitingSince.Store(0)
+	}
+	if data && p.owingSince.Load() == 0 {
+		p.owingSince.CompareAndSwap(0, t.now().UnixNano())
 	}
 }

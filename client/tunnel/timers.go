@@ -57,8 +57,36 @@ func (t *Tunnel) peerTimers(p *peer, now time.Time) {
 		// (a full queue) or an earlier handshake gave up.
 		t.startHandshakeLocked(p, now)
 	}
+	if since(p.awaitingSince.Load(), now) >= NewHandshakeAfter && p.hs == nil {
+		// Armed again by the next data sent.
+		p.awaitingSince.Store(0)
+		t.logf("tunnel: nothing from %v at %v for %v: a new handshake along every path", p.ula, p.endpointAddr(), NewHandshakeAfter)
+		t.initiateLocked(p, now)
+	}
+	if since(p.owingSince.Load(), now) >= KeepaliveTimeout {
+		t.sendDummy(p, now)
+	}
+	var ka [1]byte
 	if p.endpoint.Load() != nil && now.Sub(time.Unix(0, p.lastSent.Load())) >= KeepaliveInterval {
-		var ka [1]byte
 		t.send(p, [][]byte{esp.AppendKeepalive(ka[:0])}, now)
 	}
+	if len(p.paths) > 1 && now.Sub(p.pathsKept) >= KeepaliveInterval {
+		// The paths data does not take, kept open for a fallback.
+		p.pathsKept = now
+		cur := p.endpointAddr()
+		for i := range p.paths {
+			if e := &p.paths[i]; e.addr != cur {
+				t.bind.Send([][]byte{esp.AppendKeepalive(ka[:0])}, e.ep)
+			}
+		}
+	}
+}
+
+// since is how long before now the Unix-nanosecond time ns was, or 0 if
+// ns is 0 (not set).
+func since(ns int64, now time.Time) time.Duration {
+	if ns == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, ns))
 }

@@ -66,6 +66,30 @@
 // local change the daemon calls Announce, one authenticated dummy packet
 // per peer, so the peers follow before the DNS tells them.
 //
+// # Paths
+//
+// A peer may be reachable at more than one endpoint: its IPv4 endpoint
+// (a NAT's mapping) and its global IPv6 address, say (Peer.Endpoints).
+// Data goes to one of them, the endpoint; the others are kept open and
+// tried again whenever a path may have failed:
+//
+//   - Every initiation (and its retransmissions) goes to every path. The
+//     responder answers the first copy to arrive (the copies carry one
+//     timestamp, so it refuses the others as replays), and the initiator
+//     sends its data to wherever the response came from: the path that
+//     answered first wins.
+//   - NAT keepalives go to every path, so that the NATs and stateful
+//     firewalls on an unused path keep it open for a fallback. On
+//     SetPeer they go at once, which punches the way for the peer's own
+//     packets (hole punching, also through an IPv6 firewall that takes
+//     no new flow from outside).
+//   - A path is taken for dead, as in WireGuard, when data went out and
+//     nothing authentic came back for NewHandshakeAfter: a new handshake
+//     then goes to every path, and the one that answers takes over. So
+//     that a one-way stream is not taken for a dead path, a peer that
+//     received data and sent nothing back for KeepaliveTimeout sends an
+//     authenticated dummy packet.
+//
 // # Floods
 //
 // An initiation costs the responder four X25519 operations. Above
@@ -96,6 +120,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,9 +179,13 @@ type Config struct {
 
 // Peer is one of the user's other hosts, as the watcher sees it.
 type Peer struct {
-	ULA      netip.Addr
-	Endpoint netip.AddrPort
-	Static   [32]byte
+	ULA netip.Addr
+	// Endpoints are where the peer may be reached, most preferred first:
+	// its global IPv6 address and its IPv4 endpoint, say. Every handshake
+	// goes to all of them, and the first that answers carries the data
+	// (see Paths in the package documentation).
+	Endpoints []netip.AddrPort
+	Static    [32]byte
 }
 
 // PeerStatus is a snapshot of one peer's state and counters.
@@ -308,6 +337,12 @@ type peer struct {
 	endpoint atomic.Pointer[endpoint] // nil: unknown
 	removed  atomic.Bool
 	lastSent atomic.Int64 // Tunnel.now in Unix nanoseconds, for keepalives
+	// For dead paths, in Tunnel.now Unix nanoseconds, 0 when not set:
+	// awaitingSince is when data first went out with nothing authentic
+	// back since; owingSince when data first came in with nothing
+	// authentic sent back since (WireGuard's new-handshake and passive
+	// keepalive timers).
+	awaitingSince, owingSince atomic.Int64
 	// initiating is set while an initiation asked of the worker has not
 	// been handled, so that a burst of packets asks once.
 	initiating                             atomic.Bool
@@ -321,6 +356,8 @@ type peer struct {
 	// mu guards the control state below.
 	mu         sync.Mutex
 	static     [32]byte
+	paths      []endpoint // the Peer's Endpoints, parsed
+	pathsKept  time.Time  // when the unused paths last got a keepalive
 	prev, next *keypair
 	prevExpire time.Time
 	staged     [][]byte // each: esp.HeaderLen headroom, packet, trailer room
@@ -387,14 +424,14 @@ func (t *Tunnel) allow(k [32]byte) bool {
 	return false
 }
 
-// SetPeer adds a peer or updates it. A new endpoint only changes where
+// SetPeer adds a peer or updates it. New endpoints only change where
 // packets go; the SAs stay (roaming). A new static key drops the SAs.
 func (t *Tunnel) SetPeer(pc Peer) {
 	t.mu.Lock()
 	p := t.peers[pc.ULA]
 	if p == nil {
 		p = &peer{ula: pc.ULA, static: pc.Static}
-		t.setEndpoint(p, pc.Endpoint)
+		t.setPaths(p, pc.Endpoints)
 		t.peers[pc.ULA] = p
 		t.mu.Unlock()
 		p.mu.Lock()
@@ -406,7 +443,7 @@ func (t *Tunnel) SetPeer(pc Peer) {
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t.setEndpoint(p, pc.Endpoint) {
+	if t.setPaths(p, pc.Endpoints) {
 		t.punchLocked(p)
 	}
 	if p.static != pc.Static {
@@ -415,18 +452,47 @@ func (t *Tunnel) SetPeer(pc Peer) {
 	}
 }
 
-// punchLocked sends a NAT keepalive to p's endpoint at once, so that the
-// first packet to a new endpoint leaves as soon as the peer is known:
-// through a NAT that filters by destination, it opens the way for the
-// peer's packets, which the peer sends the same way when it learns of this
-// host (hole punching). The peer takes it for nothing (RFC 3948 §2.3).
-// Callers hold p.mu.
-func (t *Tunnel) punchLocked(p *peer) {
-	if p.endpoint.Load() == nil {
-		return
+// setPaths makes eps (unmapped, invalid and repeated ones left out) p's
+// paths, and reports whether they changed. The endpoint stays if it is
+// one of them (it may be the one that answered first); else it becomes
+// the first. Callers hold p.mu, or p is new.
+func (t *Tunnel) setPaths(p *peer, eps []netip.AddrPort) bool {
+	var paths []endpoint
+	for _, ap := range eps {
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		if !ap.IsValid() || slices.ContainsFunc(paths, func(e endpoint) bool { return e.addr == ap }) {
+			continue
+		}
+		ep, err := t.bind.ParseEndpoint(ap.String())
+		if err != nil {
+			continue
+		}
+		paths = append(paths, endpoint{addr: ap, ep: ep})
 	}
+	if slices.EqualFunc(paths, p.paths, func(a, b endpoint) bool { return a.addr == b.addr }) {
+		return false
+	}
+	p.paths = paths
+	if cur := p.endpointAddr(); !slices.ContainsFunc(paths, func(e endpoint) bool { return e.addr == cur }) {
+		if len(paths) == 0 {
+			p.endpoint.Store(nil)
+		} else {
+			e := paths[0]
+			p.endpoint.Store(&e)
+		}
+	}
+	return true
+}
+
+// punchLocked sends a NAT keepalive along every path to p at once, so
+// that the first packet to a new endpoint leaves as soon as the peer is
+// known: through a NAT or a firewall that filters by destination, it
+// opens the way for the peer's packets, which the peer sends the same way
+// when it learns of this host (hole punching). The peer takes it for
+// nothing (RFC 3948 §2.3). Callers hold p.mu.
+func (t *Tunnel) punchLocked(p *peer) {
 	var ka [1]byte
-	t.send(p, [][]byte{esp.AppendKeepalive(ka[:0])}, t.now())
+	t.sendAll(p, esp.AppendKeepalive(ka[:0]), t.now())
 }
 
 // setEndpoint points p at ap (unmapped), and reports whether that is a
@@ -665,6 +731,22 @@ func (t *Tunnel) newKeypair(p *peer, res handshake.Result, initiator bool, now t
 	t.bySPI[recv.SPI()] = kp
 	t.mu.Unlock()
 	return kp, nil
+}
+
+// sendAll sends one datagram to p's endpoint and along every other path
+// to p. Callers hold p.mu.
+func (t *Tunnel) sendAll(p *peer, b []byte, now time.Time) {
+	cur := p.endpointAddr()
+	if cur.IsValid() {
+		t.send(p, [][]byte{b}, now)
+	}
+	for i := range p.paths {
+		if e := &p.paths[i]; e.addr != cur {
+			if err := t.bind.Send([][]byte{b}, e.ep); err != nil {
+				p.sendErrors.Add(1)
+			}
+		}
+	}
 }
 
 // send writes datagrams to p's endpoint in one batch and reports whether

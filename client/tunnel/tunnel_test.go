@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,7 +69,9 @@ func (n *node) addr() netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), n.t.Port())
 }
 
-func (n *node) peer() Peer { return Peer{ULA: n.ula, Endpoint: n.addr(), Static: n.kp.Public} }
+func (n *node) peer() Peer {
+	return Peer{ULA: n.ula, Endpoints: []netip.AddrPort{n.addr()}, Static: n.kp.Public}
+}
 
 func listen(t *testing.T) *net.UDPConn {
 	t.Helper()
@@ -216,6 +219,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 type proxy struct {
 	conn *net.UDPConn
 	a, b netip.AddrPort
+	cut  atomic.Bool // drop everything: a path that died
 	mu   sync.Mutex
 	toA  [][]byte
 }
@@ -230,6 +234,9 @@ func startProxy(t *testing.T, a, b netip.AddrPort) *proxy {
 			n, src, err := px.conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
+			}
+			if px.cut.Load() {
+				continue
 			}
 			dst := px.b
 			if src == px.b {
@@ -268,7 +275,7 @@ func moveBehindProxy(t *testing.T, a, b *node) *proxy {
 	a.tun.in <- p
 	expectPacket(t, b, p)
 	px := startProxy(t, a.addr(), b.addr())
-	b.t.SetPeer(Peer{ULA: a.ula, Endpoint: px.addr(), Static: a.kp.Public})
+	b.t.SetPeer(Peer{ULA: a.ula, Endpoints: []netip.AddrPort{px.addr()}, Static: a.kp.Public})
 	return px
 }
 
@@ -554,7 +561,7 @@ func TestTimers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := Peer{ULA: netip.MustParseAddr("fd00::c"), Endpoint: silent.LocalAddr().(*net.UDPAddr).AddrPort(), Static: kp.Public}
+	c := Peer{ULA: netip.MustParseAddr("fd00::c"), Endpoints: []netip.AddrPort{silent.LocalAddr().(*net.UDPAddr).AddrPort()}, Static: kp.Public}
 	a.t.SetPeer(c)
 
 	buf := make([]byte, 2048)
@@ -785,7 +792,7 @@ func TestIPv6Outer(t *testing.T) {
 	a := startNode(t, "fd00::a", psk)
 	b := startNode(t, "fd00::b", psk)
 	at6 := func(n *node) Peer {
-		return Peer{ULA: n.ula, Endpoint: netip.AddrPortFrom(netip.IPv6Loopback(), n.t.Port()), Static: n.kp.Public}
+		return Peer{ULA: n.ula, Endpoints: []netip.AddrPort{netip.AddrPortFrom(netip.IPv6Loopback(), n.t.Port())}, Static: n.kp.Public}
 	}
 	a.t.SetPeer(at6(b))
 	b.t.SetPeer(at6(a))
@@ -795,7 +802,7 @@ func TestIPv6Outer(t *testing.T) {
 	r := ipv6UDP(b.ula, a.ula, []byte("and back"))
 	b.tun.in <- r
 	expectPacket(t, a, r)
-	if s := status(t, b, a.ula); s.Endpoint != at6(a).Endpoint || s.Roams != 0 {
+	if s := status(t, b, a.ula); s.Endpoint != at6(a).Endpoints[0] || s.Roams != 0 {
 		t.Errorf("b sees a at %v (roams %d)", s.Endpoint, s.Roams)
 	}
 }

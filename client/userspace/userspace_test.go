@@ -32,9 +32,9 @@ type host struct {
 
 func (h *host) peer() tunnel.Peer {
 	return tunnel.Peer{
-		ULA:      h.ula,
-		Endpoint: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), h.t.Port()),
-		Static:   h.kp.Public,
+		ULA:       h.ula,
+		Endpoints: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), h.t.Port())},
+		Static:    h.kp.Public,
 	}
 }
 

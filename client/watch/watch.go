@@ -25,6 +25,7 @@ import (
 	"github.com/openbtmm/btmm/client/backoff"
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/client/llq"
+	"github.com/openbtmm/btmm/client/publish"
 	"github.com/openbtmm/btmm/client/subscribe"
 	"github.com/openbtmm/btmm/plugin/pkg/keyfile"
 )
@@ -35,8 +36,20 @@ type Peer struct {
 	Label   string         `json:"label"`            // AutoTunnel-….alice.members.example.com.
 	ULA     netip.Addr     `json:"ula,omitzero"`     // its tunnel address
 	Public  netip.AddrPort `json:"public,omitzero"`  // its NAT's address and mapped port
+	Public6 netip.AddrPort `json:"public6,omitzero"` // its global IPv6 address and tunnel port
 	Key     string         `json:"key,omitempty"`    // its static X25519 public key, base64
 	Changed time.Time      `json:"changed,omitzero"` // when any of this last changed
+}
+
+// ReachableAt describes where p is reached: its IPv4 and IPv6 endpoints.
+func (p Peer) ReachableAt() string {
+	switch {
+	case p.Public.IsValid() && p.Public6.IsValid():
+		return p.Public.String() + " and " + p.Public6.String()
+	case p.Public6.IsValid():
+		return p.Public6.String()
+	}
+	return p.Public.String()
 }
 
 // Config says whom to watch and how. Resolver, Zone, Key and Self are
@@ -529,24 +542,19 @@ func (w *Watcher) update(h *hostState) {
 			port = s.Port
 		}
 	}
+	p.Public, p.Public6, p.ULA = publish.Endpoints(port, h.a)
 	for _, rr := range h.a {
-		switch rr := rr.(type) {
-		case *dns.A:
-			a, _ := netip.AddrFromSlice(rr.A.To4())
-			p.Public = netip.AddrPortFrom(a, port)
-		case *dns.AAAA:
-			p.ULA, _ = netip.AddrFromSlice(rr.AAAA)
-		case *dns.TXT:
-			for _, s := range rr.Txt {
+		if t, ok := rr.(*dns.TXT); ok {
+			for _, s := range t.Txt {
 				if k, ok := strings.CutPrefix(s, "pk="); ok {
 					p.Key = k
 				}
 			}
 		}
 	}
-	if p.ULA != h.peer.ULA || p.Public != h.peer.Public || p.Key != h.peer.Key || p.Label != h.peer.Label {
+	if p.ULA != h.peer.ULA || p.Public != h.peer.Public || p.Public6 != h.peer.Public6 || p.Key != h.peer.Key || p.Label != h.peer.Label {
 		p.Changed = time.Now()
-		w.cfg.Logf("watch: peer %s at %v (tunnel address %v)", p.Host, p.Public, p.ULA)
+		w.cfg.Logf("watch: peer %s at %v (tunnel address %v)", p.Host, p.ReachableAt(), p.ULA)
 	}
 	h.peer = p
 }

@@ -78,7 +78,7 @@ func recordsOf(hs ...host) []string {
 // names), and ignores Changed.
 func samePeers(got, want []Peer) bool {
 	return slices.EqualFunc(got, want, func(a, b Peer) bool {
-		return a.Host == b.Host && strings.EqualFold(a.Label, b.Label) && a.ULA == b.ULA && a.Public == b.Public && a.Key == b.Key
+		return a.Host == b.Host && strings.EqualFold(a.Label, b.Label) && a.ULA == b.ULA && a.Public == b.Public && a.Public6 == b.Public6 && a.Key == b.Key
 	})
 }
 
@@ -238,6 +238,31 @@ func TestEvents(t *testing.T) {
 	if got := len(s.live()); got != 5 {
 		t.Errorf("%d live LLQs %q, want 5 (the list and the server's 4)", got, s.live())
 	}
+}
+
+// A host with a global IPv6 address has a second AAAA at its label, and
+// the IPv6 port in its TXT's port6= when it differs from the SRV's: the
+// peer gets Public6 beside Public, and keeps it when the A goes (IPv6
+// alone); the ULA stays the AAAA inside fc00::/7 whatever the order.
+func TestIPv6Endpoint(t *testing.T) {
+	s := newLLQServer(t, recordsOf(laptop, desktop)...)
+	w := start(t, s, nil)
+	changed(t, w)
+	waitPeers(t, w, "the desktop", desktop.peer())
+
+	want := desktop.peer()
+	want.Public6 = netip.MustParseAddrPort("[2001:db8:2:1::11]:4500")
+	txt6 := desktop.label + "." + domain + ` 60 IN TXT "txtvers=1" "pk=` + desktop.key + `" "ciphers=aes256gcm,chacha20poly1305" "port6=4500"`
+	s.add(desktop.label + "." + domain + " 60 IN AAAA 2001:db8:2:1::11")
+	s.add(txt6)
+	s.del(desktop.txt())
+	changed(t, w)
+	waitPeers(t, w, "the desktop's IPv6 endpoint", want)
+
+	s.del(desktop.a())
+	want.Public = netip.AddrPort{}
+	changed(t, w)
+	waitPeers(t, w, "the desktop on IPv6 alone", want)
 }
 
 // A host with records missing (no AAAA at its label, no key in its TXT,

@@ -87,6 +87,9 @@ func printStatus(out io.Writer, st daemon.Status) {
 	default:
 		fmt.Fprintf(tw, "reachable at\tnowhere yet (%s)\n", m.Error)
 	}
+	if st.Public6 != "" {
+		fmt.Fprintf(tw, "reachable over IPv6 at\t%s (a global address: no NAT, no mapping)\n", st.Public6)
+	}
 	p := st.Publish
 	fmt.Fprintf(tw, "published\t%s via %s, lease %s\n", ago(p.Published), p.Server, p.Lease)
 	if p.Error != "" {
@@ -114,7 +117,7 @@ func printStatus(out io.Writer, st daemon.Status) {
 		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PEER\tTUNNEL ADDRESS\tREACHABLE AT\tCHANGED")
 		for _, pe := range st.Peers {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pe.Host, pe.ULA, pe.Public, ago(pe.Changed))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", pe.Host, pe.ULA, pe.ReachableAt(), ago(pe.Changed))
 		}
 		tw.Flush()
 	}
