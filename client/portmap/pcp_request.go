@@ -42,6 +42,9 @@ type pcpGateway struct {
 	port  uint16 // DefaultServerPort
 	nonce [pcpNonceLen]byte
 	irt   time.Duration // pcpIRT; shorter in tests
+	// local, if valid, is the address requests are sent from, and so
+	// the internal address mapped; else the kernel picks the source.
+	local netip.Addr
 }
 
 func newPCPGateway(gw netip.Addr, irt time.Duration) *pcpGateway {
@@ -82,7 +85,15 @@ func (g *pcpGateway) Map(ctx context.Context, op string, internal uint16, ext ne
 	if err := ctx.Err(); err != nil {
 		return pcpResult{}, err
 	}
-	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(g.gw, g.port)))
+	var laddr *net.UDPAddr
+	if g.local.IsValid() {
+		laddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(g.local, 0))
+	}
+	network := "udp4"
+	if g.gw.Is6() {
+		network = "udp6"
+	}
+	conn, err := net.DialUDP(network, laddr, net.UDPAddrFromAddrPort(netip.AddrPortFrom(g.gw, g.port)))
 	if err != nil {
 		return pcpResult{}, fmt.Errorf("portmap: PCP %s to %v: %w", op, g.gw, err)
 	}

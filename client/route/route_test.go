@@ -84,3 +84,69 @@ destination: default
 		t.Errorf("no default route: %+v", d)
 	}
 }
+
+// Lines of /proc/net/ipv6_route as Linux 6.x writes them.
+const (
+	v6Subnet   = "20010db8000100010000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n"
+	v6Default  = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000100010000000000000001 00000400 00000003 00000000 00000003     eth0\n"
+	v6LLDef    = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000064 00000003 00000000 00000003    wlan0\n"
+	v6Loopback = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n"
+	v6Device   = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 00000400 00000001 00000000 00000001     tun0\n"
+	v6Down     = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000100010000000000000009 00000001 00000003 00000000 00000002     eth1\n"
+)
+
+func TestParse6(t *testing.T) {
+	for _, tc := range []struct {
+		name, table, iface, gw string
+	}{
+		{"one default", v6Subnet + v6Default, "eth0", "2001:db8:1:1::1"},
+		{"lowest metric wins; a link-local gateway gets its zone", v6Default + v6LLDef, "wlan0", "fe80::1%wlan0"},
+		{"the loopback's unreachable default is none", v6Loopback, "", ""},
+		{"a device route", v6Device, "tun0", ""},
+		{"a route that is not up", v6Down + v6Subnet, "", ""},
+		{"only a subnet route", v6Subnet, "", ""},
+		{"garbage lines skipped", "zz 00\n\n" + strings.Repeat("0", 31) + " 00 x x x x x x x eth0\n" + v6Default, "eth0", "2001:db8:1:1::1"},
+		{"empty table", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok := Parse6(strings.NewReader(tc.table))
+			if ok != (tc.iface != "") || d.Iface != tc.iface {
+				t.Fatalf("Parse6 = %+v, %v; want interface %q", d, ok, tc.iface)
+			}
+			var want netip.Addr
+			if tc.gw != "" {
+				want = netip.MustParseAddr(tc.gw)
+			}
+			if d.Gateway != want {
+				t.Errorf("gateway %v, want %v", d.Gateway, want)
+			}
+		})
+	}
+}
+
+func FuzzParse6(f *testing.F) {
+	f.Add(v6Subnet + v6Default + v6LLDef)
+	f.Fuzz(func(t *testing.T, table string) {
+		d, ok := Parse6(strings.NewReader(table))
+		if ok && d.Iface == "" || d.Gateway.IsValid() && !d.Gateway.Is6() {
+			t.Fatalf("Parse6 = %+v, %v", d, ok)
+		}
+	})
+}
+
+func TestParseRouteGet6(t *testing.T) {
+	const out = `   route to: default
+destination: default
+       mask: default
+    gateway: fe80::1
+  interface: en0
+      flags: <UP,GATEWAY,DONE,STATIC,PRCLONING>
+`
+	d, ok := ParseRouteGet6(strings.NewReader(out))
+	if !ok || d.Iface != "en0" || d.Gateway != netip.MustParseAddr("fe80::1%en0") {
+		t.Errorf("ParseRouteGet6 = %+v %v", d, ok)
+	}
+	if d, ok := ParseRouteGet(strings.NewReader(out)); !ok || d.Gateway.IsValid() {
+		t.Errorf("ParseRouteGet took an IPv6 gateway: %+v %v", d, ok)
+	}
+}

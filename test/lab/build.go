@@ -40,6 +40,16 @@ func (l *Lab) build() error {
 		); err != nil {
 			return err
 		}
+		// IPv6 forwarding on routers (it also turns off their
+		// acceptance of router advertisements). Addresses are static
+		// and unique by plan, so duplicate address detection only
+		// delays them (addresses are also added with nodad).
+		if err := l.sysctl(ns, false,
+			"net.ipv6.conf.all.forwarding", fwd,
+			"net.ipv6.conf.default.accept_dad", "0",
+		); err != nil {
+			return err
+		}
 		if l.Routers[ns] == nil {
 			return nil
 		}
@@ -70,6 +80,11 @@ func (l *Lab) build() error {
 		add(config, s.Name, "addr add %s dev eth0", s.Addr)
 		add(config, s.Name, "link set dev eth0 up")
 		add(config, s.Name, "route add default via %s dev eth0", s.Upper)
+		if s.Addr6.IsValid() {
+			add(config, "inet", "addr add %s dev %s nodad", netip.PrefixFrom(s.Upper6, s.Addr6.Bits()), s.InetIf)
+			add(config, s.Name, "addr add %s dev eth0 nodad", s.Addr6)
+			add(config, s.Name, "route add ::/0 via %s dev eth0 onlink", s.Upper6)
+		}
 	}
 	for _, name := range l.networkNames() {
 		n := l.Networks[name]
@@ -82,6 +97,10 @@ func (l *Lab) build() error {
 			add(config, "inet", "link set dev %s up", r.InetIf)
 			if !r.NAT {
 				add(config, "inet", "route add %s via %s dev %s", n.Subnet, r.WAN.Addr(), r.InetIf)
+			}
+			if r.WAN6.IsValid() {
+				add(config, "inet", "addr add %s dev %s nodad", netip.PrefixFrom(r.Upper6, r.WAN6.Bits()), r.InetIf)
+				add(config, "inet", "route add %s via %s dev %s onlink", n.Subnet6, r.WAN6.Addr(), r.InetIf)
 			}
 		} else {
 			up := l.Networks[r.Uplink].Router
@@ -99,6 +118,12 @@ func (l *Lab) build() error {
 		add(config, r.Name, "route add default via %s dev wan0 onlink", r.Upper)
 		add(config, r.Name, "addr add %s dev lan0", netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
 		add(config, r.Name, "link set dev lan0 up")
+		if r.WAN6.IsValid() {
+			// IPv6 routes need their device up.
+			add(config, r.Name, "addr add %s dev wan0 nodad", r.WAN6)
+			add(config, r.Name, "route add ::/0 via %s dev wan0 onlink", r.Upper6)
+			add(config, r.Name, "addr add %s dev lan0 nodad", netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()))
+		}
 	}
 	for _, ns := range l.Namespaces {
 		h := l.Hosts[ns]
@@ -176,11 +201,18 @@ func (l *Lab) index() string {
 
 // hostUpLines bring a host up on network n (run in the host).
 func hostUpLines(h *Host, n *Network) []string {
-	return []string{
+	lines := []string{
 		fmt.Sprintf("link set dev eth-%s up", n.Name),
 		fmt.Sprintf("addr add %s dev eth-%s", netip.PrefixFrom(nthAddr(n.Subnet, h.Num), n.Subnet.Bits()), n.Name),
 		fmt.Sprintf("route replace default via %s dev eth-%s", n.Gateway, n.Name),
 	}
+	if n.Subnet6.IsValid() {
+		lines = append(lines,
+			fmt.Sprintf("addr add %s dev eth-%s nodad", netip.PrefixFrom(nth6(n.Subnet6, h.Num), n.Subnet6.Bits()), n.Name),
+			fmt.Sprintf("route replace ::/0 via %s dev eth-%s onlink", n.Gateway6, n.Name),
+		)
+	}
+	return lines
 }
 
 // nftables loads a NAT router's ruleset: a home router's stateful
@@ -201,7 +233,7 @@ func (l *Lab) nftables(router string) error {
 	// it delivered, its entry would hold the very address and ports that
 	// a host behind the router is about to use toward its sender, and the
 	// host's flow would get another port: hole punching would fail.)
-	input := "\t\tiifname \"wan0\" ct state new drop"
+	input := "\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n\t\tiifname \"wan0\" ct state new drop"
 	ruleset := `table inet filter {
 	chain input {
 		type filter hook input priority 0; policy accept;
@@ -209,11 +241,14 @@ func (l *Lab) nftables(router string) error {
 	}
 	chain forward {
 		type filter hook forward priority 0; policy drop;
+		jump cut
 		ct state established,related accept
 		iifname "lan0" accept
 		jump miniupnpd
 	}
 	chain miniupnpd {
+	}
+	chain cut {
 	}
 	chain prerouting {
 		type nat hook prerouting priority -100; policy accept;
@@ -222,7 +257,7 @@ func (l *Lab) nftables(router string) error {
 	chain postrouting {
 		type nat hook postrouting priority 100; policy accept;
 		jump postrouting_miniupnpd
-		oifname "wan0" ` + masquerade + `
+		oifname "wan0" meta nfproto ipv4 ` + masquerade + `
 	}
 	chain prerouting_miniupnpd {
 	}

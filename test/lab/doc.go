@@ -49,6 +49,24 @@
 // 6598, so routerC's WAN address is not public and its NAT-PMP answers
 // result 3 (network failure): RFC 6281 §4.4.
 //
+// With Options.IPv6, the server, homeA, homeB and the cafe also have
+// global IPv6 from the documentation prefix (RFC 3849), routed by inet
+// without NAT; a host's IPv6 address ends in its number in hex:
+//
+//	server                           2001:db8::53/64 via 2001:db8::1
+//	homeA  [routerA]  wan0 2001:db8:1::2/64 via ::1, lan0 2001:db8:1:1::1/64
+//	    hostA                        2001:db8:1:1::a via 2001:db8:1:1::1
+//	homeB  [routerB]  wan0 2001:db8:2::2/64 via ::1, lan0 2001:db8:2:1::1/64
+//	    hostB                        2001:db8:2:1::b
+//	cafe   [cafe]     wan0 2001:db8:3::2/64 via ::1, lan0 2001:db8:3:1::1/64
+//
+// A NAT router's forward filter (below) applies to IPv6 as to IPv4, as a
+// home router's firewall does: nothing gets in that a host inside did not
+// open, and only what punches through reaches a host from outside.
+// Masquerade is IPv4's alone. CutIP cuts one IP version through a NAT
+// router (a rule first in its forward chain) and mends it: a home whose
+// IPv4 broke while IPv6 works.
+//
 // Each LAN is a bridge (lan0) in its router with a fixed MAC address
 // (02:b7:00:00:NN:01); each host has one veth per network it has been on
 // (eth-NETWORK, all with the host's own MAC 02:b7:10:00:00:NUM) whose
@@ -63,8 +81,10 @@
 // test can call Move under a running stream: a TCP connection from home
 // stalls in the cafe and goes on within milliseconds of coming home.
 //
-// Per namespace: rp_filter 0 (all, default, lo), ip_forward 1 in inet and
-// routers and 0 elsewhere, and in routers bridge-nf-call-{ip,ip6,arp}tables
+// Per namespace: rp_filter 0 (all, default, lo), ip_forward and IPv6
+// forwarding 1 in inet and routers and 0 elsewhere, no IPv6 duplicate
+// address detection (addresses are unique by plan, and DAD only delays
+// them), and in routers bridge-nf-call-{ip,ip6,arp}tables
 // 0, because the machine has br_netfilter loaded. All are set before any
 // link exists. Every veth end gets an interface index of its own (from
 // 101 up): the kernel's link watcher acts at once on a veth whose index
@@ -77,8 +97,9 @@
 //
 // A NAT router has one nftables table, inet filter: an input chain that
 // drops new flows to the router itself from wan0 (as real routers do; see
-// nftables for why hole punching needs it); a forward chain with
-// policy drop that accepts established flows and everything from lan0 and
+// nftables for why hole punching needs it), IPv6 neighbour discovery
+// excepted; a forward chain with policy drop that jumps to chain cut
+// (CutIP), accepts established flows and everything from lan0 and
 // jumps to chain miniupnpd; nat prerouting and postrouting chains jumping
 // to prerouting_miniupnpd and postrouting_miniupnpd, then masquerade on
 // wan0 (with a random port per flow for the routers in

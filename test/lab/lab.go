@@ -57,6 +57,14 @@ type Options struct {
 	// answers DefaultNATProtocols (PCP and NAT-PMP, no UPnP IGD). See
 	// NATProtocols for how each is switched.
 	NATProtocols map[string]NATProtocols
+	// IPv6 gives the homes with an internet uplink (homeA, homeB) and the
+	// cafe global IPv6 beside IPv4, without NAT: each network a /64 of
+	// 2001:db8::/32 routed by inet, its hosts at fixed addresses in it.
+	// A NAT router's stateful forward filter applies to IPv6 too, as a
+	// home router's firewall does: nothing from outside gets in unless a
+	// flow from inside opened the way. The server gets an IPv6 address
+	// too. Masquerade stays IPv4's alone.
+	IPv6 bool
 	// Hosts places hosts (name → network). Nil means hostA in homeA and
 	// hostB in homeB (and hostC in homeC with DoubleNAT). Host names are
 	// 1 to 12 letters and digits.
@@ -72,7 +80,11 @@ type Network struct {
 	Subnet  netip.Prefix `json:"subnet"`  // 192.168.1.0/24
 	Gateway netip.Addr   `json:"gateway"` // the router's address on it
 	MAC     string       `json:"mac"`     // the bridge's fixed MAC address
-	next    int          // the next address handed to a router on it
+	// Subnet6 and Gateway6: its global IPv6 /64 and the router's address
+	// on it (Options.IPv6; zero otherwise).
+	Subnet6  netip.Prefix `json:"subnet6,omitzero"`
+	Gateway6 netip.Addr   `json:"gateway6,omitzero"`
+	next     int          // the next address handed to a router on it
 }
 
 // Router is the gateway of one Network. Its uplink (wan0) is either a
@@ -86,6 +98,9 @@ type Router struct {
 	WAN    netip.Prefix `json:"wan"`    // wan0's address now (a /32 outside Link)
 	Upper  netip.Addr   `json:"upper"`  // the upstream gateway (default route)
 	InetIf string       `json:"inetIf"` // the interface in inet for an Internet uplink
+	// WAN6 and Upper6: wan0's IPv6 address and inet's (Options.IPv6).
+	WAN6   netip.Prefix `json:"wan6,omitzero"`
+	Upper6 netip.Addr   `json:"upper6,omitzero"`
 	NAT    bool         `json:"nat"`    // masquerade on wan0, stateful forward filter
 	NATPMP bool         `json:"natpmp"` // miniupnpd runs, answering Protocols on lan0
 	// RandomPorts: masquerade with a random source port per flow (a
@@ -93,8 +108,10 @@ type Router struct {
 	RandomPorts bool `json:"randomPorts,omitempty"`
 	// Protocols are the port mapping protocols miniupnpd answers.
 	Protocols NATProtocols `json:"protocols"`
-	PID       int          `json:"pid"`     // miniupnpd's pid, 0 when stopped
-	Started   int          `json:"started"` // how many times miniupnpd was started
+	// Cut lists the IP versions CutIP cut through the router.
+	Cut     []int `json:"cut,omitempty"`
+	PID     int   `json:"pid"`     // miniupnpd's pid, 0 when stopped
+	Started int   `json:"started"` // how many times miniupnpd was started
 }
 
 // NATProtocols says which port mapping protocols a router answers on its
@@ -147,6 +164,9 @@ type Server struct {
 	Addr   netip.Prefix `json:"addr"`
 	Upper  netip.Addr   `json:"upper"`
 	InetIf string       `json:"inetIf"`
+	// Addr6 and Upper6: its IPv6 address and inet's (Options.IPv6).
+	Addr6  netip.Prefix `json:"addr6,omitzero"`
+	Upper6 netip.Addr   `json:"upper6,omitzero"`
 }
 
 // Host is an end host (a laptop, a desktop). It owns one veth per network
@@ -157,7 +177,9 @@ type Host struct {
 	Num     int        `json:"num"`     // its host part on every network (.10, .11, ...)
 	Network string     `json:"network"` // where it is now
 	Addr    netip.Addr `json:"addr"`    // its address there
-	Links   []string   `json:"links"`   // networks it has a veth into
+	// Addr6 is its global IPv6 address there, if the network has IPv6.
+	Addr6 netip.Addr `json:"addr6,omitzero"`
+	Links []string   `json:"links"` // networks it has a veth into
 }
 
 // Lab is a running lab. Its maps describe the lab; read them, but change
@@ -407,6 +429,21 @@ func (l *Lab) Addr(ns string) netip.Addr {
 		for _, s := range l.Servers {
 			return s.Upper
 		}
+	}
+	return netip.Addr{}
+}
+
+// Addr6 returns a host's global IPv6 address on the network it is on
+// now, or a server's; invalid without one.
+func (l *Lab) Addr6(ns string) netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ns = strings.TrimPrefix(ns, l.Prefix)
+	if h, ok := l.Hosts[ns]; ok {
+		return h.Addr6
+	}
+	if s, ok := l.Servers[ns]; ok {
+		return s.Addr6.Addr()
 	}
 	return netip.Addr{}
 }

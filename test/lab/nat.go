@@ -439,6 +439,45 @@ func (l *Lab) Move(host, to string) error {
 	}
 	h.Network = n.Name
 	h.Addr = nthAddr(n.Subnet, h.Num)
+	h.Addr6 = netip.Addr{}
+	if n.Subnet6.IsValid() {
+		h.Addr6 = nth6(n.Subnet6, h.Num)
+	}
+	return l.saveLocked()
+}
+
+// CutIP cuts (cut true) or mends every flow of one IP version (4 or 6)
+// through a NAT router, whichever way it goes, established or not: a home
+// whose IPv4 (or IPv6) broke while the other still works. The rule sits
+// first in the router's forward chain, in a chain of its own (cut).
+func (l *Lab) CutIP(router string, version int, cut bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.routerLocked(router)
+	switch {
+	case r == nil || !r.NAT:
+		return fmt.Errorf("lab: CutIP: %q is not a NAT router of this lab", router)
+	case version != 4 && version != 6:
+		return fmt.Errorf("lab: CutIP: IP version %d", version)
+	}
+	r.Cut = slices.DeleteFunc(r.Cut, func(v int) bool { return v == version })
+	if cut {
+		r.Cut = append(r.Cut, version)
+	}
+	rules := "flush chain inet filter cut\n"
+	for _, v := range r.Cut {
+		rules += fmt.Sprintf("add rule inet filter cut meta nfproto ipv%d drop\n", v)
+	}
+	cmd := l.Exec(r.Name, tool("nft"), "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: CutIP %s: %v: %s", r.Name, err, out)
+	}
+	what := "mended"
+	if cut {
+		what = "cut"
+	}
+	l.logf("lab %s: IPv%d through %s %s", l.Prefix, version, r.Name, what)
 	return l.saveLocked()
 }
 

@@ -22,6 +22,23 @@ var (
 	homeLAN    = netip.MustParsePrefix("192.168.1.0/24")
 )
 
+// With Options.IPv6, the documentation prefix 2001:db8::/32 (RFC 3849):
+// the server's link is 2001:db8::/64 (inet ::1, server ::53); a network
+// with plan v6 = N has the uplink 2001:db8:N::/64 (inet ::1, router ::2)
+// and the LAN 2001:db8:N:1::/64 (router ::1, host NUM at ::NUM in hex,
+// as its IPv4 address's last octet is NUM). Nothing outside the lab
+// routes it, and no packet leaves the lab anyway.
+func v6Prefix(n, sub int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(n >> 8), byte(n), byte(sub >> 8), byte(sub)}), 64)
+}
+
+// nth6 returns the n-th address of an IPv6 /64.
+func nth6(p netip.Prefix, n int) netip.Addr {
+	b := p.Masked().Addr().As16()
+	b[14], b[15] = byte(n>>8), byte(n)
+	return netip.AddrFrom16(b)
+}
+
 // networkPlan is one network with its router and uplink.
 type networkPlan struct {
 	name, router string
@@ -32,13 +49,14 @@ type networkPlan struct {
 	double       bool // only with Options.DoubleNAT
 	double2      bool // only with Options.DoubleNATBoth
 	routed       bool // only with Options.RoutedPrivate
+	v6           int  // with Options.IPv6: the network is 2001:db8:V6:1::/64
 }
 
 var networkPlans = []networkPlan{
-	{name: "homeA", router: "routerA", lan: homeLAN, uplink: Internet, link: netip.MustParsePrefix("23.1.1.0/24"), nat: true, natpmp: true},
-	{name: "homeB", router: "routerB", lan: homeLAN, uplink: Internet, link: netip.MustParsePrefix("23.2.2.0/24"), nat: true, natpmp: true},
+	{name: "homeA", router: "routerA", lan: homeLAN, uplink: Internet, link: netip.MustParsePrefix("23.1.1.0/24"), nat: true, natpmp: true, v6: 1},
+	{name: "homeB", router: "routerB", lan: homeLAN, uplink: Internet, link: netip.MustParsePrefix("23.2.2.0/24"), nat: true, natpmp: true, v6: 2},
 	// The cafe routes its public /24 without NAT and without NAT-PMP.
-	{name: "cafe", router: "cafe", lan: netip.MustParsePrefix("23.3.3.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.3.0.0/24")},
+	{name: "cafe", router: "cafe", lan: netip.MustParsePrefix("23.3.3.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.3.0.0/24"), v6: 3},
 	// A carrier-grade NAT (shared address space, RFC 6598) without NAT-PMP,
 	// and a home router with NAT-PMP behind it: RFC 6281 §4.4.
 	{name: "carrier", router: "isp", lan: netip.MustParsePrefix("100.64.0.0/24"), uplink: Internet, link: netip.MustParsePrefix("23.4.4.0/24"), nat: true, double: true},
@@ -73,6 +91,12 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		Upper:  serverLink.Addr().Next(),
 		InetIf: "server",
 	}
+	if opts.IPv6 {
+		srv := l.Servers["server"]
+		link := v6Prefix(0, 0)
+		srv.Addr6 = netip.PrefixFrom(nth6(link, 0x53), 64)
+		srv.Upper6 = nth6(link, 1)
+	}
 	for i, p := range networkPlans {
 		if p.double && !opts.DoubleNAT || p.double2 && !opts.DoubleNATBoth || p.routed && !opts.RoutedPrivate {
 			continue
@@ -102,6 +126,14 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 			r.Upper = up.Gateway
 			r.WAN = netip.PrefixFrom(nthAddr(up.Subnet, up.next), up.Subnet.Bits())
 			up.next++
+		}
+		if opts.IPv6 && p.v6 != 0 {
+			n := l.Networks[p.name]
+			n.Subnet6 = v6Prefix(p.v6, 1)
+			n.Gateway6 = nth6(n.Subnet6, 1)
+			link := v6Prefix(p.v6, 0)
+			r.Upper6 = nth6(link, 1)
+			r.WAN6 = netip.PrefixFrom(nth6(link, 2), 64)
 		}
 		l.Routers[p.router] = r
 		l.Namespaces = append(l.Namespaces, p.router)
@@ -147,6 +179,9 @@ func plan(prefix, dir string, opts Options) (*Lab, error) {
 		}
 		num := 10 + i
 		l.Hosts[h] = &Host{Name: h, Num: num, Network: net, Addr: nthAddr(l.Networks[net].Subnet, num), Links: []string{net}}
+		if s6 := l.Networks[net].Subnet6; s6.IsValid() {
+			l.Hosts[h].Addr6 = nth6(s6, num)
+		}
 		l.Namespaces = append(l.Namespaces, h)
 	}
 	return l, nil

@@ -26,6 +26,9 @@ func (l *Lab) Topology() string {
 	for _, name := range sortedKeys(l.Servers) {
 		s := l.Servers[name]
 		w(1, "%s [%s]: %v, default via %v", s.Name, s.Name, s.Addr, s.Upper)
+		if s.Addr6.IsValid() {
+			w(2, "IPv6 %v, default via %v", s.Addr6, s.Upper6)
+		}
 	}
 	var network func(depth int, n *Network)
 	network = func(depth int, n *Network) {
@@ -41,9 +44,23 @@ func (l *Lab) Topology() string {
 		}
 		w(depth+1, "wan0 %v, default via %v%s", r.WAN, r.Upper, note)
 		w(depth+1, "lan0 %v (bridge %s)", netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MAC)
+		if n.Subnet6.IsValid() {
+			filter := "routed, no filter"
+			if r.NAT {
+				filter = "routed, no NAT; the filter lets in only flows from inside"
+			}
+			w(depth+1, "IPv6: wan0 %v, default via %v; lan0 %v (%s)",
+				r.WAN6, r.Upper6, netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()), filter)
+		}
+		for _, v := range r.Cut {
+			w(depth+1, "IPv%d CUT (CutIP)", v)
+		}
 		for _, hn := range sortedKeys(l.Hosts) {
 			if h := l.Hosts[hn]; h.Network == n.Name {
 				w(depth+1, "%s [%s]: %v, default via %v (eth-%s, MAC %s)", h.Name, h.Name, h.Addr, n.Gateway, n.Name, hostMAC(h))
+				if h.Addr6.IsValid() {
+					w(depth+2, "IPv6 %v, default via %v", h.Addr6, n.Gateway6)
+				}
 			}
 		}
 		for _, cn := range l.networkNames() {

@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,10 +34,12 @@ import (
 const usage = `btmm-lab: the btmm network lab (network namespaces; needs root)
 
 Usage:
-  btmm-lab up [-double-nat] [-host NAME=NETWORK]... [-q]
+  btmm-lab up [-double-nat] [-ipv6] [-host NAME=NETWORK]... [-q]
         build a lab, print its topology and, on the last line, its prefix;
         the lab keeps running (miniupnpd included) until "down"
         -double-nat   add the carrier (a NAT without NAT-PMP) and homeC behind it
+        -ipv6         give the server, homeA, homeB and the cafe global IPv6
+                      (2001:db8::/32, no NAT; the home routers filter it)
         -host N=NET   put host N on network NET (repeat; default hostA=homeA,
                       hostB=homeB, and hostC=homeC with -double-nat)
         -q            print only the prefix
@@ -65,6 +68,9 @@ Usage:
   btmm-lab restart-nat [-reboot] PREFIX ROUTER
         restart a router's miniupnpd (new epoch); -reboot also forgets its
         mappings (lease file, rules, connection tracking)
+  btmm-lab cut PREFIX ROUTER 4|6
+  btmm-lab mend PREFIX ROUTER 4|6
+        cut (or mend) every IPv4 or IPv6 flow through a NAT router
 
 Run a command in a namespace of the lab with
   ip netns exec PREFIXNAME COMMAND      e.g. ip netns exec btmmlab3f2a-hostA ping 23.0.0.53
@@ -109,13 +115,14 @@ func run(args []string, out io.Writer) error {
 		return nil
 	case "up":
 		double := fs.Bool("double-nat", false, "")
+		ipv6 := fs.Bool("ipv6", false, "")
 		quiet := fs.Bool("q", false, "")
 		hosts := hostFlags{}
 		fs.Var(hosts, "host", "")
 		if err := parse(fs, args, 0, 0); err != nil {
 			return err
 		}
-		opts := lab.Options{DoubleNAT: *double}
+		opts := lab.Options{DoubleNAT: *double, IPv6: *ipv6}
 		if len(hosts) > 0 {
 			opts.Hosts = hosts
 		}
@@ -225,6 +232,19 @@ func run(args []string, out io.Writer) error {
 			return err
 		}
 		return l.RestartNAT(fs.Arg(1), *reboot)
+	case "cut", "mend":
+		if err := parse(fs, args, 3, 3); err != nil {
+			return err
+		}
+		v, err := strconv.Atoi(fs.Arg(2))
+		if err != nil || v != 4 && v != 6 {
+			return fmt.Errorf("IP version %q: 4 or 6: %w", fs.Arg(2), errUsage)
+		}
+		l, err := lab.Open(fs.Arg(0), logf)
+		if err != nil {
+			return err
+		}
+		return l.CutIP(fs.Arg(1), v, cmd == "cut")
 	}
 	return fmt.Errorf("unknown command %q: %w", cmd, errUsage)
 }
