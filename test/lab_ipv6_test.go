@@ -1,6 +1,7 @@
 package test
 
 import (
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -13,15 +14,18 @@ import (
 )
 
 // TestLabIPv6: two homes with global IPv6 beside their NATed IPv4, each
-// router's filter letting in only what a host inside opened. Each host
-// publishes its global IPv6 address beside its mapped IPv4 endpoint; the
+// router's filter letting in only what a host inside opened, or a PCP
+// pinhole (routerA's). Each host publishes its global IPv6 address beside
+// its mapped IPv4 endpoint; the
 // tunnel's handshakes go along both paths and the first to answer
 // carries the data. When the path in use breaks (its IP version cut at
 // homeA), the tunnel carries on along the other, over the hosts' outer
 // IPv6 addresses or over IPv4; and back when that one breaks in turn
 // and the first works again. The hosts never stop.
 func TestLabIPv6(t *testing.T) {
-	l := lab.Start(t, lab.Options{IPv6: true}, "ping", "iputils-ping")
+	// routerA speaks PCP, which opens a pinhole for the desktop's IPv6
+	// address; routerB speaks NAT-PMP alone, which opens none.
+	l := lab.Start(t, lab.Options{IPv6: true, NATProtocols: map[string]lab.NATProtocols{"routerB": {NATPMP: true}}}, "ping", "iputils-ping")
 	dir := t.TempDir()
 	labServer(t, l, dir)
 	start := time.Now()
@@ -51,6 +55,47 @@ func TestLabIPv6(t *testing.T) {
 	}
 	first := path(desktop, laptopULA)
 	t.Logf("both paths up: first ping reply through the tunnel %v after start, along %v", time.Since(start).Round(time.Millisecond), first)
+
+	// The desktop has a pinhole and a stranger (the server) gets in; the
+	// laptop has none, and only its peers' punched flows get in.
+	stA := desktop.waitStatus("a PCP pinhole", 10*time.Second, func(st daemon.Status) bool { return st.Pinhole.Open })
+	if stA.Pinhole.External != stA.Public6 || stA.Pinhole.Gateway != l.Gateway6("hostA").String() {
+		t.Errorf("desktop's pinhole %+v, want its endpoint %s at %v", stA.Pinhole, stA.Public6, l.Gateway6("hostA"))
+	}
+	stB := laptop.waitStatus("no pinhole", 10*time.Second, func(st daemon.Status) bool { return st.Pinhole.Error != "" })
+	if stB.Pinhole.Open {
+		t.Errorf("laptop's pinhole %+v, want none", stB.Pinhole)
+	}
+	stranger := func(c *labClient, to string) bool {
+		t.Helper()
+		before, _ := c.status()
+		if err := l.Go("server", func() error {
+			conn, err := net.Dial("udp6", to)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			_, err = conn.Write([]byte("??"))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if st, err := c.status(); err == nil && st.TunnelDrops.InvalidUDP > before.TunnelDrops.InvalidUDP {
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return false
+	}
+	if !stranger(desktop, stA.Public6) {
+		t.Errorf("a datagram from the server to the desktop's pinhole %s did not arrive", stA.Public6)
+	}
+	if stranger(laptop, stB.Public6) {
+		t.Errorf("a datagram from the server reached the laptop at %s, which has no pinhole", stB.Public6)
+	}
+
 	// Each path in its turn: the one in use breaks, the other carries
 	// on; then the other way round.
 	version := func(ep netip.AddrPort) int {
@@ -90,7 +135,8 @@ func TestLabIPv6(t *testing.T) {
 	}
 
 	human, err := exec.Command(coredns.Built(t, "btmm-client"), "status", "--socket", laptop.socket).CombinedOutput()
-	if err != nil || !strings.Contains(string(human), "reachable over IPv6 at") || !strings.Contains(string(human), b6.String()) {
+	if err != nil || !strings.Contains(string(human), "reachable over IPv6 at") || !strings.Contains(string(human), b6.String()) ||
+		!strings.Contains(string(human), "no pinhole") {
 		t.Errorf("btmm-client status: %v\n%s", err, human)
 	}
 }

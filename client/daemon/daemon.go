@@ -52,6 +52,7 @@ type Daemon struct {
 	id      identity.Identity
 	keys    identity.KeyPair
 	pm      *portmap.Client
+	pin     *portmap.Pinhole
 	pub     *publish.Publisher
 	watch   *watch.Watcher
 	started time.Time
@@ -106,6 +107,7 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 	// home gateway has a handful, and 2 s keeps a host reachable again
 	// within 5 s of its NAT's reboot.
 	d.pm = portmap.New(portmap.Config{InternalPort: uint16(cfg.TunnelPort), Logf: logf, StateLossDelay: 2 * time.Second})
+	d.pin = portmap.NewPinhole(portmap.PinholeConfig{InternalPort: uint16(cfg.TunnelPort), Address: netmon.GlobalIPv6, Logf: logf})
 	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: key, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
 	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Push: cfg.Push, CacheFile: cfg.PeersPath(), OnSession: d.pub.Republish, Logf: logf})
 	psk, err := TunnelPSK(key.Secret, key.Name)
@@ -332,6 +334,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.logf("services: %s", describeServices(d.services))
 	}
 	run("portmap", d.pm.Run)
+	run("pinhole", d.pin.Run)
 	run("publish", d.pub.Run)
 	var scan <-chan time.Time
 	if d.cfg.ServicesAuto {
@@ -367,6 +370,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-changes:
 			d.logf("network changed: checking the mapping again, and the LLQs")
 			d.pm.Refresh()
+			d.pin.Refresh()
 			// The global IPv6 address needs no mapping: republish
 			// now if it changed.
 			d.publishIPv6Change()
@@ -533,8 +537,10 @@ type Status struct {
 	Started   time.Time     `json:"started"`
 	Mapping   MappingStatus `json:"mapping"`
 	// Public6 is the IPv6 endpoint published beside the mapping's IPv4
-	// one: the host's global IPv6 address at the tunnel port.
+	// one: the host's global IPv6 address at the tunnel port; Pinhole,
+	// the PCP pinhole for it on the IPv6 gateway.
 	Public6 string         `json:"public6,omitempty"`
+	Pinhole PinholeStatus  `json:"pinhole"`
 	Publish publish.Status `json:"publish"`
 	Watch   watch.Status   `json:"watch"`
 	Peers   []watch.Peer   `json:"peers"`
@@ -655,6 +661,30 @@ type MappingStatus struct {
 	Reach           string `json:"reach,omitempty"`
 }
 
+// PinholeStatus is the IPv6 pinhole's part of Status.
+type PinholeStatus struct {
+	Open      bool          `json:"open"`
+	Gateway   string        `json:"gateway,omitempty"`
+	External  string        `json:"external,omitempty"`
+	Lifetime  time.Duration `json:"lifetime,omitempty"`
+	GoodUntil time.Time     `json:"good_until,omitzero"`
+	Error     string        `json:"error,omitempty"`
+}
+
+func pinholeStatus(p portmap.PinholeState) PinholeStatus {
+	st := PinholeStatus{Open: p.Open, Lifetime: p.Lifetime, GoodUntil: p.GoodUntil}
+	if p.Gateway.IsValid() {
+		st.Gateway = p.Gateway.String()
+	}
+	if p.External.IsValid() {
+		st.External = p.External.String()
+	}
+	if p.Err != nil {
+		st.Error = p.Err.Error()
+	}
+	return st
+}
+
 // Status returns the daemon's state.
 func (d *Daemon) Status() Status {
 	d.mu.Lock()
@@ -686,6 +716,7 @@ func (d *Daemon) Status() Status {
 	if h, ok := d.pub.Host(); ok && h.Public6.IsValid() {
 		st.Public6 = h.Public6.String()
 	}
+	st.Pinhole = pinholeStatus(d.pin.State())
 	if d.tunnel != nil {
 		st.TunnelMode = d.cfg.TunnelMode
 		if d.us != nil {

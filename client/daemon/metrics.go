@@ -23,6 +23,7 @@ var (
 	mMappingDep    = desc("mapping_destination_dependent", "1 when the NAT was seen to give each destination a port of its own (no direct path), else 0.")
 	mMappingGrant  = desc("mapping_granted_total", "Mappings the gateway granted: the first, renewals and re-creations.")
 	mMappingReboot = desc("mapping_gateway_reboots_total", "Times the gateway was found to have lost its mappings.")
+	mPinholeOpen   = desc("pinhole_open", "1 while a PCP pinhole keeps the tunnel port open on the host's global IPv6 address, else 0.")
 	mPublishUpd    = desc("publish_updates_total", "UPDATEs that published the host's records, by the server's answer (an RCODE's name, or \"no answer\").", "rcode")
 	mWatchSessions = desc("watch_sessions_total", "Subscription sessions (DNS Push or LLQ) set up: the first and each reconnection.")
 	mMappingPublic = desc("mapping_public", "1 when the host is on a public network (no NAT), else 0.")
@@ -88,6 +89,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(mMappingDep, flag(m.ObservedMapping == "dependent"))
 	counter(mMappingGrant, m.Granted)
 	counter(mMappingReboot, m.Reboots)
+	gauge(mPinholeOpen, flag(st.Pinhole.Open))
 	for rcode, n := range st.Publish.Updates {
 		counter(mPublishUpd, n, rcode)
 	}

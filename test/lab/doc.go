@@ -63,7 +63,10 @@
 // A NAT router's forward filter (below) applies to IPv6 as to IPv4, as a
 // home router's firewall does: nothing gets in that a host inside did not
 // open, and only what punches through reaches a host from outside.
-// Masquerade is IPv4's alone. CutIP cuts one IP version through a NAT
+// Masquerade is IPv4's alone. A router whose miniupnpd serves PCP also
+// opens IPv6 pinholes: a PCP MAP for a host's global IPv6 address adds an
+// accept rule for it to chain miniupnpd (ext_ifname6=wan0; NAT-PMP and
+// UPnP IGD open nothing for IPv6 here). CutIP cuts one IP version through a NAT
 // router (a rule first in its forward chain) and mends it: a home whose
 // IPv4 broke while IPv6 works.
 //

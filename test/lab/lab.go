@@ -448,6 +448,17 @@ func (l *Lab) Addr6(ns string) netip.Addr {
 	return netip.Addr{}
 }
 
+// Gateway6 returns the IPv6 gateway of the network a host is on now, or
+// an invalid address if it has no IPv6.
+func (l *Lab) Gateway6(host string) netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h, ok := l.Hosts[strings.TrimPrefix(host, l.Prefix)]; ok {
+		return l.Networks[h.Network].Gateway6
+	}
+	return netip.Addr{}
+}
+
 // WAN returns a router's address on its uplink: the public address for a
 // router on the internet. router may also name the network it serves
 // ("homeA" for "routerA").

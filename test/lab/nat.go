@@ -69,13 +69,20 @@ func (l *Lab) miniupnpdConf(r *Router) string {
 		}
 		return "no"
 	}
+	// With IPv6, PCP also opens pinholes: a MAP for a host's global IPv6
+	// address adds an accept rule to chain miniupnpd (miniupnpd 2.3.1,
+	// nftables). NAT-PMP and UPnP IGD do nothing for IPv6 here.
+	ipv6 := "ipv6_disable=yes"
+	if r.WAN6.IsValid() {
+		ipv6 = "ipv6_disable=no\next_ifname6=wan0"
+	}
 	return fmt.Sprintf(`# miniupnpd for %s%s (made by the btmm network lab): %v
 ext_ifname=wan0
 listening_ip=lan0
 enable_natpmp=%s
 enable_upnp=%s
 http_port=0
-ipv6_disable=yes
+%s
 ext_perform_stun=no
 secure_mode=yes
 system_uptime=no
@@ -84,7 +91,7 @@ uuid=%x-%x-%x-%x-%x
 clean_ruleset_interval=600
 allow 1-65535 %s 1-65535
 deny 0-65535 0.0.0.0/0 0-65535
-`, l.Prefix, r.Name, r.Protocols, yes(r.Protocols.PCP || r.Protocols.NATPMP), yes(r.Protocols.UPnP), l.natFile(r.Name, "leases"), u[0:4], u[4:6], u[6:8], u[8:10], u[10:16], n.Subnet)
+`, l.Prefix, r.Name, r.Protocols, yes(r.Protocols.PCP || r.Protocols.NATPMP), yes(r.Protocols.UPnP), ipv6, l.natFile(r.Name, "leases"), u[0:4], u[4:6], u[6:8], u[8:10], u[10:16], n.Subnet)
 }
 
 // setProc records (or, with nil, forgets) a router's miniupnpd. mu is held.

@@ -28,8 +28,9 @@ Usage:
         Run the client: map the tunnel port (PCP, NAT-PMP or UPnP IGD;
         behind NATs none of them opens, publish the endpoint the server
         sees and punch through to the peers), publish this
-        host's records in the user's domain (leased TSIG-signed updates,
-        over TLS by default), watch the user's other hosts by DNS
+        host's records in the user's domain (its IPv4 endpoint, and its
+        global IPv6 address with a PCP pinhole where the router offers
+        one; leased TSIG-signed updates, over TLS by default), watch the user's other hosts by DNS
         Push or long-lived queries, follow network changes, and carry IPv6
         between this host's tunnel address and theirs (a TUN device,
         ESP in UDP keyed by a Noise handshake; needs root or

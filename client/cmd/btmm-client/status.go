@@ -88,7 +88,12 @@ func printStatus(out io.Writer, st daemon.Status) {
 		fmt.Fprintf(tw, "reachable at\tnowhere yet (%s)\n", m.Error)
 	}
 	if st.Public6 != "" {
-		fmt.Fprintf(tw, "reachable over IPv6 at\t%s (a global address: no NAT, no mapping)\n", st.Public6)
+		ph := st.Pinhole
+		if ph.Open {
+			fmt.Fprintf(tw, "reachable over IPv6 at\t%s (a global address; PCP pinhole via %s, lifetime %v)\n", st.Public6, ph.Gateway, ph.Lifetime)
+		} else {
+			fmt.Fprintf(tw, "reachable over IPv6 at\t%s (a global address; no pinhole: %s; peers get in by hole punching)\n", st.Public6, ph.Error)
+		}
 	}
 	p := st.Publish
 	fmt.Fprintf(tw, "published\t%s via %s, lease %s\n", ago(p.Published), p.Server, p.Lease)
