@@ -98,7 +98,9 @@ type Config struct {
 	// RFC 6281 §5.3's range is 15m to 2h.
 	LLQLease time.Duration `toml:"llq_lease"`
 	// StatusSocket is the Unix socket on which the daemon answers
-	// btmm-client status. Default /run/btmm-client.sock.
+	// btmm-client status. Default /run/btmm-client/status.sock (the
+	// directory is made if missing; the packaged service has it as its
+	// runtime directory), which `btmm-client status` asks by default.
 	StatusSocket string `toml:"status_socket"`
 	// LogLevel is "debug", "info", "warn" or "error" (log/slog's names,
 	// with slog's offsets such as "info+2" accepted). Default "info".
@@ -172,7 +174,7 @@ const (
 	DefaultTunnelPort   = 4500
 	DefaultLease        = 90 * time.Minute
 	DefaultLLQLease     = 2 * time.Hour
-	DefaultStatusSocket = "/run/btmm-client.sock"
+	DefaultStatusSocket = "/run/btmm-client/status.sock"
 	DefaultLogLevel     = "info"
 	DefaultTunnelMode   = "tun"
 	DefaultSOCKSProxy   = "127.0.0.1:1080"

@@ -180,7 +180,7 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.StateDir != "/var/lib/btmm-client" || c.Transport != "tls" || c.TunnelPort != 4500 ||
 		c.Lease != 90*time.Minute || c.LLQLease != 2*time.Hour ||
-		c.StatusSocket != "/run/btmm-client.sock" || c.LogLevel != "info" ||
+		c.StatusSocket != "/run/btmm-client/status.sock" || c.LogLevel != "info" ||
 		c.TLSCA != "" || c.TLSPin != "" || c.TLSServerName != "" || c.ESPKeyLog != "" {
 		t.Errorf("defaults: %+v", c)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -17,6 +18,11 @@ func listenStatus(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("another btmm-client is running (it answers on %s)", path)
 	}
 	os.Remove(path)
+	// The default's directory (/run/btmm-client) is the packaged
+	// service's runtime directory; run by hand, it may not exist yet.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("status socket: %w", err)
+	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("status socket: %w", err)

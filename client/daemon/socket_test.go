@@ -9,7 +9,9 @@ import (
 )
 
 func TestStatusSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "status.sock")
+	// Its directory is made if missing, as the default's
+	// (/run/btmm-client) is when the daemon runs outside its service.
+	path := filepath.Join(t.TempDir(), "btmm-client", "status.sock")
 	l, err := listenStatus(path)
 	if err != nil {
 		t.Fatal(err)

@@ -73,12 +73,7 @@ func (t *Tunnel) peerTimers(p *peer, now time.Time) {
 	if len(p.paths) > 1 && now.Sub(p.pathsKept) >= KeepaliveInterval {
 		// The paths data does not take, kept open for a fallback.
 		p.pathsKept = now
-		cur := p.endpointAddr()
-		for i := range p.paths {
-			if e := &p.paths[i]; e.addr != cur {
-				t.bind.Send([][]byte{esp.AppendKeepalive(ka[:0])}, e.ep)
-			}
-		}
+		t.sendOthers(p, esp.AppendKeepalive(ka[:0]))
 	}
 }
 

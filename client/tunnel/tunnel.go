@@ -736,10 +736,16 @@ func (t *Tunnel) newKeypair(p *peer, res handshake.Result, initiator bool, now t
 // sendAll sends one datagram to p's endpoint and along every other path
 // to p. Callers hold p.mu.
 func (t *Tunnel) sendAll(p *peer, b []byte, now time.Time) {
-	cur := p.endpointAddr()
-	if cur.IsValid() {
+	if p.endpoint.Load() != nil {
 		t.send(p, [][]byte{b}, now)
 	}
+	t.sendOthers(p, b)
+}
+
+// sendOthers sends one datagram along every path to p but the endpoint's.
+// Callers hold p.mu.
+func (t *Tunnel) sendOthers(p *peer, b []byte) {
+	cur := p.endpointAddr()
 	for i := range p.paths {
 		if e := &p.paths[i]; e.addr != cur {
 			if err := t.bind.Send([][]byte{b}, e.ep); err != nil {
