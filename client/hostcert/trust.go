@@ -161,11 +161,11 @@ func (t *Trust) HostCert(name string, ula netip.Addr, static [32]byte) (Cert, er
 }
 
 // NeedsRenewal reports whether this host's certificate should be signed
-// (or replaced) again.
+// (or replaced) again, or HostCert has not given one yet.
 func (t *Trust) NeedsRenewal() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.own != nil && t.own.NeedsRenewal(t.now())
+	return t.own == nil || t.own.NeedsRenewal(t.now())
 }
 
 // Check decides whether the host name, whose records give ula, the static

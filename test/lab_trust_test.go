@@ -1,0 +1,232 @@
+package test
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/openbtmm/btmm/client/daemon"
+	"github.com/openbtmm/btmm/client/hostcert"
+	"github.com/openbtmm/btmm/client/identity"
+	"github.com/openbtmm/btmm/test/coredns"
+	"github.com/openbtmm/btmm/test/lab"
+)
+
+// The lab tests of trust that does not rest on the server (package
+// client/hostcert): hosts enrolled with alice's user key accept only
+// hosts whose key that user key certified, whatever the server serves.
+
+// alicePassword is alice's password in these tests: it gives her user key
+// (and could give her TSIG key; the tests keep the fixed one).
+const alicePassword = "correct horse battery staple, alice's"
+
+// enrollClient runs btmm-client enroll for c with alice's password, as a
+// user would on each of her hosts, and returns its output.
+func enrollClient(t *testing.T, c *labClient) string {
+	t.Helper()
+	pw := filepath.Join(filepath.Dir(c.config), "password")
+	if err := os.WriteFile(pw, []byte(alicePassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "", coredns.Built(t, "btmm-client"), "enroll", "--config", c.config, "--password-file", pw)
+	if err != nil {
+		t.Fatalf("btmm-client enroll: %v\n%s", err, out)
+	}
+	return out
+}
+
+// startEnrolled starts alice's host on ns, enrolled.
+func startEnrolled(t *testing.T, l *lab.Lab, dir, ns, host string) *labClient {
+	t.Helper()
+	c := newUserClient(t, l, dir, ns, host, alice)
+	enrollClient(t, c)
+	c.start(l)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s:\n%s", c.name, c.out.String())
+		}
+	})
+	return c
+}
+
+// waitRefused waits until c refuses host for a reason containing why.
+func (c *labClient) waitRefused(host, why string, within time.Duration) daemon.Status {
+	c.t.Helper()
+	return c.waitStatus("refusing "+host+" ("+why+")", within, func(st daemon.Status) bool {
+		for _, r := range st.Trust.Refused {
+			if r.Host == host && strings.Contains(r.Reason, why) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// checkNoPeer fails if c lists host as a peer or has a tunnel to ula.
+func (c *labClient) checkNoPeer(host string, ula netip.Addr) {
+	c.t.Helper()
+	st, err := c.status()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range st.Peers {
+		if p.Host == host {
+			c.t.Errorf("%s lists the refused %s as a peer: %+v", c.name, host, p)
+		}
+	}
+	for _, tu := range st.Tunnels {
+		if tu.ULA == ula {
+			c.t.Errorf("%s has a tunnel to the refused %s: %+v", c.name, ula, tu)
+		}
+	}
+}
+
+// TestTrustForgedHost: alice's desktop and laptop, enrolled with her user
+// key, reach each other as before. The server's operator, who holds
+// alice's TSIG key and so the PSK as it was derived before user keys,
+// runs a host of its own in her domain ("evil", a btmm-client with her
+// TSIG key and no user key): its records are valid, TSIG-signed, and her
+// hosts refuse it, say why in status, and give it no tunnel. The same for
+// a forged certificate, and for the desktop's real one copied.
+func TestTrustForgedHost(t *testing.T) {
+	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
+	dir := t.TempDir()
+	s := labServer(t, l, dir)
+	desktop := startEnrolled(t, l, dir, "hostA", "desktop")
+	laptop := startEnrolled(t, l, dir, "hostB", "laptop")
+	laptop.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	desktop.waitPeer(laptop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 10*time.Second)
+	desktopULA, laptopULA := laptop.peerULA(desktop.name), desktop.peerULA(laptop.name)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+	pingWithin(t, l, laptop, desktopULA, 5*time.Second)
+	for _, c := range []*labClient{desktop, laptop} {
+		st, _ := c.status()
+		if st.Trust.Mode != "user-key" || len(st.Trust.Refused) != 0 || st.Trust.Signer == "" || st.Trust.CertNotAfter.Before(time.Now().Add(24*time.Hour)) {
+			t.Fatalf("%s's trust: %+v", c.name, st.Trust)
+		}
+	}
+
+	// The operator's host: alice's TSIG key, no user key.
+	evil := startClient(t, l, dir, "hostC", "evil")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("evil:\n%s", evil.out.String())
+		}
+	})
+	evilName := evil.name
+	evil.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	for _, c := range []*labClient{desktop, laptop} {
+		c.waitRefused(evilName, "no certificate", 10*time.Second)
+	}
+	st, _ := evil.status()
+	evilULA := netip.MustParseAddr(st.ULA)
+	// It tries: its tunnel knows the desktop (it trusts the server), its
+	// handshakes go unanswered.
+	evil.waitTunnel(desktopULA, 5*time.Second)
+	if out, err := l.Exec("hostC", "ping", "-6", "-n", "-c", "3", "-W", "1", desktopULA.String()).CombinedOutput(); err == nil {
+		t.Fatalf("the forged host reaches the desktop through the tunnel:\n%s", out)
+	}
+	for _, c := range []*labClient{desktop, laptop} {
+		c.checkNoPeer(evilName, evilULA)
+	}
+	if tu, _ := evil.tunnelTo(desktopULA); tu.HasSA {
+		t.Fatalf("the forged host has an SA with the desktop: %+v", tu)
+	}
+	st, _ = desktop.status()
+	if st.TunnelDrops.BadHandshake == 0 || st.Trust.RefusedTotal == 0 {
+		t.Errorf("the desktop counted no refused handshake or host: %+v %+v", st.TunnelDrops, st.Trust)
+	}
+	human, err := run(t, "", coredns.Built(t, "btmm-client"), "status", "--socket", desktop.socket)
+	if err != nil || !strings.Contains(human, "1 hosts refused now") || !strings.Contains(human, evilName) || !strings.Contains(human, "no certificate") {
+		t.Fatalf("btmm-client status does not say why evil is refused: %v\n%s", err, human)
+	}
+	t.Logf("desktop's status:\n%s", human)
+
+	// The operator publishes a certificate of its own making for its
+	// host: alice's key ID, a signature of random octets; then the
+	// desktop's real certificate, copied. Its client is stopped so as not
+	// to publish over them; its records stay until their lease ends.
+	evil.kill()
+	evilKey, _ := identity.LoadOrCreateKey(filepath.Join(filepath.Dir(evil.config), "x25519.key"))
+	pins, err := hostcert.LoadPinFile(filepath.Join(filepath.Dir(desktop.config), hostcert.PinFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := hostcert.Cert{KeyID: pins[0].ID(), NotBefore: uint64(time.Now().Add(-time.Hour).Unix()), NotAfter: uint64(time.Now().Add(time.Hour).Unix()), ULA: evilULA, Static: evilKey.Public}
+	rand.Read(forged.Sig[:])
+	evilLabel := ""
+	for _, p := range func() []string {
+		r := labQuery(t, l, s, "_autotunnel._udp."+evilName, dns.TypeSRV)
+		var out []string
+		for _, rr := range r.Answer {
+			out = append(out, rr.(*dns.SRV).Target)
+		}
+		return out
+	}() {
+		evilLabel = p
+	}
+	if evilLabel == "" {
+		t.Fatal("the forged host's SRV is gone")
+	}
+	desktopCert := ""
+	for _, rr := range labQuery(t, l, s, desktopLabel(t, l, s, desktop.name), dns.TypeTXT).Answer {
+		for _, txt := range rr.(*dns.TXT).Txt {
+			if strings.HasPrefix(txt, "cert=") {
+				desktopCert = txt
+			}
+		}
+	}
+	if desktopCert == "" {
+		t.Fatal("the desktop publishes no cert=")
+	}
+	for _, c := range []struct{ cert, why string }{
+		{forged.String(), "bad signature"},
+		{desktopCert, "bad signature"}, // signed for the desktop's name
+	} {
+		operatorUpdate(t, l, s, evilLabel, []string{"txtvers=1", "pk=" + evilKey.PublicBase64(), c.cert, "ciphers=aes256gcm,chacha20poly1305"})
+		for _, d := range []*labClient{desktop, laptop} {
+			d.waitRefused(evilName, c.why, 5*time.Second)
+			d.checkNoPeer(evilName, evilULA)
+		}
+	}
+	pingWithin(t, l, laptop, desktopULA, 5*time.Second)
+}
+
+// desktopLabel is the label (SRV target) of host.
+func desktopLabel(t *testing.T, l *lab.Lab, s *coredns.Server, host string) string {
+	t.Helper()
+	r := labQuery(t, l, s, "_autotunnel._udp."+host, dns.TypeSRV)
+	if len(r.Answer) == 0 {
+		t.Fatalf("no SRV for %s", host)
+	}
+	return r.Answer[0].(*dns.SRV).Target
+}
+
+// operatorUpdate replaces the TXT record at label with txt, as anyone
+// holding alice's TSIG key can: a TSIG-signed UPDATE over TLS from the
+// server's own namespace.
+func operatorUpdate(t *testing.T, l *lab.Lab, s *coredns.Server, label string, txt []string) {
+	t.Helper()
+	m := new(dns.Msg).SetUpdate(zone)
+	m.RemoveRRset([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: label, Rrtype: dns.TypeTXT}}})
+	m.Insert([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: label, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: txt}})
+	m.SetTsig(alice.name, alice.miekgAlg(), 300, time.Now().Unix())
+	var r *dns.Msg
+	err := l.Go("server", func() error {
+		c := &dns.Client{Net: "tcp-tls", TLSConfig: &tls.Config{InsecureSkipVerify: true}, Timeout: 5 * time.Second, TsigSecret: map[string]string{alice.name: alice.secret}}
+		var err error
+		r, _, err = c.Exchange(m, netip.AddrPortFrom(l.Addr("server"), 853).String())
+		return err
+	})
+	if err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("the operator's UPDATE: %v %v", err, r)
+	}
+}
+
