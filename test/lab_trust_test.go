@@ -230,3 +230,65 @@ func operatorUpdate(t *testing.T, l *lab.Lab, s *coredns.Server, label string, t
 	}
 }
 
+
+// TestTrustRevoke: three of alice's hosts, enrolled. The desktop revokes
+// the laptop (btmm-client revoke laptop): the signed list reaches the
+// other two by push, and both refuse the laptop within a second, drop its
+// tunnel, and still refuse it after a restart (the list is kept), while
+// the desktop and the NAS still reach each other.
+func TestTrustRevoke(t *testing.T) {
+	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
+	dir := t.TempDir()
+	labServer(t, l, dir)
+	desktop := startEnrolled(t, l, dir, "hostA", "desktop")
+	laptop := startEnrolled(t, l, dir, "hostB", "laptop")
+	nas := startEnrolled(t, l, dir, "hostC", "nas")
+	nasAt := netip.AddrPortFrom(l.Addr("hostC"), 4500)
+	laptopAt := netip.AddrPortFrom(l.WAN("routerB"), 4500)
+	desktop.waitPeer(nas.name, nasAt, 10*time.Second)
+	desktop.waitPeer(laptop.name, laptopAt, 10*time.Second)
+	nas.waitPeer(laptop.name, laptopAt, 10*time.Second)
+	laptopULA, nasULA, desktopULA := nas.peerULA(laptop.name), desktop.peerULA(nas.name), nas.peerULA(desktop.name)
+	pingWithin(t, l, nas, laptopULA, 10*time.Second)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+
+	out, err := l.Exec("hostA", coredns.Built(t, "btmm-client"), "revoke", "--config", desktop.config, "laptop").CombinedOutput()
+	revoked := time.Now()
+	if err != nil || !strings.Contains(string(out), "1 keys revoked") {
+		t.Fatalf("btmm-client revoke laptop: %v\n%s", err, out)
+	}
+	t.Logf("btmm-client revoke laptop:\n%s", out)
+	for _, c := range []*labClient{nas, desktop} {
+		c.waitRefused(laptop.name, "revoked", 2*time.Second)
+		t.Logf("%s refuses the laptop %v after the revocation was published", c.name, time.Since(revoked).Round(time.Millisecond))
+		c.checkNoPeer(laptop.name, laptopULA)
+		if st, _ := c.status(); st.Trust.Revoked != 1 || st.Trust.RevocationSerial == 0 {
+			t.Errorf("%s's trust: %+v", c.name, st.Trust)
+		}
+	}
+	if out, err := l.Exec("hostB", "ping", "-6", "-n", "-c", "2", "-W", "1", nasULA.String()).CombinedOutput(); err == nil {
+		t.Fatalf("the revoked laptop still reaches the NAS:\n%s", out)
+	}
+	pingWithin(t, l, nas, desktopULA, 5*time.Second)
+
+	// The NAS restarts: it still refuses the laptop, from the list it
+	// kept, and publishes the list itself.
+	nas.stop()
+	nas.start(l)
+	nas.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	nas.waitRefused(laptop.name, "revoked", 10*time.Second)
+	pingWithin(t, l, nas, desktopULA, 10*time.Second)
+	st, _ := nas.status()
+	if !slicesContainsPrefix(st.Publish.Records, "_btmm-revoked.alice.members.example.com.") {
+		t.Errorf("the NAS does not publish the revocation list: %q", st.Publish.Records)
+	}
+}
+
+func slicesContainsPrefix(ss []string, prefix string) bool {
+	for _, s := range ss {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
