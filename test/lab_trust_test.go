@@ -292,3 +292,51 @@ func slicesContainsPrefix(ss []string, prefix string) bool {
 	}
 	return false
 }
+
+// TestTrustMigrate: alice's two hosts were set up before user keys and
+// trust the server. Each is moved over with one command (btmm-client
+// enroll with her password) and a restart: after the first, the migrated
+// desktop refuses the laptop, which has no certificate yet; after the
+// second, they reach each other again, each accepting the other by its
+// certificate.
+func TestTrustMigrate(t *testing.T) {
+	l := lab.Start(t, lab.Options{})
+	dir := t.TempDir()
+	labServer(t, l, dir)
+	desktop, laptop := startPeers(t, l, dir, "desktop", nil, "laptop", nil)
+	laptopULA, desktopULA := desktop.peerULA(laptop.name), laptop.peerULA(desktop.name)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+	for _, c := range []*labClient{desktop, laptop} {
+		if st, _ := c.status(); st.Trust.Mode != "server" {
+			t.Fatalf("%s before: trust %+v", c.name, st.Trust)
+		}
+	}
+	if !strings.Contains(desktop.out.String(), "TRUST: no user key pinned") {
+		t.Errorf("a host not enrolled does not say that it trusts the server:\n%s", desktop.out.String())
+	}
+
+	migrate := func(c *labClient) {
+		t.Helper()
+		c.stop()
+		out := enrollClient(t, c)
+		t.Logf("%s: btmm-client enroll:\n%s", c.name, out)
+		c.start(l)
+	}
+	migrate(desktop)
+	desktop.waitRefused(laptop.name, "no certificate", 10*time.Second)
+	desktop.checkNoPeer(laptop.name, laptopULA)
+
+	migrate(laptop)
+	start := time.Now()
+	desktop.waitPeer(laptop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 10*time.Second)
+	laptop.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+	pingWithin(t, l, laptop, desktopULA, 5*time.Second)
+	t.Logf("both migrated: tunnel up %v after the laptop's restart", time.Since(start).Round(time.Millisecond))
+	for _, c := range []*labClient{desktop, laptop} {
+		st, _ := c.status()
+		if st.Trust.Mode != "user-key" || len(st.Trust.Refused) != 0 || len(st.Peers) != 1 {
+			t.Fatalf("%s after: trust %+v, peers %+v", c.name, st.Trust, st.Peers)
+		}
+	}
+}
