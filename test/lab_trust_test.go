@@ -108,7 +108,7 @@ func TestTrustForgedHost(t *testing.T) {
 	pingWithin(t, l, laptop, desktopULA, 5*time.Second)
 	for _, c := range []*labClient{desktop, laptop} {
 		st, _ := c.status()
-		if st.Trust.Mode != "user-key" || len(st.Trust.Refused) != 0 || st.Trust.Signer == "" || st.Trust.CertNotAfter.Before(time.Now().Add(24*time.Hour)) {
+		if st.Trust.Mode != "user-key" || len(st.Trust.Refused) != 0 || len(st.Trust.Signers) != 1 || st.Trust.CertNotAfter.Before(time.Now().Add(24*time.Hour)) {
 			t.Fatalf("%s's trust: %+v", c.name, st.Trust)
 		}
 	}
@@ -338,5 +338,62 @@ func TestTrustMigrate(t *testing.T) {
 		if st.Trust.Mode != "user-key" || len(st.Trust.Refused) != 0 || len(st.Peers) != 1 {
 			t.Fatalf("%s after: trust %+v, peers %+v", c.name, st.Trust, st.Peers)
 		}
+	}
+}
+
+// TestTrustRotate: alice replaces her user key, host by host, without the
+// server's help and without losing a tunnel. First each host takes the new
+// key beside the old (enroll --add: it pins both and publishes a
+// certificate under each), then each drops the old one. At every step the
+// desktop and the laptop reach each other. Afterwards a host still on the
+// old key alone is refused.
+func TestTrustRotate(t *testing.T) {
+	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
+	dir := t.TempDir()
+	labServer(t, l, dir)
+	desktop := startEnrolled(t, l, dir, "hostA", "desktop")
+	laptop := startEnrolled(t, l, dir, "hostB", "laptop")
+	laptop.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	desktop.waitPeer(laptop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 10*time.Second)
+	desktopULA, laptopULA := laptop.peerULA(desktop.name), desktop.peerULA(laptop.name)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+
+	client := coredns.Built(t, "btmm-client")
+	newKey := filepath.Join(dir, "alice-new.userkey")
+	if out, err := run(t, "", client, "keygen", "--user", "alice", "--zone", "members.example.com", "--user-key", newKey); err != nil {
+		t.Fatalf("keygen --user-key: %v\n%s", err, out)
+	}
+	step := func(c *labClient, what string, args ...string) {
+		t.Helper()
+		c.stop()
+		out, err := run(t, "", client, append([]string{"enroll", "--config", c.config, "--user-key", newKey}, args...)...)
+		if err != nil {
+			t.Fatalf("%s: enroll %v: %v\n%s", c.name, args, err, out)
+		}
+		c.start(l)
+		start := time.Now()
+		pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+		pingWithin(t, l, laptop, desktopULA, 10*time.Second)
+		st, _ := c.status()
+		t.Logf("%s %s: pins %v, signs with %v; tunnel back %v after its restart", c.name, what, st.Trust.Pins, st.Trust.Signers, time.Since(start).Round(time.Millisecond))
+	}
+	step(desktop, "takes the new key beside the old", "--add")
+	if st, _ := desktop.status(); len(st.Trust.Pins) != 2 || len(st.Trust.Signers) != 2 {
+		t.Fatalf("the desktop during the overlap: %+v", st.Trust)
+	}
+	step(laptop, "takes the new key beside the old", "--add")
+	step(desktop, "drops the old key")
+	step(laptop, "drops the old key")
+	for _, c := range []*labClient{desktop, laptop} {
+		st, _ := c.status()
+		if len(st.Trust.Pins) != 1 || len(st.Trust.Signers) != 1 || st.Trust.Pins[0] != st.Trust.Signers[0] || len(st.Trust.Refused) != 0 {
+			t.Fatalf("%s after the rotation: %+v", c.name, st.Trust)
+		}
+	}
+
+	// A host enrolled with the old key only (the password's) is refused.
+	stale := startEnrolled(t, l, dir, "hostC", "stale")
+	for _, c := range []*labClient{desktop, laptop} {
+		c.waitRefused(stale.name, "not pinned", 10*time.Second)
 	}
 }

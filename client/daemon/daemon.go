@@ -462,11 +462,11 @@ func (d *Daemon) publishHost() {
 		d.logf("the public address %s is not IPv4: not publishing", public)
 		return
 	}
-	cert, extra := d.certificate()
+	certs, extra := d.certificates()
 	d.pub.Set(publish.Host{
 		Zone: d.cfg.Zone, User: d.cfg.User, Name: d.cfg.Host, Label: d.id.Label,
 		ULA: d.id.ULA, Public: public, Key: d.keys.PublicBase64(), TTL: recordTTL,
-		Services: d.servicesNow(), Cert: cert, Extra: extra,
+		Services: d.servicesNow(), Certs: certs, Extra: extra,
 	})
 }
 

@@ -69,7 +69,7 @@ func (d *Daemon) peers() []watch.Peer {
 		if err != nil {
 			continue
 		}
-		if err := d.trust.Check(p.Host, p.ULA, k, p.Cert); err != nil {
+		if err := d.trust.Check(p.Host, p.ULA, k, p.Certs); err != nil {
 			continue
 		}
 		out = append(out, p)
@@ -99,16 +99,20 @@ func (d *Daemon) trustRecords(name string, rrs []dns.RR) {
 	}
 }
 
-// certificate returns the host's certificate and the records it
-// publishes for the trust: "" and none when not enrolled.
-func (d *Daemon) certificate() (string, []dns.RR) {
+// certificates returns the host's certificates and the records it
+// publishes for the trust: none when not enrolled.
+func (d *Daemon) certificates() ([]string, []dns.RR) {
 	if d.trust == nil {
-		return "", nil
+		return nil, nil
 	}
-	c, err := d.trust.HostCert(d.cfg.HostName(), d.id.ULA, d.keys.Public)
+	certs, err := d.trust.HostCerts(d.cfg.HostName(), d.id.ULA, d.keys.Public)
 	if err != nil {
 		d.logf("trust: %v: publishing no certificate, so no peer will accept this host", err)
-		return "", nil
+		return nil, nil
+	}
+	var strs []string
+	for _, c := range certs {
+		strs = append(strs, c.String())
 	}
 	var extra []dns.RR
 	if r, ok := d.trust.Revocations(); ok {
@@ -117,7 +121,7 @@ func (d *Daemon) certificate() (string, []dns.RR) {
 			Txt: r.TXT(),
 		})
 	}
-	return c.String(), extra
+	return strs, extra
 }
 
 // trustStatus is the trust's part of Status.

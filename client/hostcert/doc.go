@@ -39,14 +39,19 @@
 //   - user.key (KeyFile, mode 0600): the private seed, on the hosts that
 //     sign (their own certificate, and revocation lists). Every host
 //     enrolled from the password holds it; a user who would rather keep it
-//     on fewer hosts copies user.pub alone to the others, and hands each a
-//     certificate made on a signing host (btmm-client certify) as
-//     host.cert (CertFile).
+//     on fewer hosts enrolls the others with the public key alone, and
+//     hands each a certificate made on a signing host (btmm-client
+//     certify) as host.cert (CertFile).
+//
+// While the user key is replaced, a host pins and holds both (the new one
+// first): it accepts a certificate under either, and publishes one under
+// each key it holds (a "cert=" string each), so that hosts still pinning
+// only the old key accept it too. Then the old key is dropped.
 //
 // # Certificate (cert=), version 1
 //
-// Published as a third key in the host's TXT record at its label, beside
-// pk=: "cert=" followed by the standard padded base64 of these 137 octets
+// Published in the host's TXT record at its label, after pk= (one string
+// per signing key; a peer accepts the host if any one is valid): "cert=" followed by the standard padded base64 of these 137 octets
 // (184 characters, so the TXT string is 189 octets, under RFC 1035's 255):
 //
 //	offset length

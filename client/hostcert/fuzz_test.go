@@ -46,11 +46,11 @@ func FuzzParseRevocations(f *testing.F) {
 }
 
 func FuzzParseKeyFiles(f *testing.F) {
-	f.Add(FormatKeyFile(seedKey(1)))
+	f.Add(FormatKeyFile(seedKey(1), seedKey(2)))
 	f.Add(FormatPinFile(seedKey(1).Public(), seedKey(2).Public()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if k, err := ParseKeyFile(b); err == nil {
-			if back, err := ParseKeyFile(FormatKeyFile(k)); err != nil || back.Public() != k.Public() {
+			if back, err := ParseKeyFile(FormatKeyFile(k...)); err != nil || len(back) != len(k) || back[0].Public() != k[0].Public() {
 				t.Fatal(err)
 			}
 		}

@@ -206,8 +206,12 @@ func TestFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	back, err := LoadKeyFile(kp)
-	if err != nil || back.Public() != k.Public() {
+	if err != nil || len(back) != 1 || back[0].Public() != k.Public() {
 		t.Fatalf("%v %v", back, err)
+	}
+	two := seedKey(4)
+	if back, err := ParseKeyFile(FormatKeyFile(two, k)); err != nil || len(back) != 2 || back[0].Public() != two.Public() || back[1].Public() != k.Public() {
+		t.Fatalf("two keys: %v %v", back, err)
 	}
 	os.Chmod(kp, 0o644)
 	if _, err := LoadKeyFile(kp); !errors.Is(err, ErrInsecureKeyFile) {
@@ -220,7 +224,7 @@ func TestFiles(t *testing.T) {
 	if err != nil || len(pins) != 2 || pins[0] != k.Public() || pins[1] != other {
 		t.Fatalf("%v %v", pins, err)
 	}
-	for _, bad := range []string{"", "# only a comment\n", "AAAA\n", string(FormatKeyFile(k)) + string(FormatKeyFile(k))} {
+	for _, bad := range []string{"", "# only a comment\n", "AAAA\n", "# 33 octets\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"} {
 		if _, err := ParseKeyFile([]byte(bad)); err == nil {
 			t.Errorf("ParseKeyFile(%q)", bad)
 		}
@@ -238,23 +242,24 @@ func TestTrust(t *testing.T) {
 		t.Fatalf("no pin: %v", err)
 	}
 	tr, err := Load(dir, domain)
-	if err != nil || tr.Key().Valid() {
+	if err != nil || len(tr.Keys()) != 0 {
 		t.Fatalf("pin only: %v", err)
 	}
-	if _, err := tr.HostCert(host, ula, static); err == nil {
+	if _, err := tr.HostCerts(host, ula, static); err == nil {
 		t.Fatal("a host with no key and no certificate made one")
 	}
 	WriteFile(filepath.Join(dir, KeyFile), FormatKeyFile(k), 0o600)
 	tr, err = Load(dir, domain)
-	if err != nil || !tr.Key().Valid() {
+	if err != nil || len(tr.Keys()) != 1 {
 		t.Fatal(err)
 	}
 	now := t0
 	tr.now = func() time.Time { return now }
-	own, err := tr.HostCert(host, ula, static)
-	if err != nil {
+	owns, err := tr.HostCerts(host, ula, static)
+	if err != nil || len(owns) != 1 {
 		t.Fatal(err)
 	}
+	own := owns[0]
 	if tr.NeedsRenewal() {
 		t.Fatal("a new certificate needs renewal")
 	}
@@ -262,17 +267,17 @@ func TestTrust(t *testing.T) {
 	laptop := "laptop." + domain
 	lk := [32]byte{9}
 	lc, _ := Sign(k, laptop, ula, lk, now.Add(-time.Hour), now.Add(time.Hour))
-	if err := tr.Check(laptop, ula, lk, lc.String()); err != nil {
+	if err := tr.Check(laptop, ula, lk, []string{lc.String()}); err != nil {
 		t.Fatal(err)
 	}
 	// A forged host: no certificate, then a forged one; counted once each.
 	evil := "evil." + domain
 	for range 3 {
-		if err := tr.Check(evil, ula, static, ""); !errors.Is(err, ErrNoCert) {
+		if err := tr.Check(evil, ula, static, nil); !errors.Is(err, ErrNoCert) {
 			t.Fatal(err)
 		}
 	}
-	if err := tr.Check(evil, ula, static, own.String()); !errors.Is(err, ErrBadSignature) {
+	if err := tr.Check(evil, ula, static, []string{own.String()}); !errors.Is(err, ErrBadSignature) {
 		t.Fatal(err)
 	}
 	st := tr.Status()
@@ -292,7 +297,7 @@ func TestTrust(t *testing.T) {
 	if ok, err := tr.SetRevocations([][]string{r1.TXT(), r2.TXT(), forgedList.TXT()}); !ok || err == nil {
 		t.Fatalf("%v %v", ok, err)
 	}
-	if err := tr.Check(laptop, ula, lk, lc.String()); !errors.Is(err, ErrRevoked) {
+	if err := tr.Check(laptop, ula, lk, []string{lc.String()}); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("revoked: %v", err)
 	}
 	if ok, _ := tr.SetRevocations([][]string{r1.TXT()}); ok {
@@ -309,14 +314,14 @@ func TestTrust(t *testing.T) {
 	// Time: the laptop's certificate expires.
 	now = now.Add(2 * time.Hour)
 	tr2.now = tr.now
-	if err := tr2.Check(laptop, ula, lk, lc.String()); !errors.Is(err, ErrExpired) && !errors.Is(err, ErrRevoked) {
+	if err := tr2.Check(laptop, ula, lk, []string{lc.String()}); !errors.Is(err, ErrExpired) && !errors.Is(err, ErrRevoked) {
 		t.Fatal(err)
 	}
 	now = t0.Add(Validity / 2)
 	if !tr.NeedsRenewal() {
 		t.Fatal("half the validity gone")
 	}
-	if again, _ := tr.HostCert(host, ula, static); again.NotAfter <= own.NotAfter {
+	if again, _ := tr.HostCerts(host, ula, static); again[0].NotAfter <= own.NotAfter {
 		t.Fatal("not renewed")
 	}
 }
@@ -325,4 +330,58 @@ func TestTunnelPSK(t *testing.T) {
 	if TunnelPSK("Alice.members.example.com") != TunnelPSK(domain) || TunnelPSK(domain) == TunnelPSK("bob.members.example.com.") {
 		t.Fatal("the PSK is not per domain")
 	}
+}
+
+// While the user key is replaced: a host holding both keys publishes a
+// certificate under each, and a peer pinning either accepts it; a peer
+// pinning only the new key refuses a certificate under the old one.
+func TestRotation(t *testing.T) {
+	old, nu := seedKey(1), seedKey(2)
+	dir := t.TempDir()
+	WriteFile(filepath.Join(dir, PinFile), FormatPinFile(nu.Public(), old.Public()), 0o644)
+	WriteFile(filepath.Join(dir, KeyFile), FormatKeyFile(nu, old), 0o600)
+	both, err := Load(dir, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := both.HostCerts(host, ula, static)
+	if err != nil || len(certs) != 2 || certs[0].KeyID != nu.Public().ID() || certs[1].KeyID != old.Public().ID() {
+		t.Fatalf("%+v %v", certs, err)
+	}
+	strs := []string{certs[0].String(), certs[1].String()}
+	if st := both.Status(); len(st.Signers) != 2 || len(st.Pins) != 2 {
+		t.Fatalf("%+v", st)
+	}
+	oldOnly := newTrust(t, []PublicKey{old.Public()})
+	newOnly := newTrust(t, []PublicKey{nu.Public()})
+	for _, tr := range []*Trust{oldOnly, newOnly, both} {
+		if err := tr.Check(host, ula, static, strs); err != nil {
+			t.Errorf("pins %v: %v", tr.Status().Pins, err)
+		}
+	}
+	if err := newOnly.Check(host, ula, static, strs[1:]); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("the old key's certificate after the rotation: %v", err)
+	}
+	// Of a forged and an unknown certificate, the forged one is the reason.
+	forged := certs[0]
+	forged.Sig[5] ^= 1
+	if err := newOnly.Check(host, ula, static, []string{strs[1], forged.String()}); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("%v", err)
+	}
+	// A key file key that is not pinned is refused.
+	WriteFile(filepath.Join(dir, PinFile), FormatPinFile(nu.Public()), 0o644)
+	if _, err := Load(dir, domain); err == nil {
+		t.Error("a held key not pinned")
+	}
+}
+
+func newTrust(t *testing.T, pins []PublicKey) *Trust {
+	t.Helper()
+	dir := t.TempDir()
+	WriteFile(filepath.Join(dir, PinFile), FormatPinFile(pins...), 0o644)
+	tr, err := Load(dir, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }

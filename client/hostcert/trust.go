@@ -22,12 +22,12 @@ type Trust struct {
 	domain string
 	dir    string
 	pins   []PublicKey
-	key    UserKey // zero on a host that does not sign
+	keys   []UserKey // none on a host that does not sign
 	now    func() time.Time
 
 	// mu guards following.
 	mu      sync.Mutex
-	own     *Cert
+	own     []Cert // one per key in keys, or the one in CertFile
 	list    *Revocations
 	checked map[checkKey]checked
 	refused map[string]*Refusal // by host name
@@ -46,9 +46,9 @@ type Refusal struct {
 type Status struct {
 	// Pins are the IDs (hex) of the pinned user keys.
 	Pins []string `json:"pins"`
-	// Signer is the ID of the user key this host signs with, if any.
-	Signer string `json:"signer,omitempty"`
-	// CertNotAfter is when this host's own certificate expires.
+	// Signers are the IDs of the user keys this host signs with, if any.
+	Signers []string `json:"signers,omitempty"`
+	// CertNotAfter is when this host's own (first) certificate expires.
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 	// RevocationSerial and Revoked describe the revocation list in force.
 	RevocationSerial uint64 `json:"revocation_serial,omitempty"`
@@ -60,9 +60,9 @@ type Status struct {
 }
 
 type checkKey struct {
-	host, cert string
-	ula        netip.Addr
-	static     [32]byte
+	host, certs string // certs joined by " "
+	ula         netip.Addr
+	static      [32]byte
 }
 
 type checked struct {
@@ -87,13 +87,15 @@ func Load(dir, domain string) (*Trust, error) {
 	}
 	t := &Trust{domain: dns.CanonicalName(domain), dir: dir, pins: pins, now: time.Now,
 		checked: make(map[checkKey]checked), refused: make(map[string]*Refusal)}
-	k, err := LoadKeyFile(filepath.Join(dir, KeyFile))
+	keys, err := LoadKeyFile(filepath.Join(dir, KeyFile))
 	switch {
 	case err == nil:
-		if !slices.Contains(pins, k.Public()) {
-			return nil, fmt.Errorf("hostcert: %s is not one of the keys pinned in %s", filepath.Join(dir, KeyFile), filepath.Join(dir, PinFile))
+		for _, k := range keys {
+			if !slices.Contains(pins, k.Public()) {
+				return nil, fmt.Errorf("hostcert: key %x in %s is not one of the keys pinned in %s", k.Public().ID(), filepath.Join(dir, KeyFile), filepath.Join(dir, PinFile))
+			}
 		}
-		t.key = k
+		t.keys = keys
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
@@ -110,54 +112,50 @@ func Load(dir, domain string) (*Trust, error) {
 	return t, nil
 }
 
-// New is a Trust of pins and key (zero: not signing) that keeps nothing
-// on disk unless dir is set; for tests, and Load.
-func New(domain, dir string, pins []PublicKey, key UserKey, now func() time.Time) *Trust {
-	if now == nil {
-		now = time.Now
-	}
-	return &Trust{domain: dns.CanonicalName(domain), dir: dir, pins: pins, key: key, now: now,
-		checked: make(map[checkKey]checked), refused: make(map[string]*Refusal)}
-}
-
-// Key is the user key this host signs with; not Valid if it does not.
-func (t *Trust) Key() UserKey { return t.key }
+// Keys are the user keys this host signs with, the one in use first;
+// none if it does not sign.
+func (t *Trust) Keys() []UserKey { return slices.Clone(t.keys) }
 
 // Pins are the pinned keys.
 func (t *Trust) Pins() []PublicKey { return slices.Clone(t.pins) }
 
-// HostCert returns the certificate this host publishes for itself: one it
-// signs (again once NeedsRenewal) on a signing host, else the one in
-// CertFile, which must match the host.
-func (t *Trust) HostCert(name string, ula netip.Addr, static [32]byte) (Cert, error) {
+// HostCerts returns the certificates this host publishes for itself: on
+// a signing host one per key it holds (two while the user key is being
+// replaced, so that hosts pinning either accept it), signed again once
+// the first NeedsRenewal; else the one in CertFile, which must match the
+// host.
+func (t *Trust) HostCerts(name string, ula netip.Addr, static [32]byte) ([]Cert, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	if t.own != nil && !t.own.NeedsRenewal(now) && t.own.ULA == ula && t.own.Static == static {
-		return *t.own, nil
+	if len(t.own) > 0 && !t.own[0].NeedsRenewal(now) && t.own[0].ULA == ula && t.own[0].Static == static {
+		return slices.Clone(t.own), nil
 	}
-	var c Cert
-	var err error
-	if t.key.Valid() {
-		c, err = Sign(t.key, name, ula, static, now.Add(-Skew), now.Add(Validity))
-	} else {
-		path := filepath.Join(t.dir, CertFile)
-		var b []byte
-		if b, err = os.ReadFile(path); err != nil {
-			return Cert{}, fmt.Errorf("hostcert: this host holds no user key (%s) and has no certificate: %w; make one on a host that holds it with btmm-client certify", filepath.Join(t.dir, KeyFile), err)
+	var certs []Cert
+	for _, k := range t.keys {
+		c, err := Sign(k, name, ula, static, now.Add(-Skew), now.Add(Validity))
+		if err != nil {
+			return nil, err
 		}
-		if c, err = ParseString(strings.TrimSpace(string(b))); err == nil {
+		certs = append(certs, c)
+	}
+	if len(t.keys) == 0 {
+		path := filepath.Join(t.dir, CertFile)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("hostcert: this host holds no user key (%s) and has no certificate: %w; make one on a host that holds it with btmm-client certify", filepath.Join(t.dir, KeyFile), err)
+		}
+		c, err := ParseString(strings.TrimSpace(string(b)))
+		if err == nil {
 			err = c.Verify(t.pins, name, ula, static, now)
 		}
 		if err != nil {
-			return Cert{}, fmt.Errorf("hostcert: %s: %w", path, err)
+			return nil, fmt.Errorf("hostcert: %s: %w", path, err)
 		}
+		certs = []Cert{c}
 	}
-	if err != nil {
-		return Cert{}, err
-	}
-	t.own = &c
-	return c, nil
+	t.own = certs
+	return slices.Clone(certs), nil
 }
 
 // NeedsRenewal reports whether this host's certificate should be signed
@@ -165,15 +163,15 @@ func (t *Trust) HostCert(name string, ula netip.Addr, static [32]byte) (Cert, er
 func (t *Trust) NeedsRenewal() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.own == nil || t.own.NeedsRenewal(t.now())
+	return len(t.own) == 0 || t.own[0].NeedsRenewal(t.now())
 }
 
 // Check decides whether the host name, whose records give ula, the static
-// key and cert (the TXT record's "cert=" string, "" if none), is one of
-// the user's hosts. A refusal is kept for Status until the host is
-// accepted or Keep drops it.
-func (t *Trust) Check(name string, ula netip.Addr, static [32]byte, cert string) error {
-	k := checkKey{host: dns.CanonicalName(name), cert: cert, ula: ula, static: static}
+// key and certs (the TXT record's "cert=" strings, none if none), is one
+// of the user's hosts: it is if one of the certificates is valid. A
+// refusal is kept for Status until the host is accepted or Keep drops it.
+func (t *Trust) Check(name string, ula netip.Addr, static [32]byte, certs []string) error {
+	k := checkKey{host: dns.CanonicalName(name), certs: strings.Join(certs, " "), ula: ula, static: static}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c, ok := t.checked[k]
@@ -208,19 +206,34 @@ func (t *Trust) Check(name string, ula netip.Addr, static [32]byte, cert string)
 }
 
 // verify checks what does not depend on time or revocation; t.mu is held.
+// Of several certificates, the first valid one counts (the one that
+// expires last, if several are); with none valid, the error of the first
+// under a pinned key, else the first error.
 func (t *Trust) verify(k checkKey) checked {
-	if k.cert == "" {
+	if k.certs == "" {
 		return checked{err: fmt.Errorf("%w in its TXT record", ErrNoCert)}
 	}
-	c, err := ParseString(k.cert)
-	if err != nil {
-		return checked{err: err}
+	var best *checked
+	var firstErr error
+	for _, s := range strings.Fields(k.certs) {
+		c, err := ParseString(s)
+		if err == nil {
+			// At a time inside the validity; Check compares with now.
+			err = c.Verify(t.pins, k.host, k.ula, k.static, time.Unix(int64(min(c.NotBefore, 1<<62)), 0))
+		}
+		switch {
+		case err == nil:
+			if best == nil || c.NotAfter > best.cert.NotAfter {
+				best = &checked{cert: c}
+			}
+		case firstErr == nil || errors.Is(firstErr, ErrUnknownKey) && !errors.Is(err, ErrUnknownKey):
+			firstErr = err
+		}
 	}
-	// Verify at a time inside the validity; Check compares with now.
-	if err := c.Verify(t.pins, k.host, k.ula, k.static, time.Unix(int64(min(c.NotBefore, 1<<62)), 0)); err != nil {
-		return checked{err: err}
+	if best != nil {
+		return *best
 	}
-	return checked{cert: c}
+	return checked{err: firstErr}
 }
 
 // Keep drops the refusals of hosts not in hosts (they left the list).
@@ -285,11 +298,11 @@ func (t *Trust) Status() Status {
 	for _, p := range t.pins {
 		s.Pins = append(s.Pins, fmt.Sprintf("%x", p.ID()))
 	}
-	if t.key.Valid() {
-		s.Signer = fmt.Sprintf("%x", t.key.Public().ID())
+	for _, k := range t.keys {
+		s.Signers = append(s.Signers, fmt.Sprintf("%x", k.Public().ID()))
 	}
-	if t.own != nil {
-		s.CertNotAfter = time.Unix(int64(min(t.own.NotAfter, 1<<62)), 0).UTC()
+	if len(t.own) > 0 {
+		s.CertNotAfter = time.Unix(int64(min(t.own[0].NotAfter, 1<<62)), 0).UTC()
 	}
 	if t.list != nil {
 		s.RevocationSerial, s.Revoked = t.list.Serial, len(t.list.Keys)

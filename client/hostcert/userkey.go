@@ -122,11 +122,12 @@ func (k UserKey) sign(msg []byte) []byte { return ed25519.Sign(k.priv, msg) }
 // The files
 //
 // Both are text: '#' comment lines, blank lines, and base64 lines. The key
-// file holds exactly one line, the 32-octet seed; the pin file one or more
-// public keys. Written by WriteKeyFile and WritePinFile:
+// file holds one or more 32-octet seeds (the first is the key in use; a
+// second is kept while the user key is being replaced), the pin file one
+// or more public keys. Written by FormatKeyFile and FormatPinFile:
 //
 //	# btmm-client user key: Ed25519 private seed, base64. Keep it secret.
-//	# Public key: <base64>
+//	# Public key: <base64> (ID <hex>)
 //	<base64 seed>
 //
 //	# btmm-client: the user's public keys that this host trusts.
@@ -163,22 +164,33 @@ func lines(b []byte, n int) ([][]byte, error) {
 	return out, nil
 }
 
-// ParseKeyFile reads the text of a user key file.
-func ParseKeyFile(b []byte) (UserKey, error) {
+// ParseKeyFile reads the text of a user key file: one key or more, the
+// first the one in use, the others kept while the user key is replaced.
+func ParseKeyFile(b []byte) ([]UserKey, error) {
 	l, err := lines(b, ed25519.SeedSize)
-	if err == nil && len(l) != 1 {
-		err = fmt.Errorf("%d keys in it, want one", len(l))
+	if err == nil && len(l) == 0 {
+		err = errors.New("no key in it")
 	}
 	if err != nil {
-		return UserKey{}, fmt.Errorf("hostcert: user key file: %w", err)
+		return nil, fmt.Errorf("hostcert: user key file: %w", err)
 	}
-	return UserKeyFromSeed([32]byte(l[0])), nil
+	out := make([]UserKey, len(l))
+	for i, v := range l {
+		out[i] = UserKeyFromSeed([32]byte(v))
+	}
+	return out, nil
 }
 
-// FormatKeyFile is the text of k's key file.
-func FormatKeyFile(k UserKey) []byte {
-	return fmt.Appendf(nil, "# btmm-client user key: Ed25519 private seed, base64. Keep it secret.\n# Public key: %s\n%s\n",
-		k.Public(), base64.StdEncoding.EncodeToString(k.seed[:]))
+// FormatKeyFile is the text of the key file of keys.
+func FormatKeyFile(keys ...UserKey) []byte {
+	b := []byte("# btmm-client user key: Ed25519 private seed, base64. Keep it secret.\n")
+	for _, k := range keys {
+		b = fmt.Appendf(b, "# Public key: %s (ID %x)\n", k.Public(), k.Public().ID())
+	}
+	for _, k := range keys {
+		b = fmt.Appendf(b, "%s\n", base64.StdEncoding.EncodeToString(k.seed[:]))
+	}
+	return b
 }
 
 // ParsePinFile reads the text of a pin file: at least one key.
@@ -215,21 +227,21 @@ func FormatPinFile(keys ...PublicKey) []byte {
 
 // LoadKeyFile reads a user key file, which must be a regular file that
 // neither group nor others may read or write.
-func LoadKeyFile(path string) (UserKey, error) {
+func LoadKeyFile(path string) ([]UserKey, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return UserKey{}, err
+		return nil, err
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0 {
-		return UserKey{}, fmt.Errorf("hostcert: %s: %w: mode %v; chmod 600 it", path, ErrInsecureKeyFile, fi.Mode())
+		return nil, fmt.Errorf("hostcert: %s: %w: mode %v; chmod 600 it", path, ErrInsecureKeyFile, fi.Mode())
 	}
 	b, err := readMax(path)
 	if err != nil {
-		return UserKey{}, err
+		return nil, err
 	}
 	k, err := ParseKeyFile(b)
 	if err != nil {
-		return UserKey{}, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return k, nil
 }

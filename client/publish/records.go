@@ -28,9 +28,9 @@ type Host struct {
 	// Services are the host's services (RFC 6763), each published as an
 	// instance named after the host.
 	Services []dnssd.Service
-	// Cert, if set, is the host's certificate as its TXT string
-	// ("cert=…", package hostcert), published beside pk=.
-	Cert string
+	// Certs are the host's certificates as TXT strings ("cert=…",
+	// package hostcert), published beside pk=.
+	Certs []string
 	// Extra records are published with the host's and renewed with them,
 	// but never deleted by it: names the user's hosts share (the
 	// revocation list), which their leases end.
@@ -66,7 +66,7 @@ func (h Host) ListName() string { return "_autotunnel._udp." + h.domain() }
 //	_autotunnel._udp.laptop.alice.ZONE. SRV 0 0 PORT AutoTunnel-….alice.ZONE.
 //	AutoTunnel-….alice.ZONE.           A    PUBLIC-IPv4
 //	AutoTunnel-….alice.ZONE.           AAAA ULA
-//	AutoTunnel-….alice.ZONE.           TXT  "txtvers=1" "pk=KEY" ["cert=CERT"] "ciphers=…"
+//	AutoTunnel-….alice.ZONE.           TXT  "txtvers=1" "pk=KEY" ["cert=CERT" ...] "ciphers=…"
 //	laptop.alice.ZONE.                 AAAA ULA
 //	_autotunnel._udp.alice.ZONE.       PTR  laptop.alice.ZONE.
 func (h Host) Records() ([]dns.RR, error) {
@@ -79,10 +79,7 @@ func (h Host) Records() ([]dns.RR, error) {
 	hdr := func(name string, t uint16) dns.RR_Header {
 		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: h.TTL}
 	}
-	txt := []string{txtVersion, "pk=" + h.Key, ciphers}
-	if h.Cert != "" {
-		txt = []string{txtVersion, "pk=" + h.Key, h.Cert, ciphers}
-	}
+	txt := append(append([]string{txtVersion, "pk=" + h.Key}, h.Certs...), ciphers)
 	return []dns.RR{
 		&dns.SRV{Hdr: hdr(h.SRVName(), dns.TypeSRV), Port: h.Public.Port(), Target: h.LabelName()},
 		&dns.A{Hdr: hdr(h.LabelName(), dns.TypeA), A: h.Public.Addr().AsSlice()},

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,7 +37,7 @@ type Peer struct {
 	ULA     netip.Addr     `json:"ula,omitzero"`     // its tunnel address
 	Public  netip.AddrPort `json:"public,omitzero"`  // its NAT's address and mapped port
 	Key     string         `json:"key,omitempty"`    // its static X25519 public key, base64
-	Cert    string         `json:"cert,omitempty"`   // its TXT record's cert= string, whole (package hostcert)
+	Certs   []string       `json:"certs,omitempty"`  // its TXT record's cert= strings, whole (package hostcert)
 	Changed time.Time      `json:"changed,omitzero"` // when any of this last changed
 }
 
@@ -593,12 +594,12 @@ func (w *Watcher) update(h *hostState) {
 					p.Key = k
 				}
 				if strings.HasPrefix(s, "cert=") {
-					p.Cert = s
+					p.Certs = append(p.Certs, s)
 				}
 			}
 		}
 	}
-	if p.ULA != h.peer.ULA || p.Public != h.peer.Public || p.Key != h.peer.Key || p.Cert != h.peer.Cert || p.Label != h.peer.Label {
+	if p.ULA != h.peer.ULA || p.Public != h.peer.Public || p.Key != h.peer.Key || !slices.Equal(p.Certs, h.peer.Certs) || p.Label != h.peer.Label {
 		p.Changed = time.Now()
 		w.cfg.Logf("watch: peer %s at %v (tunnel address %v)", p.Host, p.Public, p.ULA)
 	}

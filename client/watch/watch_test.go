@@ -490,7 +490,7 @@ func TestCertAndExtra(t *testing.T) {
 		}
 	})
 	changed(t, w)
-	if p := w.Peers(); len(p) != 1 || p[0].Cert != "cert=AQID" {
+	if p := w.Peers(); len(p) != 1 || !slices.Equal(p[0].Certs, []string{"cert=AQID"}) {
 		t.Fatalf("peers %+v", p)
 	}
 	s.add(rl + ` 60 IN TXT "txtvers=1" "rl=BBBB"`)

@@ -183,8 +183,8 @@ func printTrust(out io.Writer, tr daemon.TrustStatus) {
 		return
 	}
 	signer := "no (certificate from host.cert)"
-	if tr.Signer != "" {
-		signer = "yes, key " + tr.Signer
+	if len(tr.Signers) > 0 {
+		signer = fmt.Sprintf("yes, key %v", tr.Signers)
 	}
 	fmt.Fprintf(out, "\ntrust: user key %v; signs here: %s; own certificate until %s; %d keys revoked (list serial %d)\n",
 		tr.Pins, signer, tr.CertNotAfter.Format(time.DateTime), tr.Revoked, tr.RevocationSerial)

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,7 +77,7 @@ func enroll(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var key hostcert.UserKey
+	var keys []hostcert.UserKey // the new key, or the keys of --user-key
 	var pub hostcert.PublicKey
 	switch {
 	case *pin != "":
@@ -84,41 +85,60 @@ func enroll(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	case *keyFile != "":
-		if key, err = hostcert.LoadKeyFile(*keyFile); err != nil {
+		if keys, err = hostcert.LoadKeyFile(*keyFile); err != nil {
 			return err
 		}
 	case *newKey:
-		if key, err = hostcert.NewUserKey(); err != nil {
+		k, err := hostcert.NewUserKey()
+		if err != nil {
 			return err
 		}
+		keys = []hostcert.UserKey{k}
 	default:
 		pw, err := readPassword(*passwordFile, cfg.Domain(), stderr)
 		if err != nil {
 			return err
 		}
-		if key, err = hostcert.DeriveUserKey(pw, cfg.Domain()); err != nil {
+		k, err := hostcert.DeriveUserKey(pw, cfg.Domain())
+		if err != nil {
 			return err
 		}
+		keys = []hostcert.UserKey{k}
 	}
-	if key.Valid() {
-		pub = key.Public()
+	if len(keys) > 0 {
+		pub = keys[0].Public()
 	}
 	pins := []hostcert.PublicKey{pub}
+	for _, k := range keys {
+		if !slices.Contains(pins, k.Public()) {
+			pins = append(pins, k.Public())
+		}
+	}
 	pinPath := filepath.Join(cfg.StateDir, hostcert.PinFile)
+	keyPath := filepath.Join(cfg.StateDir, hostcert.KeyFile)
 	if *add {
+		// The keys already pinned and held stay, after the new one.
 		old, err := hostcert.LoadPinFile(pinPath)
 		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			return err
 		}
 		for _, o := range old {
-			if o != pub {
+			if !slices.Contains(pins, o) {
 				pins = append(pins, o)
 			}
 		}
+		held, err := hostcert.LoadKeyFile(keyPath)
+		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			return err
+		}
+		for _, h := range held {
+			if !slices.ContainsFunc(keys, func(k hostcert.UserKey) bool { return k.Public() == h.Public() }) {
+				keys = append(keys, h)
+			}
+		}
 	}
-	keyPath := filepath.Join(cfg.StateDir, hostcert.KeyFile)
-	if key.Valid() {
-		if err := hostcert.WriteFile(keyPath, hostcert.FormatKeyFile(key), 0o600); err != nil {
+	if len(keys) > 0 {
+		if err := hostcert.WriteFile(keyPath, hostcert.FormatKeyFile(keys...), 0o600); err != nil {
 			return err
 		}
 	} else if err := os.Remove(keyPath); err != nil && !errors.Is(err, iofs.ErrNotExist) {
@@ -127,13 +147,22 @@ func enroll(args []string, stdout, stderr io.Writer) error {
 	if err := hostcert.WriteFile(pinPath, hostcert.FormatPinFile(pins...), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "enrolled %s: user key %s (ID %x) pinned in %s\n", cfg.HostName(), pub, pub.ID(), pinPath)
-	if key.Valid() {
+	for i, p := range pins {
+		what := "pinned"
+		if i > 0 {
+			what = "still pinned"
+		}
+		fmt.Fprintf(stdout, "%s user key %s (ID %x) in %s\n", what, p, p.ID(), pinPath)
+	}
+	switch {
+	case len(keys) > 1:
+		fmt.Fprintf(stdout, "this host signs its certificate with each of %d user keys in %s, so that hosts pinning any of them accept it\n", len(keys), keyPath)
+	case len(keys) == 1:
 		fmt.Fprintf(stdout, "this host signs its own certificate with the user key in %s\n", keyPath)
-	} else {
+	default:
 		fmt.Fprintf(stdout, "this host holds no user key: give it %s, made with btmm-client certify on a host that does\n", filepath.Join(cfg.StateDir, hostcert.CertFile))
 	}
-	fmt.Fprintf(stdout, "restart btmm-client run to use it; from then on it accepts only hosts with a certificate from this key\n")
+	fmt.Fprintf(stdout, "enrolled %s; restart btmm-client run to use it: from then on it accepts only hosts with a certificate from a pinned key\n", cfg.HostName())
 	return nil
 }
 
@@ -164,10 +193,11 @@ func certify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	uk, err := hostcert.LoadKeyFile(filepath.Join(cfg.StateDir, hostcert.KeyFile))
+	keys, err := hostcert.LoadKeyFile(filepath.Join(cfg.StateDir, hostcert.KeyFile))
 	if err != nil {
 		return fmt.Errorf("this host cannot sign: %w", err)
 	}
+	uk := keys[0]
 	a, err := netip.ParseAddr(*ula)
 	if err != nil {
 		return usageError{err}
@@ -226,7 +256,7 @@ func revoke(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !trust.Key().Valid() {
+	if len(trust.Keys()) == 0 {
 		return fmt.Errorf("this host holds no user key (%s): revoke on one that does", filepath.Join(cfg.StateDir, hostcert.KeyFile))
 	}
 	var statics [][32]byte
@@ -259,11 +289,20 @@ func revoke(args []string, stdout, stderr io.Writer) error {
 		statics = append(statics, old.Keys...)
 		serial = old.Serial
 	}
-	list, err := hostcert.SignRevocations(trust.Key(), cfg.Domain(), hostcert.NextSerial(serial, time.Now()), statics)
-	if err != nil {
-		return err
+	// Signed with each key held, so that while the user key is being
+	// replaced, hosts that pin either take it.
+	serial = hostcert.NextSerial(serial, time.Now())
+	var lists []hostcert.Revocations
+	var txts [][]string
+	for _, k := range trust.Keys() {
+		l, err := hostcert.SignRevocations(k, cfg.Domain(), serial, statics)
+		if err != nil {
+			return err
+		}
+		lists, txts = append(lists, l), append(txts, l.TXT())
 	}
-	if _, err := trust.SetRevocations([][]string{list.TXT()}); err != nil {
+	list := lists[0]
+	if _, err := trust.SetRevocations(txts); err != nil {
 		return err
 	}
 	key, err := cfg.LoadKey()
@@ -278,7 +317,9 @@ func revoke(args []string, stdout, stderr io.Writer) error {
 	name := hostcert.RevocationName(cfg.Domain())
 	m := new(dns.Msg).SetUpdate(dns.Fqdn(cfg.Zone))
 	m.RemoveRRset([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT}}})
-	m.Insert([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: list.TXT()}})
+	for _, txt := range txts {
+		m.Insert([]dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: txt}})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := pub.Send(ctx, m); err != nil {

@@ -43,7 +43,7 @@ func TestEnrollAndCertify(t *testing.T) {
 			t.Fatal(err)
 		}
 		k, err := hostcert.LoadKeyFile(filepath.Join(state, hostcert.KeyFile))
-		if err != nil || len(pins) != 1 || k.Public() != pins[0] {
+		if err != nil || len(pins) != 1 || len(k) != 1 || k[0].Public() != pins[0] {
 			t.Fatalf("%v %v", pins, err)
 		}
 		pubs = append(pubs, pins[0].String())
@@ -54,7 +54,7 @@ func TestEnrollAndCertify(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, err := hostcert.LoadKeyFile(ukFile)
-	if err != nil || pubs[0] != pubs[1] || k.Public().String() != pubs[0] {
+	if err != nil || pubs[0] != pubs[1] || k[0].Public().String() != pubs[0] {
 		t.Fatalf("%v: %v %v", err, pubs, k)
 	}
 	if !strings.Contains(errOut.String(), pubs[0]) {
@@ -85,9 +85,9 @@ func TestEnrollAndCertify(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := parseStatic(static)
-	c, err := tr.HostCert("nas.alice.members.example.com.", mustAddr(ula), s)
-	if err != nil || time.Until(time.Unix(int64(c.NotAfter), 0)) < 364*24*time.Hour {
-		t.Fatalf("%+v %v", c, err)
+	cs, err := tr.HostCerts("nas.alice.members.example.com.", mustAddr(ula), s)
+	if err != nil || time.Until(time.Unix(int64(cs[0].NotAfter), 0)) < 364*24*time.Hour {
+		t.Fatalf("%+v %v", cs, err)
 	}
 	if err := run([]string{"certify", "--config", conf, "--host", "x", "--ula", ula, "--key", static}, &out, &errOut); err == nil {
 		t.Error("a pin-only host certified")
@@ -101,3 +101,35 @@ func TestEnrollAndCertify(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// enroll --add keeps the keys pinned and held, after the new one; without
+// it, only the new one stays.
+func TestEnrollAdd(t *testing.T) {
+	conf, state := trustConfig(t, "desktop")
+	var out, errOut bytes.Buffer
+	if err := run([]string{"enroll", "--config", conf, "--new"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := hostcert.LoadKeyFile(filepath.Join(state, hostcert.KeyFile))
+	nuFile := filepath.Join(t.TempDir(), "new.key")
+	if err := run([]string{"keygen", "--user", "alice", "--zone", "members.example.com", "--user-key", nuFile}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	nu, _ := hostcert.LoadKeyFile(nuFile)
+	if err := run([]string{"enroll", "--config", conf, "--user-key", nuFile, "--add"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	pins, _ := hostcert.LoadPinFile(filepath.Join(state, hostcert.PinFile))
+	keys, _ := hostcert.LoadKeyFile(filepath.Join(state, hostcert.KeyFile))
+	if len(pins) != 2 || pins[0] != nu[0].Public() || pins[1] != old[0].Public() || len(keys) != 2 || keys[0].Public() != nu[0].Public() {
+		t.Fatalf("after --add: pins %v, keys %v", pins, keys)
+	}
+	if err := run([]string{"enroll", "--config", conf, "--user-key", nuFile}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	pins, _ = hostcert.LoadPinFile(filepath.Join(state, hostcert.PinFile))
+	keys, _ = hostcert.LoadKeyFile(filepath.Join(state, hostcert.KeyFile))
+	if len(pins) != 1 || pins[0] != nu[0].Public() || len(keys) != 1 {
+		t.Fatalf("after the overlap: pins %v, keys %v", pins, keys)
+	}
+}
