@@ -230,7 +230,6 @@ func operatorUpdate(t *testing.T, l *lab.Lab, s *coredns.Server, label string, t
 	}
 }
 
-
 // TestTrustRevoke: three of alice's hosts, enrolled. The desktop revokes
 // the laptop (btmm-client revoke laptop): the signed list reaches the
 // other two by push, and both refuse the laptop within a second, drop its

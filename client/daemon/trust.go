@@ -37,6 +37,7 @@ func loadTrust(cfg *config.Config, logf func(string, ...any)) (*hostcert.Trust, 
 	if err != nil {
 		return nil, err
 	}
+	t.Logf = logf
 	st := t.Status()
 	logf("trust: peers need a certificate from user key %v; revocation list serial %d", st.Pins, st.RevocationSerial)
 	return t, nil
@@ -93,6 +94,9 @@ func (d *Daemon) trustRecords(name string, rrs []dns.RR) {
 	if changed {
 		r, _ := d.trust.Revocations()
 		d.logf("trust: revocation list serial %d: %d host keys revoked", r.Serial, len(r.Keys))
+		if r.Revoked(d.keys.Public) {
+			d.logf("TRUST: this host's key is on the user's revocation list: the user's other hosts refuse it")
+		}
 		// Keep it published, so that it outlives the lease of whoever
 		// published it first.
 		d.publishHost()

@@ -24,6 +24,9 @@ type Trust struct {
 	pins   []PublicKey
 	keys   []UserKey // none on a host that does not sign
 	now    func() time.Time
+	// Logf, if set before the Trust is shared, is told of each new
+	// refusal.
+	Logf func(string, ...any)
 
 	// mu guards following.
 	mu      sync.Mutex
@@ -201,6 +204,9 @@ func (t *Trust) Check(name string, ula netip.Addr, static [32]byte, certs []stri
 	if r := t.refused[k.host]; r == nil || r.key != k || r.Reason != err.Error() {
 		t.total++
 		t.refused[k.host] = &Refusal{Host: k.host, Reason: err.Error(), Since: t.now(), key: k}
+		if t.Logf != nil {
+			t.Logf("trust: refusing %s (tunnel address %v): %v", k.host, ula, err)
+		}
 	}
 	return err
 }

@@ -47,7 +47,8 @@ Usage:
         Show what the running client knows: this host, its mapping, the
         servers it uses, the user's other hosts (peers) and the tunnel to
         each: endpoint, cipher, SA age, last handshake, bytes, drops by
-        reason.
+        reason; and how peers are trusted: the pinned user key, and the
+        hosts refused, each with the reason.
   btmm-client browse --config FILE [--push auto|dns-push|llq] [--json] [--once] [TYPE]
         List the services (DNS-SD, RFC 6763) that the user's hosts publish
         (the services setting), live: "+ INSTANCE  TYPE  TARGET:PORT  TXT"
