@@ -42,10 +42,11 @@ func enrollClient(t *testing.T, c *labClient) string {
 	return out
 }
 
-// startEnrolled starts alice's host on ns, enrolled.
-func startEnrolled(t *testing.T, l *lab.Lab, dir, ns, host string) *labClient {
+// startEnrolled starts alice's host on ns, enrolled, with runArgs added
+// to run's arguments.
+func startEnrolled(t *testing.T, l *lab.Lab, dir, ns, host string, runArgs ...string) *labClient {
 	t.Helper()
-	c := newUserClient(t, l, dir, ns, host, alice)
+	c := newUserClient(t, l, dir, ns, host, alice, runArgs...)
 	enrollClient(t, c)
 	c.start(l)
 	t.Cleanup(func() {
@@ -232,16 +233,17 @@ func operatorUpdate(t *testing.T, l *lab.Lab, s *coredns.Server, label string, t
 
 // TestTrustRevoke: three of alice's hosts, enrolled. The desktop revokes
 // the laptop (btmm-client revoke laptop): the signed list reaches the
-// other two by push, and both refuse the laptop within a second, drop its
-// tunnel, and still refuse it after a restart (the list is kept), while
-// the desktop and the NAS still reach each other.
+// other two by push (DNS Push for the desktop, an LLQ event for the NAS),
+// and both refuse the laptop within two seconds, drop its tunnel, and
+// still refuse it after a restart (the list is kept), while the desktop
+// and the NAS still reach each other.
 func TestTrustRevoke(t *testing.T) {
 	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
 	dir := t.TempDir()
 	labServer(t, l, dir)
 	desktop := startEnrolled(t, l, dir, "hostA", "desktop")
 	laptop := startEnrolled(t, l, dir, "hostB", "laptop")
-	nas := startEnrolled(t, l, dir, "hostC", "nas")
+	nas := startEnrolled(t, l, dir, "hostC", "nas", "--set", "push=llq")
 	nasAt := netip.AddrPortFrom(l.Addr("hostC"), 4500)
 	laptopAt := netip.AddrPortFrom(l.WAN("routerB"), 4500)
 	desktop.waitPeer(nas.name, nasAt, 10*time.Second)
@@ -275,6 +277,9 @@ func TestTrustRevoke(t *testing.T) {
 	nas.stop()
 	nas.start(l)
 	nas.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	if st, _ := nas.status(); st.Watch.Mode != "llq" {
+		t.Errorf("the NAS watches by %s, not LLQ", st.Watch.Mode)
+	}
 	nas.waitRefused(laptop.name, "revoked", 10*time.Second)
 	pingWithin(t, l, nas, desktopULA, 10*time.Second)
 	st, _ := nas.status()
