@@ -349,8 +349,9 @@ func TestTrustMigrate(t *testing.T) {
 // server's help and without losing a tunnel. First each host takes the new
 // key beside the old (enroll --add: it pins both and publishes a
 // certificate under each), then each drops the old one. At every step the
-// desktop and the laptop reach each other. Afterwards a host still on the
-// old key alone is refused.
+// desktop and the laptop reach each other. A host revoked before under the
+// old key stays revoked (the list is signed again with the new key), and
+// afterwards a host still on the old key alone is refused.
 func TestTrustRotate(t *testing.T) {
 	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
 	dir := t.TempDir()
@@ -363,6 +364,16 @@ func TestTrustRotate(t *testing.T) {
 	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
 
 	client := coredns.Built(t, "btmm-client")
+	retired := startEnrolled(t, l, dir, "hostC", "retired")
+	desktop.waitPeer(retired.name, netip.AddrPortFrom(l.Addr("hostC"), 4500), 10*time.Second)
+	if out, err := l.Exec("hostA", client, "revoke", "--config", desktop.config, "retired").CombinedOutput(); err != nil {
+		t.Fatalf("btmm-client revoke retired: %v\n%s", err, out)
+	}
+	for _, c := range []*labClient{desktop, laptop} {
+		c.waitRefused(retired.name, "revoked", 5*time.Second)
+	}
+	oldSerial := func() uint64 { st, _ := desktop.status(); return st.Trust.RevocationSerial }()
+
 	newKey := filepath.Join(dir, "alice-new.userkey")
 	if out, err := run(t, "", client, "keygen", "--user", "alice", "--zone", "members.example.com", "--user-key", newKey); err != nil {
 		t.Fatalf("keygen --user-key: %v\n%s", err, out)
@@ -390,10 +401,16 @@ func TestTrustRotate(t *testing.T) {
 	step(laptop, "drops the old key")
 	for _, c := range []*labClient{desktop, laptop} {
 		st, _ := c.status()
-		if len(st.Trust.Pins) != 1 || len(st.Trust.Signers) != 1 || st.Trust.Pins[0] != st.Trust.Signers[0] || len(st.Trust.Refused) != 0 {
+		if len(st.Trust.Pins) != 1 || len(st.Trust.Signers) != 1 || st.Trust.Pins[0] != st.Trust.Signers[0] {
 			t.Fatalf("%s after the rotation: %+v", c.name, st.Trust)
 		}
+		// Refused now for its old key alone; the list still holds it.
+		c.waitRefused(retired.name, "not pinned", 5*time.Second)
+		if st.Trust.Revoked != 1 || st.Trust.RevocationSerial <= oldSerial {
+			t.Errorf("%s's revocation list after the rotation: %+v (serial %d before)", c.name, st.Trust, oldSerial)
+		}
 	}
+	retired.stop()
 
 	// A host enrolled with the old key only (the password's) is refused.
 	stale := startEnrolled(t, l, dir, "hostC", "stale")

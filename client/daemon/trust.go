@@ -38,6 +38,9 @@ func loadTrust(cfg *config.Config, logf func(string, ...any)) (*hostcert.Trust, 
 		return nil, err
 	}
 	t.Logf = logf
+	if t.Warning != "" {
+		logf("TRUST: %s", t.Warning)
+	}
 	st := t.Status()
 	logf("trust: peers need a certificate from user key %v; revocation list serial %d", st.Pins, st.RevocationSerial)
 	return t, nil

@@ -385,3 +385,56 @@ func newTrust(t *testing.T, pins []PublicKey) *Trust {
 	}
 	return tr
 }
+
+// When the user key is dropped, the kept revocation list is signed again
+// by the new one (Resign); a kept list that no pinned key signed is
+// ignored, with a warning, rather than stop the host. A full list (1,024
+// keys) is kept and read back.
+func TestResignAndKeptList(t *testing.T) {
+	old, nu := seedKey(1), seedKey(2)
+	dir := t.TempDir()
+	WriteFile(filepath.Join(dir, PinFile), FormatPinFile(old.Public()), 0o644)
+	tr, err := Load(dir, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var many [][32]byte
+	for i := range MaxRevoked {
+		many = append(many, [32]byte{byte(i), byte(i >> 8), 1})
+	}
+	r, _ := SignRevocations(old, domain, 10, many)
+	if ok, err := tr.SetRevocations([][]string{r.TXT()}); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if back, err := Load(dir, domain); err != nil || back.Warning != "" {
+		t.Fatalf("%v %q", err, back.Warning)
+	} else if l, ok := back.Revocations(); !ok || len(l.Keys) != MaxRevoked {
+		t.Fatalf("the kept list: %d keys", len(l.Keys))
+	}
+
+	// The old key dropped without signing the list again: ignored.
+	WriteFile(filepath.Join(dir, PinFile), FormatPinFile(nu.Public()), 0o644)
+	back, err := Load(dir, domain)
+	if err != nil || back.Warning == "" {
+		t.Fatalf("%v %q", err, back.Warning)
+	}
+	if _, ok := back.Revocations(); ok {
+		t.Fatal("a list under an unpinned key is in force")
+	}
+	// Signed again, as enroll does.
+	ok, err := Resign(dir, domain, []PublicKey{old.Public()}, []PublicKey{nu.Public()}, nu)
+	if !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	back, err = Load(dir, domain)
+	if err != nil || back.Warning != "" {
+		t.Fatalf("%v %q", err, back.Warning)
+	}
+	if l, ok := back.Revocations(); !ok || l.Serial <= 10 || len(l.Keys) != MaxRevoked || l.KeyID != nu.Public().ID() {
+		t.Fatalf("after Resign: %+v", l.Serial)
+	}
+	// Nothing to do when the list is valid under the new pins already.
+	if ok, _ := Resign(dir, domain, []PublicKey{nu.Public()}, []PublicKey{nu.Public()}, nu); ok {
+		t.Fatal("signed again for nothing")
+	}
+}

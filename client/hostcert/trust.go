@@ -27,6 +27,8 @@ type Trust struct {
 	// Logf, if set before the Trust is shared, is told of each new
 	// refusal.
 	Logf func(string, ...any)
+	// Warning, set by Load, says what it ignored.
+	Warning string
 
 	// mu guards following.
 	mu      sync.Mutex
@@ -102,15 +104,18 @@ func Load(dir, domain string) (*Trust, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, RevokedFile)); err == nil {
-		r, err := ParseRevocationsTXT(strings.Fields(string(b)))
-		if err == nil {
-			err = r.Verify(pins, t.domain)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("hostcert: %s: %w", filepath.Join(dir, RevokedFile), err)
-		}
+	r, err := loadRevocations(dir)
+	if err == nil {
+		err = r.Verify(pins, t.domain)
+	}
+	switch {
+	case err == nil:
 		t.list = &r
+	case !errors.Is(err, fs.ErrNotExist):
+		// Signed by a key no longer pinned (and not signed again when it
+		// was dropped: a host that holds no user key), or damaged: the
+		// list in the user's domain takes its place when it comes.
+		t.Warning = fmt.Sprintf("the kept revocation list %s is not valid under the pinned keys (%v): ignored until a valid one is published", filepath.Join(dir, RevokedFile), err)
 	}
 	return t, nil
 }
@@ -279,7 +284,7 @@ func (t *Trust) SetRevocations(txts [][]string) (bool, error) {
 	}
 	t.list = best
 	if t.dir != "" {
-		if err := WriteFile(filepath.Join(t.dir, RevokedFile), []byte(strings.Join(best.TXT(), "\n")+"\n"), 0o644); err != nil {
+		if err := saveRevocations(t.dir, *best); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -328,4 +333,42 @@ func (t *Trust) Status() Status {
 // completing handshakes with hosts still on the server-held PSK.
 func TunnelPSK(domain string) [32]byte {
 	return pskOf(dns.CanonicalName(domain))
+}
+
+// loadRevocations reads the list kept in dir, unchecked; the error wraps
+// fs.ErrNotExist if there is none.
+func loadRevocations(dir string) (Revocations, error) {
+	// MaxRevoked keys in base64, "rl=" every 248 characters, and a line
+	// break each: under 64 KiB.
+	b, err := readLimit(filepath.Join(dir, RevokedFile), 64<<10)
+	if err != nil {
+		return Revocations{}, err
+	}
+	return ParseRevocationsTXT(strings.Fields(string(b)))
+}
+
+// saveRevocations keeps r in dir: its TXT strings, one a line.
+func saveRevocations(dir string, r Revocations) error {
+	return WriteFile(filepath.Join(dir, RevokedFile), []byte(strings.Join(r.TXT(), "\n")+"\n"), 0o644)
+}
+
+// Resign keeps the revocation list kept in dir valid when the pinned keys
+// change from oldPins to newPins: a list valid under oldPins but not
+// under newPins is signed again by key (one of newPins) with the next
+// serial, and kept. It reports whether it did. Without it, a host that
+// drops the user key a list was signed with would forget the revoked
+// keys.
+func Resign(dir, domain string, oldPins, newPins []PublicKey, key UserKey) (bool, error) {
+	r, err := loadRevocations(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || r.Verify(oldPins, domain) != nil || r.Verify(newPins, domain) == nil {
+		return false, nil
+	}
+	n, err := SignRevocations(key, domain, NextSerial(r.Serial, time.Now()), r.Keys)
+	if err != nil {
+		return false, err
+	}
+	return true, saveRevocations(dir, n)
 }

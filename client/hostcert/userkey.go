@@ -259,13 +259,17 @@ func LoadPinFile(path string) ([]PublicKey, error) {
 	return k, nil
 }
 
-func readMax(path string) ([]byte, error) {
+// readMax reads at most fileMax+1 octets of path: the parsers refuse
+// more.
+func readMax(path string) ([]byte, error) { return readLimit(path, fileMax+1) }
+
+func readLimit(path string, n int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, fileMax+1))
+	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // WriteFile writes b to path with mode perm, whole or not at all (a

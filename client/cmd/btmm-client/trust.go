@@ -116,13 +116,13 @@ func enroll(args []string, stdout, stderr io.Writer) error {
 	}
 	pinPath := filepath.Join(cfg.StateDir, hostcert.PinFile)
 	keyPath := filepath.Join(cfg.StateDir, hostcert.KeyFile)
+	oldPins, err := hostcert.LoadPinFile(pinPath)
+	if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		return err
+	}
 	if *add {
 		// The keys already pinned and held stay, after the new one.
-		old, err := hostcert.LoadPinFile(pinPath)
-		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
-			return err
-		}
-		for _, o := range old {
+		for _, o := range oldPins {
 			if !slices.Contains(pins, o) {
 				pins = append(pins, o)
 			}
@@ -135,6 +135,17 @@ func enroll(args []string, stdout, stderr io.Writer) error {
 			if !slices.ContainsFunc(keys, func(k hostcert.UserKey) bool { return k.Public() == h.Public() }) {
 				keys = append(keys, h)
 			}
+		}
+	}
+	if len(keys) > 0 {
+		// A revocation list signed by a key dropped here is signed again
+		// by the new one, so that no revoked key comes back.
+		resigned, err := hostcert.Resign(cfg.StateDir, cfg.Domain(), oldPins, pins, keys[0])
+		if err != nil {
+			return err
+		}
+		if resigned {
+			fmt.Fprintf(stdout, "signed the revocation list kept in %s again with the new key\n", filepath.Join(cfg.StateDir, hostcert.RevokedFile))
 		}
 	}
 	if len(keys) > 0 {
