@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,6 +49,51 @@ func startEnrolled(t *testing.T, l *lab.Lab, dir, ns, host string, runArgs ...st
 	t.Helper()
 	c := newUserClient(t, l, dir, ns, host, alice, runArgs...)
 	enrollClient(t, c)
+	c.start(l)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s:\n%s", c.name, c.out.String())
+		}
+	})
+	return c
+}
+
+// startPinOnly starts alice's host on ns enrolled with her public user
+// key alone (enroll --pin), with the certificate that signer makes for it
+// (the certify command enroll prints, run on signer).
+func startPinOnly(t *testing.T, l *lab.Lab, dir, ns, host string, signer *labClient, runArgs ...string) *labClient {
+	t.Helper()
+	c := newUserClient(t, l, dir, ns, host, alice, runArgs...)
+	pins, err := hostcert.LoadPinFile(filepath.Join(filepath.Dir(signer.config), hostcert.PinFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := coredns.Built(t, "btmm-client")
+	out, err := l.Exec(ns, client, "enroll", "--config", c.config, "--pin", pins[0].String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("enroll --pin: %v\n%s", err, out)
+	}
+	var certify []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "btmm-client" && f[1] == "certify" {
+			certify = f[2:]
+		}
+	}
+	if certify == nil {
+		t.Fatalf("enroll --pin does not say how to certify the host:\n%s", out)
+	}
+	for i, a := range certify {
+		if a == "FILE" {
+			certify[i] = signer.config
+		}
+	}
+	cert, err := exec.Command(client, append([]string{"certify"}, certify...)...).Output()
+	if err != nil {
+		t.Fatalf("certify %q: %v", certify, err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(c.config), hostcert.CertFile), cert, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c.start(l)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -231,19 +277,21 @@ func operatorUpdate(t *testing.T, l *lab.Lab, s *coredns.Server, label string, t
 	}
 }
 
-// TestTrustRevoke: three of alice's hosts, enrolled. The desktop revokes
-// the laptop (btmm-client revoke laptop): the signed list reaches the
-// other two by push (DNS Push for the desktop, an LLQ event for the NAS),
-// and both refuse the laptop within two seconds, drop its tunnel, and
-// still refuse it after a restart (the list is kept), while the desktop
-// and the NAS still reach each other.
+// TestTrustRevoke: three of alice's hosts, enrolled: the desktop and the
+// laptop hold her user key, the NAS only its public half, and a
+// certificate the desktop made for it (btmm-client certify). The desktop
+// revokes the laptop (btmm-client revoke laptop): the signed list reaches
+// the other two by push (DNS Push for the desktop, an LLQ event for the
+// NAS), and both refuse the laptop within two seconds, drop its tunnel,
+// and still refuse it after a restart (the list is kept), while the
+// desktop and the NAS still reach each other.
 func TestTrustRevoke(t *testing.T) {
 	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
 	dir := t.TempDir()
 	labServer(t, l, dir)
 	desktop := startEnrolled(t, l, dir, "hostA", "desktop")
 	laptop := startEnrolled(t, l, dir, "hostB", "laptop")
-	nas := startEnrolled(t, l, dir, "hostC", "nas", "--set", "push=llq")
+	nas := startPinOnly(t, l, dir, "hostC", "nas", desktop, "--set", "push=llq")
 	nasAt := netip.AddrPortFrom(l.Addr("hostC"), 4500)
 	laptopAt := netip.AddrPortFrom(l.WAN("routerB"), 4500)
 	desktop.waitPeer(nas.name, nasAt, 10*time.Second)
@@ -252,7 +300,11 @@ func TestTrustRevoke(t *testing.T) {
 	laptopULA, nasULA, desktopULA := nas.peerULA(laptop.name), desktop.peerULA(nas.name), nas.peerULA(desktop.name)
 	pingWithin(t, l, nas, laptopULA, 10*time.Second)
 	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+	if st, _ := nas.status(); len(st.Trust.Signers) != 0 || len(st.Trust.Pins) != 1 || st.Trust.CertNotAfter.Before(time.Now().Add(300*24*time.Hour)) {
+		t.Errorf("the NAS's trust: %+v", st.Trust)
+	}
 
+	nas.waitStatus("watching by LLQ", 10*time.Second, func(st daemon.Status) bool { return st.Watch.Mode == "llq" })
 	out, err := l.Exec("hostA", coredns.Built(t, "btmm-client"), "revoke", "--config", desktop.config, "laptop").CombinedOutput()
 	revoked := time.Now()
 	if err != nil || !strings.Contains(string(out), "1 keys revoked") {
@@ -277,9 +329,7 @@ func TestTrustRevoke(t *testing.T) {
 	nas.stop()
 	nas.start(l)
 	nas.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
-	if st, _ := nas.status(); st.Watch.Mode != "llq" {
-		t.Errorf("the NAS watches by %s, not LLQ", st.Watch.Mode)
-	}
+	nas.waitStatus("watching by LLQ", 10*time.Second, func(st daemon.Status) bool { return st.Watch.Mode == "llq" })
 	nas.waitRefused(laptop.name, "revoked", 10*time.Second)
 	pingWithin(t, l, nas, desktopULA, 10*time.Second)
 	st, _ := nas.status()

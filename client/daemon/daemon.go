@@ -56,6 +56,7 @@ type Daemon struct {
 	pub     *publish.Publisher
 	watch   *watch.Watcher
 	trust   *hostcert.Trust // nil on a host not enrolled (trust.go)
+	certLog errLog          // the last error of certificates()
 	started time.Time
 
 	// The tunnel; nil when the TUN device could not be made (not root).
@@ -354,7 +355,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		d.logf("netmon: %v (network changes will be noticed at the next renewal only)", err)
 	}
-	trustTick := time.NewTicker(time.Minute)
+	trustTick := time.NewTicker(trustInterval)
 	defer trustTick.Stop()
 	for {
 		select {

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
+	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -113,8 +116,10 @@ func (d *Daemon) certificates() ([]string, []dns.RR) {
 		return nil, nil
 	}
 	certs, err := d.trust.HostCerts(d.cfg.HostName(), d.id.ULA, d.keys.Public)
+	if d.certLog.changed(err) && err != nil {
+		d.logf("TRUST: %v: publishing no certificate, so no peer accepts this host", err)
+	}
 	if err != nil {
-		d.logf("trust: %v: publishing no certificate, so no peer will accept this host", err)
 		return nil, nil
 	}
 	var strs []string
@@ -139,7 +144,11 @@ func (d *Daemon) trustStatus() TrustStatus {
 	return TrustStatus{Mode: "user-key", Status: d.trust.Status()}
 }
 
-// trustTick runs every minute: a certificate due for renewal is signed
+// trustInterval is how often trustTick runs.
+const trustInterval = 10 * time.Second
+
+// trustTick runs every trustInterval: a certificate due for renewal (or
+// one that was missing: host.cert put in place since) is signed or read
 // and published again, and the peers are checked again (a certificate
 // may have expired meanwhile).
 func (d *Daemon) trustTick() {
@@ -151,4 +160,22 @@ func (d *Daemon) trustTick() {
 		d.publishHost()
 	}
 	d.reconcile()
+}
+
+// errLog tells whether an error differs from the last one, so that one
+// that recurs every trustInterval is logged once.
+type errLog struct {
+	mu   sync.Mutex
+	last string
+}
+
+func (l *errLog) changed(err error) bool {
+	msg := fmt.Sprint(err)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if msg == l.last {
+		return false
+	}
+	l.last = msg
+	return true
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 	"github.com/openbtmm/btmm/client/daemon"
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/client/hostcert"
+	"github.com/openbtmm/btmm/client/identity"
 	"github.com/openbtmm/btmm/client/publish"
 	"github.com/openbtmm/btmm/client/watch"
 )
@@ -171,7 +173,7 @@ func enroll(args []string, stdout, stderr io.Writer) error {
 	case len(keys) == 1:
 		fmt.Fprintf(stdout, "this host signs its own certificate with the user key in %s\n", keyPath)
 	default:
-		fmt.Fprintf(stdout, "this host holds no user key: give it %s, made with btmm-client certify on a host that does\n", filepath.Join(cfg.StateDir, hostcert.CertFile))
+		certifyHint(cfg, stdout)
 	}
 	fmt.Fprintf(stdout, "enrolled %s; restart btmm-client run to use it: from then on it accepts only hosts with a certificate from a pinned key\n", cfg.HostName())
 	return nil
@@ -394,4 +396,25 @@ func writeUserKey(path string, password []byte, domain string, stderr io.Writer)
 	pub := k.Public()
 	fmt.Fprintf(stderr, "btmm-client: user key %s (ID %x) written to %s: keep it off the server\n", pub, pub.ID(), path)
 	return nil
+}
+
+// certifyHint tells how to get a certificate for a host enrolled with the
+// public key alone: its tunnel address and static key (made now if this
+// is its first start) and the command to run on a signing host.
+func certifyHint(cfg *config.Config, stdout io.Writer) {
+	certPath := filepath.Join(cfg.StateDir, hostcert.CertFile)
+	iface, mac, err := identity.Primary()
+	var id identity.Identity
+	if err == nil {
+		id, err = identity.LoadOrNew(cfg.IdentityPath(), iface, mac, rand.Reader)
+	}
+	var keys identity.KeyPair
+	if err == nil {
+		keys, err = identity.LoadOrCreateKey(cfg.KeyPath())
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "this host holds no user key: give it %s, made with btmm-client certify on a host that does (its tunnel address and key: btmm-client status, once it runs; %v)\n", certPath, err)
+		return
+	}
+	fmt.Fprintf(stdout, "this host holds no user key: on a host that does, run\n  btmm-client certify --config FILE --host %s --ula %s --key %s\nand put its output here in %s\n", cfg.Host, id.ULA, keys.PublicBase64(), certPath)
 }
