@@ -156,7 +156,9 @@ func (d *Daemon) trustTick() {
 		return
 	}
 	if d.trust.NeedsRenewal() {
-		d.logf("trust: renewing this host's certificate")
+		if !d.trust.Status().CertNotAfter.IsZero() {
+			d.logf("trust: renewing this host's certificate")
+		}
 		d.publishHost()
 	}
 	d.reconcile()

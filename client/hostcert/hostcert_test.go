@@ -248,6 +248,21 @@ func TestTrust(t *testing.T) {
 	if _, err := tr.HostCerts(host, ula, static); err == nil {
 		t.Fatal("a host with no key and no certificate made one")
 	}
+	if tr.NeedsRenewal() {
+		t.Fatal("a host with no key and no certificate file has something to renew")
+	}
+	given, _ := Sign(seedKey(1), host, ula, static, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	WriteFile(filepath.Join(dir, CertFile), []byte(given.String()+"\n"), 0o644)
+	if !tr.NeedsRenewal() {
+		t.Fatal("host.cert appeared: nothing to renew")
+	}
+	if c, err := tr.HostCerts(host, ula, static); err != nil || len(c) != 1 || c[0] != given {
+		t.Fatalf("from host.cert: %v %v", c, err)
+	}
+	if tr.NeedsRenewal() {
+		t.Fatal("host.cert read: still something to renew")
+	}
+	os.Remove(filepath.Join(dir, CertFile))
 	WriteFile(filepath.Join(dir, KeyFile), FormatKeyFile(k), 0o600)
 	tr, err = Load(dir, domain)
 	if err != nil || len(tr.Keys()) != 1 {

@@ -166,12 +166,21 @@ func (t *Trust) HostCerts(name string, ula netip.Addr, static [32]byte) ([]Cert,
 	return slices.Clone(certs), nil
 }
 
-// NeedsRenewal reports whether this host's certificate should be signed
-// (or replaced) again, or HostCert has not given one yet.
+// NeedsRenewal reports whether HostCerts would now give other
+// certificates than it last did: on a signing host, when it gave none yet
+// or the first needs renewal; on another, when CertFile holds another
+// certificate than the one last read (it was put in place, or replaced).
 func (t *Trust) NeedsRenewal() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.own) == 0 || t.own[0].NeedsRenewal(t.now())
+	if len(t.keys) > 0 {
+		return len(t.own) == 0 || t.own[0].NeedsRenewal(t.now())
+	}
+	b, err := readMax(filepath.Join(t.dir, CertFile))
+	if err != nil {
+		return false
+	}
+	return len(t.own) == 0 || strings.TrimSpace(string(b)) != t.own[0].String()
 }
 
 // Check decides whether the host name, whose records give ula, the static
