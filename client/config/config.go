@@ -58,8 +58,9 @@ type Config struct {
 	// after the user's domain. Required.
 	Key string `toml:"key"`
 	// StateDir holds what the client keeps between runs: the host's X25519
-	// key (KeyPath). Created with mode 0700 if missing. Default
-	// /var/lib/btmm-client.
+	// key (KeyPath), and the user key's files (package client/hostcert:
+	// user.pub, user.key, host.cert, revoked). Created with mode 0700 if
+	// missing. Default /var/lib/btmm-client.
 	StateDir string `toml:"state_dir"`
 	// Server is the DNS server, host:port, that discovery starts from: the
 	// client asks it the SRV records that name the update and LLQ servers.

@@ -28,6 +28,7 @@ import (
 	"github.com/openbtmm/btmm/client/config"
 	"github.com/openbtmm/btmm/client/discover"
 	"github.com/openbtmm/btmm/client/dnssd"
+	"github.com/openbtmm/btmm/client/hostcert"
 	"github.com/openbtmm/btmm/client/identity"
 	"github.com/openbtmm/btmm/client/netmon"
 	"github.com/openbtmm/btmm/client/portmap"
@@ -55,6 +56,8 @@ type Daemon struct {
 	pin     *portmap.Pinhole
 	pub     *publish.Publisher
 	watch   *watch.Watcher
+	trust   *hostcert.Trust // nil on a host not enrolled (trust.go)
+	certLog errLog          // the last error of certificates()
 	started time.Time
 
 	// The tunnel; nil when the TUN device could not be made (not root).
@@ -102,15 +105,23 @@ func New(cfg *config.Config, logf func(string, ...any)) (*Daemon, error) {
 		return nil, err
 	}
 	res := &discover.Resolver{Server: cfg.Server}
-	d := &Daemon{cfg: cfg, logf: logf, id: id, keys: keys, obs: newObserver(), key: key, res: res}
+	trust, err := loadTrust(cfg, logf)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, logf: logf, id: id, keys: keys, obs: newObserver(), key: key, res: res, trust: trust}
 	// RFC 6886 §3.7 spreads the clients of a rebooted gateway over 5 s; a
 	// home gateway has a handful, and 2 s keeps a host reachable again
 	// within 5 s of its NAT's reboot.
 	d.pm = portmap.New(portmap.Config{InternalPort: uint16(cfg.TunnelPort), Logf: logf, StateLossDelay: 2 * time.Second})
 	d.pin = portmap.NewPinhole(portmap.PinholeConfig{InternalPort: uint16(cfg.TunnelPort), Address: netmon.GlobalIPv6, Logf: logf})
 	d.pub = publish.New(publish.Config{Resolver: res, Zone: cfg.Zone, Key: key, Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.Lease, Logf: logf})
-	d.watch = watch.New(watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Push: cfg.Push, CacheFile: cfg.PeersPath(), OnSession: d.pub.Republish, Logf: logf})
-	psk, err := TunnelPSK(key.Secret, key.Name)
+	wc := watch.Config{Resolver: res, Zone: cfg.Zone, Key: key, Self: cfg.HostName(), Transport: cfg.Transport, TLS: tlsConf, Lease: cfg.LLQLease, Push: cfg.Push, CacheFile: cfg.PeersPath(), OnSession: d.pub.Republish, Logf: logf}
+	if trust != nil {
+		wc.Extra, wc.OnRecords = []string{hostcert.RevocationName(cfg.Domain())}, d.trustRecords
+	}
+	d.watch = watch.New(wc)
+	psk, err := d.tunnelPSK()
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +221,7 @@ func (d *Daemon) newTunnel(psk [32]byte) error {
 // allowPeer admits a handshake only from a key the watcher currently
 // lists for one of the user's other hosts.
 func (d *Daemon) allowPeer(k [32]byte) bool {
-	for _, p := range d.watch.Peers() {
+	for _, p := range d.peers() {
 		if pk, err := handshake.ParsePublicKey(p.Key); err == nil && pk == k {
 			return true
 		}
@@ -226,7 +237,7 @@ func (d *Daemon) reconcile() {
 		return
 	}
 	want := make(map[netip.Addr]tunnel.Peer)
-	for _, p := range d.watch.Peers() {
+	for _, p := range d.peers() {
 		eps := peerEndpoints(p)
 		if !p.ULA.IsValid() || len(eps) == 0 || p.Key == "" {
 			continue
@@ -362,8 +373,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		d.logf("netmon: %v (network changes will be noticed at the next renewal only)", err)
 	}
+	trustTick := time.NewTicker(trustInterval)
+	defer trustTick.Stop()
 	for {
 		select {
+		case <-trustTick.C:
+			d.trustTick()
 		case <-ctx.Done():
 			wg.Wait()
 			return nil
@@ -488,10 +503,11 @@ func (d *Daemon) publishHost() {
 	if !public.IsValid() && !public6.IsValid() {
 		return
 	}
+	certs, extra := d.certificates()
 	d.pub.Set(publish.Host{
 		Zone: d.cfg.Zone, User: d.cfg.User, Name: d.cfg.Host, Label: d.id.Label,
 		ULA: d.id.ULA, Public: public, Public6: public6, Key: d.keys.PublicBase64(), TTL: recordTTL,
-		Services: d.servicesNow(),
+		Services: d.servicesNow(), Certs: certs, Extra: extra,
 	})
 }
 
@@ -543,7 +559,9 @@ type Status struct {
 	Pinhole PinholeStatus  `json:"pinhole"`
 	Publish publish.Status `json:"publish"`
 	Watch   watch.Status   `json:"watch"`
-	Peers   []watch.Peer   `json:"peers"`
+	Peers   []watch.Peer   `json:"peers"` // those the trust accepts
+	// Trust is how peers are trusted, and the hosts refused (trust.go).
+	Trust TrustStatus `json:"trust"`
 	// Tunnels is one entry per peer the tunnel knows; TunnelError says
 	// why there is no tunnel at all.
 	Tunnels     []TunnelStatus `json:"tunnels"`
@@ -710,7 +728,7 @@ func (d *Daemon) Status() Status {
 	st := Status{
 		Host: d.cfg.HostName(), ULA: d.id.ULA.String(), Label: d.id.Label, Interface: d.id.Interface,
 		PublicKey: d.keys.PublicBase64(), Started: d.started, Mapping: ms,
-		Publish: d.pub.Status(), Watch: d.watch.Status(), Peers: d.watch.Peers(),
+		Publish: d.pub.Status(), Watch: d.watch.Status(), Peers: d.peers(), Trust: d.trustStatus(),
 		Tunnels: []TunnelStatus{},
 	}
 	if h, ok := d.pub.Host(); ok && h.Public6.IsValid() {
@@ -774,7 +792,7 @@ func (d *Daemon) resolveHost(_ context.Context, host string) (netip.Addr, error)
 	if name == dns.CanonicalName(d.cfg.HostName()) {
 		return d.id.ULA, nil
 	}
-	for _, p := range d.watch.Peers() {
+	for _, p := range d.peers() {
 		if p.Host == name && p.ULA.IsValid() {
 			return p.ULA, nil
 		}
@@ -785,7 +803,7 @@ func (d *Daemon) resolveHost(_ context.Context, host string) (netip.Addr, error)
 // isPeer reports whether a is the tunnel address of one of the user's
 // other hosts.
 func (d *Daemon) isPeer(a netip.Addr) bool {
-	for _, p := range d.watch.Peers() {
+	for _, p := range d.peers() {
 		if p.ULA == a {
 			return true
 		}

@@ -50,6 +50,9 @@ var (
 	mTunnelBadHS   = desc("tunnel_refused_handshakes_total", "Handshake messages refused (unknown key, another user, garbage).")
 	mTunnelCookies = desc("tunnel_cookie_replies_total", "Initiations answered with a cookie reply under load.")
 	mTunnelLimited = desc("tunnel_rate_limited_total", "Initiations dropped for their source's rate under load.")
+
+	mTrustRefused = desc("trust_refused_total", "Hosts' records refused for want of a valid certificate from the pinned user key (each distinct set of records once).")
+	mTrustHosts   = desc("trust_refused_hosts", "Hosts in the user's list refused now.")
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -128,6 +131,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(mTunnelBadHS, d.BadHandshake)
 	counter(mTunnelCookies, d.CookieReplies)
 	counter(mTunnelLimited, d.RateLimited)
+	counter(mTrustRefused, st.Trust.RefusedTotal)
+	gauge(mTrustHosts, float64(len(st.Trust.Refused)))
 }
 
 // serveMetrics serves the client's metrics at http://addr/metrics until

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/openbtmm/btmm/client/hostcert"
 	"github.com/openbtmm/btmm/client/publish"
 	"github.com/openbtmm/btmm/client/watch"
 )
@@ -28,6 +29,7 @@ func sampleStatus() Status {
 			Drops: TunnelDrops{Replay: 3}, LastHandshake: time.Unix(1_800_000_100, 0),
 		}},
 		TunnelDrops: TunnelCounters{UnknownSPI: 4},
+		Trust:       TrustStatus{Mode: "user-key", Status: hostcert.Status{RefusedTotal: 3, Refused: []hostcert.Refusal{{Host: "evil.alice.members.example.com.", Reason: "no certificate"}}}},
 	}
 }
 
@@ -77,6 +79,8 @@ func TestMetrics(t *testing.T) {
 		`btmm_client_publish_updates_total{rcode="NOERROR"} 12`,
 		`btmm_client_publish_updates_total{rcode="REFUSED"} 2`,
 		"btmm_client_watch_sessions_total 3",
+		"btmm_client_trust_refused_total 3",
+		"btmm_client_trust_refused_hosts 1",
 	} {
 		// Whole lines: a metric's HELP text may start like its value.
 		if !strings.Contains("\n"+string(body), "\n"+want+"\n") {

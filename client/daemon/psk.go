@@ -20,6 +20,11 @@ const pskInfo = "btmm tunnel psk v1"
 // derives the same PSK, and no one without the user's key can.
 //
 // secret is the key file's base64 secret.
+//
+// This is the PSK of hosts not enrolled with a user key only: the server
+// holds the TSIG secret too, so it can derive it. Enrolled hosts use
+// hostcert.TunnelPSK, public, and authenticate each other by certified
+// static keys instead (trust.go).
 func TunnelPSK(secret, domain string) ([32]byte, error) {
 	var psk [32]byte
 	ikm, err := base64.StdEncoding.DecodeString(secret)

@@ -289,6 +289,14 @@ func (e *ErrRcode) Error() string {
 	return "server answered " + dns.RcodeToString[e.Rcode]
 }
 
+// Send signs an UPDATE of the caller's and exchanges it with the update
+// server, as the publisher's own: for a record that is not one host's
+// (btmm-client revoke). Run need not be running.
+func (p *Publisher) Send(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
+	r, _, err := p.send(ctx, m)
+	return r, err
+}
+
 // send signs m and exchanges it with the update server.
 func (p *Publisher) send(ctx context.Context, m *dns.Msg) (*dns.Msg, string, error) {
 	server, netw, tlsConf, err := p.endpoint(ctx)

@@ -32,6 +32,13 @@ type Host struct {
 	// Services are the host's services (RFC 6763), each published as an
 	// instance named after the host.
 	Services []dnssd.Service
+	// Certs are the host's certificates as TXT strings ("cert=…",
+	// package hostcert), published beside pk=.
+	Certs []string
+	// Extra records are published with the host's and renewed with them,
+	// but never deleted by it: names the user's hosts share (the
+	// revocation list), which their leases end.
+	Extra []dns.RR
 }
 
 // The TXT record's version and the ciphers the tunnel offers.
@@ -75,7 +82,7 @@ func (h Host) ListName() string { return "_autotunnel._udp." + h.domain() }
 //	AutoTunnel-….alice.ZONE.           A    PUBLIC-IPv4
 //	AutoTunnel-….alice.ZONE.           AAAA ULA
 //	AutoTunnel-….alice.ZONE.           AAAA PUBLIC-IPv6 (if the host has one)
-//	AutoTunnel-….alice.ZONE.           TXT  "txtvers=1" "pk=KEY" "ciphers=…" ["port6=PORT"]
+//	AutoTunnel-….alice.ZONE.           TXT  "txtvers=1" "pk=KEY" ["cert=CERT" ...] "ciphers=…" ["port6=PORT"]
 //	laptop.alice.ZONE.                 AAAA ULA
 //	_autotunnel._udp.alice.ZONE.       PTR  laptop.alice.ZONE.
 //
@@ -107,7 +114,7 @@ func (h Host) Records() ([]dns.RR, error) {
 	if !h.Public.IsValid() {
 		port = h.Public6.Port()
 	}
-	txt := []string{txtVersion, "pk=" + h.Key, ciphers}
+	txt := append(append([]string{txtVersion, "pk=" + h.Key}, h.Certs...), ciphers)
 	if h.Public6.IsValid() && h.Public6.Port() != port {
 		txt = append(txt, "port6="+strconv.Itoa(int(h.Public6.Port())))
 	}
@@ -183,7 +190,7 @@ func (h Host) AllRecords() ([]dns.RR, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(recs, h.ServiceRecords()...), nil
+	return append(append(recs, h.ServiceRecords()...), h.Extra...), nil
 }
 
 // InstanceName is the name of the host's instance of a service type.

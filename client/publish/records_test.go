@@ -209,3 +209,27 @@ func FuzzEndpoints(f *testing.F) {
 		}
 	})
 }
+
+// A certificate goes into the TXT record after pk=; Extra records come
+// last and are not among what the host deletes.
+func TestCertAndExtra(t *testing.T) {
+	h := laptop()
+	h.Certs = []string{"cert=AQID", "cert=BAUG"}
+	rl := &dns.TXT{Hdr: dns.RR_Header{Name: "_btmm-revoked.alice.members.example.com.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{"txtvers=1", "rl=AAAA"}}
+	h.Extra = []dns.RR{rl}
+	recs, err := h.AllRecords()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if txt := recs[3].(*dns.TXT).Txt; !slices.Equal(txt, []string{"txtvers=1", "pk=" + h.Key, "cert=AQID", "cert=BAUG", "ciphers=aes256gcm,chacha20poly1305"}) {
+		t.Errorf("TXT %q", txt)
+	}
+	if recs[len(recs)-1] != rl {
+		t.Errorf("the extra record is not last: %v", recs)
+	}
+	for _, rr := range h.remove().Ns {
+		if dns.CanonicalName(rr.Header().Name) == rl.Hdr.Name {
+			t.Errorf("the host deletes the shared %v", rr)
+		}
+	}
+}

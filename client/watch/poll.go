@@ -54,6 +54,13 @@ func (w *Watcher) pollOnce(ctx context.Context, server string) error {
 	if err != nil {
 		return err
 	}
+	for _, name := range w.cfg.Extra {
+		rrs, err := q(dns.CanonicalName(name), dns.TypeTXT)
+		if err != nil {
+			return err
+		}
+		w.cfg.OnRecords(dns.CanonicalName(name), rrs)
+	}
 	seen := make(map[string]bool)
 	for _, rr := range list {
 		p, ok := rr.(*dns.PTR)

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ type Peer struct {
 	Public  netip.AddrPort `json:"public,omitzero"`  // its NAT's address and mapped port
 	Public6 netip.AddrPort `json:"public6,omitzero"` // its global IPv6 address and tunnel port
 	Key     string         `json:"key,omitempty"`    // its static X25519 public key, base64
+	Certs   []string       `json:"certs,omitempty"`  // its TXT record's cert= strings, whole (package hostcert)
 	Changed time.Time      `json:"changed,omitzero"` // when any of this last changed
 }
 
@@ -82,6 +84,12 @@ type Config struct {
 	// table whole: after a start, a network change or the server's
 	// return, when the host's own records should be sent again too.
 	OnSession func()
+	// Extra names whose TXT records are followed too (the user's
+	// revocation list): OnRecords gets a name's whole RRset at each
+	// session's start and after each change, before the daemon is told
+	// the table changed.
+	Extra     []string
+	OnRecords func(name string, rrs []dns.RR)
 	Logf      func(string, ...any)
 }
 
@@ -114,6 +122,14 @@ type Watcher struct {
 	peers  map[string]*hostState // by host name, lowercase
 	before map[string]*hostState // the table as a new session started
 	status Status
+
+	extra map[string]*extraState // Config.Extra, by name, lowercase; mu guards it too
+}
+
+// extraState is one of Config.Extra's names.
+type extraState struct {
+	rrs []dns.RR
+	sub subscribe.Sub
 }
 
 // hostState is what is known of one other host, and the LLQs that keep
@@ -143,6 +159,9 @@ func New(cfg Config) *Watcher {
 	}
 	if cfg.Lease == 0 {
 		cfg.Lease = 2 * time.Hour
+	}
+	if cfg.OnRecords == nil {
+		cfg.OnRecords = func(string, []dns.RR) {}
 	}
 	cfg.Self = dns.CanonicalName(cfg.Self)
 	w := &Watcher{cfg: cfg, changed: make(chan struct{}, 1), reconnect: make(chan struct{}, 1), peers: make(map[string]*hostState), status: Status{Mode: "connecting"}}
@@ -329,6 +348,9 @@ func (w *Watcher) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := w.setupExtra(ctx, c); err != nil {
+		return err
+	}
 	w.setStatus(func(s *Status) {
 		s.Server, s.Mode, s.Error, s.Since = c.Server(), c.Mode(), "", time.Time{}
 	})
@@ -358,6 +380,9 @@ func (w *Watcher) session(ctx context.Context) error {
 		all := []subscribe.Sub{list}
 		w.mu.Lock()
 		defer w.mu.Unlock()
+		for _, e := range w.extra {
+			all = append(all, e.sub)
+		}
 		for _, h := range w.peers {
 			all = append(all, h.llqs...)
 		}
@@ -491,6 +516,14 @@ func (w *Watcher) apply(ctx context.Context, c subscribe.Session, ev subscribe.E
 		return nil
 	}
 	w.mu.Lock()
+	if e := w.extra[name]; e != nil && ev.Qtype == dns.TypeTXT {
+		e.rrs = applyRRs(e.rrs, ev)
+		rrs := e.rrs
+		w.mu.Unlock()
+		w.cfg.OnRecords(name, rrs)
+		w.notify()
+		return nil
+	}
 	var h *hostState
 	for _, s := range w.peers {
 		if name == "_autotunnel._udp."+s.name || name == s.label {
@@ -513,6 +546,25 @@ func (w *Watcher) apply(ctx context.Context, c subscribe.Session, ev subscribe.E
 	w.update(h)
 	w.mu.Unlock()
 	w.notify()
+	return nil
+}
+
+// setupExtra subscribes to the TXT records at each of Config.Extra's
+// names, and hands them to OnRecords.
+func (w *Watcher) setupExtra(ctx context.Context, c subscribe.Session) error {
+	extra := make(map[string]*extraState)
+	for _, name := range w.cfg.Extra {
+		name = dns.CanonicalName(name)
+		sub, rrs, err := c.Setup(ctx, name, dns.TypeTXT)
+		if err != nil {
+			return fmt.Errorf("watch: %s TXT: %w", name, err)
+		}
+		extra[name] = &extraState{rrs: rrs, sub: sub}
+		w.cfg.OnRecords(name, rrs)
+	}
+	w.mu.Lock()
+	w.extra = extra
+	w.mu.Unlock()
 	return nil
 }
 
@@ -549,10 +601,13 @@ func (w *Watcher) update(h *hostState) {
 				if k, ok := strings.CutPrefix(s, "pk="); ok {
 					p.Key = k
 				}
+				if strings.HasPrefix(s, "cert=") {
+					p.Certs = append(p.Certs, s)
+				}
 			}
 		}
 	}
-	if p.ULA != h.peer.ULA || p.Public != h.peer.Public || p.Public6 != h.peer.Public6 || p.Key != h.peer.Key || p.Label != h.peer.Label {
+	if p.ULA != h.peer.ULA || p.Public != h.peer.Public || p.Public6 != h.peer.Public6 || p.Key != h.peer.Key || !slices.Equal(p.Certs, h.peer.Certs) || p.Label != h.peer.Label {
 		p.Changed = time.Now()
 		w.cfg.Logf("watch: peer %s at %v (tunnel address %v)", p.Host, p.ReachableAt(), p.ULA)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/openbtmm/btmm/client/discover"
 )
 
@@ -488,5 +490,43 @@ func TestCache(t *testing.T) {
 	b, _ = os.ReadFile(cache)
 	if err := json.Unmarshal(b, &saved); err != nil || !samePeers(saved, []Peer{server.peer()}) {
 		t.Errorf("the file holds %+v (%v), want the server's table", saved, err)
+	}
+}
+
+// The TXT's cert= string is part of the peer; Config.Extra's names are
+// followed, and OnRecords hears each change before the table's signal.
+func TestCertAndExtra(t *testing.T) {
+	rl := "_btmm-revoked." + domain
+	d := desktop
+	certTXT := d.label + "." + domain + ` 60 IN TXT "txtvers=1" "pk=` + d.key + `" "cert=AQID" "ciphers=aes256gcm"`
+	recs := slices.DeleteFunc(recordsOf(laptop, d), func(r string) bool { return r == d.txt() })
+	recs = append(recs, certTXT, rl+` 60 IN TXT "txtvers=1" "rl=AAAA"`)
+	s := newLLQServer(t, recs...)
+	var mu sync.Mutex
+	var got []string
+	w := start(t, s, func(c *Config) {
+		c.Extra = []string{rl}
+		c.OnRecords = func(name string, rrs []dns.RR) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, rr := range rrs {
+				got = append(got, name+" "+strings.Join(rr.(*dns.TXT).Txt, " "))
+			}
+		}
+	})
+	changed(t, w)
+	if p := w.Peers(); len(p) != 1 || !slices.Equal(p[0].Certs, []string{"cert=AQID"}) {
+		t.Fatalf("peers %+v", p)
+	}
+	s.add(rl + ` 60 IN TXT "txtvers=1" "rl=BBBB"`)
+	waitFor(t, "the new revocation list", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(got, rl+" txtvers=1 rl=BBBB")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got[0] != rl+" txtvers=1 rl=AAAA" {
+		t.Fatalf("OnRecords: %q", got)
 	}
 }

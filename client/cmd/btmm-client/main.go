@@ -3,7 +3,8 @@
 // hosts, and carries the tunnels between them.
 //
 // Commands: run (the daemon), status (asks the running daemon), browse
-// (lists the user's services, live), keygen (makes a user key).
+// (lists the user's services, live), keygen (makes a user key), enroll,
+// certify and revoke (the user signing key, package client/hostcert).
 package main
 
 import (
@@ -47,7 +48,8 @@ Usage:
         Show what the running client knows: this host, its mapping, the
         servers it uses, the user's other hosts (peers) and the tunnel to
         each: endpoint, cipher, SA age, last handshake, bytes, drops by
-        reason.
+        reason; and how peers are trusted: the pinned user key, and the
+        hosts refused, each with the reason.
   btmm-client browse --config FILE [--push auto|dns-push|llq] [--json] [--once] [TYPE]
         List the services (DNS-SD, RFC 6763) that the user's hosts publish
         (the services setting), live: "+ INSTANCE  TYPE  TARGET:PORT  TXT"
@@ -67,7 +69,31 @@ Usage:
         password (asked on the terminal without echo, else the first line
         of standard input; --password-file reads the first line of FILE)
         with Argon2id, so that the same password gives the same key on
-        every host and the server stores no password.
+        every host and the server stores no password. --user-key FILE
+        also makes the user's signing key (Ed25519, random or from the
+        same password under its own salt) and writes it to FILE; it
+        never goes to the server.
+  btmm-client enroll --config FILE (--password | --password-file FILE |
+                     --user-key FILE | --new | --pin KEY) [--add]
+        Pin the user's signing key on this host (state_dir/user.pub) and
+        keep its private half (state_dir/user.key) unless --pin gives the
+        public one only; then restart run. An enrolled host publishes a
+        certificate of its key signed by the user key, and accepts only
+        hosts with one: the server can no longer add a host of its own.
+        On a host set up before user keys, this is the migration: run it
+        on each of the user's hosts (the same password or key file), then
+        restart them. --add keeps the keys pinned already (replacing the
+        user key with an overlap).
+  btmm-client certify --config FILE --host NAME --ula ADDR --key KEY [--days N]
+        On a host that holds the user key: print the certificate of
+        another host (its tunnel address and static key as its status
+        shows them), for its state_dir/host.cert, if it was enrolled with
+        --pin.
+  btmm-client revoke --config FILE [--key KEY ...] [HOST ...]
+        On a host that holds the user key: add the hosts' static keys to
+        the user's signed revocation list and publish it
+        (_btmm-revoked.USER.ZONE); every peer refuses them as soon as the
+        list reaches it.
   btmm-client help
         Show this help.
 
@@ -105,6 +131,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return status(args[1:], stdout, stderr)
 	case "browse":
 		return browseCmd(args[1:], stdout, stderr)
+	case "enroll":
+		return enroll(args[1:], stdout, stderr)
+	case "certify":
+		return certify(args[1:], stdout, stderr)
+	case "revoke":
+		return revoke(args[1:], stdout, stderr)
 	default:
 		return usageError{fmt.Errorf("unknown command %q", args[0])}
 	}
@@ -126,8 +158,9 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	alg := fs.String("algorithm", "hmac-sha256", "the HMAC: hmac-sha256, hmac-sha512 or hmac-sha1")
 	password := fs.Bool("password", false, "derive the key from a password (btmm-tsig-v1: Argon2id), read from the terminal without echo, or else the first line of standard input")
 	passwordFile := fs.String("password-file", "", "derive the key from the password on the first line of `FILE`")
+	userKey := fs.String("user-key", "", "also make the user's signing key (Ed25519; random, or with --password derived from the same password under its own salt) and write it to `FILE` (mode 0600; never to the server): btmm-client enroll --user-key FILE pins it on each host")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: btmm-client keygen --user USER --zone ZONE [--algorithm ALG] [--password | --password-file FILE]\n\n")
+		fmt.Fprintf(stderr, "Usage: btmm-client keygen --user USER --zone ZONE [--algorithm ALG] [--password | --password-file FILE] [--user-key FILE]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -154,9 +187,10 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("%q is not a domain name", name)}
 	}
 	var secret []byte
+	var pw []byte
 	if *password || *passwordFile != "" {
-		pw, err := readPassword(*passwordFile, name, stderr)
-		if err != nil {
+		var err error
+		if pw, err = readPassword(*passwordFile, name, stderr); err != nil {
 			return err
 		}
 		if secret, err = derive(pw, name, *alg); err != nil {
@@ -165,6 +199,11 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	} else {
 		secret = make([]byte, size)
 		rand.Read(secret)
+	}
+	if *userKey != "" {
+		if err := writeUserKey(*userKey, pw, name, stderr); err != nil {
+			return err
+		}
 	}
 	key := keyfile.Key{Name: name, Algorithm: dns.CanonicalName(*alg), Secret: base64.StdEncoding.EncodeToString(secret)}
 	_, err := stdout.Write(keyfile.Format([]keyfile.Key{key}))

@@ -126,6 +126,7 @@ func printStatus(out io.Writer, st daemon.Status) {
 		}
 		tw.Flush()
 	}
+	printTrust(out, st.Trust)
 	if st.TunnelError != "" {
 		fmt.Fprintf(out, "\nno tunnel: %s\n", st.TunnelError)
 		return
@@ -181,4 +182,27 @@ func protocolName(key string) string {
 		return "NAT mapping"
 	}
 	return key
+}
+
+// printTrust shows how peers are trusted, and the hosts refused.
+func printTrust(out io.Writer, tr daemon.TrustStatus) {
+	if tr.Mode != "user-key" {
+		fmt.Fprintf(out, "\ntrust: the server (no user key pinned: btmm-client enroll)\n")
+		return
+	}
+	signer := "no (certificate from host.cert)"
+	if len(tr.Signers) > 0 {
+		signer = fmt.Sprintf("yes, key %v", tr.Signers)
+	}
+	fmt.Fprintf(out, "\ntrust: user key %v; signs here: %s; own certificate until %s; %d keys revoked (list serial %d)\n",
+		tr.Pins, signer, tr.CertNotAfter.Format(time.DateTime), tr.Revoked, tr.RevocationSerial)
+	fmt.Fprintf(out, "%d hosts refused now (%d refusals in all)\n", len(tr.Refused), tr.RefusedTotal)
+	if len(tr.Refused) > 0 {
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "REFUSED\tSINCE\tWHY")
+		for _, r := range tr.Refused {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Host, r.Since.Format(time.DateTime), r.Reason)
+		}
+		tw.Flush()
+	}
 }

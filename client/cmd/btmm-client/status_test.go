@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openbtmm/btmm/client/daemon"
+	"github.com/openbtmm/btmm/client/hostcert"
 )
 
 func TestPrintStatusTunnels(t *testing.T) {
@@ -62,6 +63,27 @@ func TestPrintStatusMapping(t *testing.T) {
 		printStatus(&b, daemon.Status{Mapping: tc.m})
 		if !regexp.MustCompile(`(?m)^reachable at +` + regexp.QuoteMeta(tc.want) + `$`).MatchString(b.String()) {
 			t.Errorf("status of %+v:\n%s\nwant %q", tc.m, b.String(), tc.want)
+		}
+	}
+}
+
+// TestPrintStatusTrust: status says how peers are trusted, and lists the
+// hosts refused with the reason.
+func TestPrintStatusTrust(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, daemon.Status{Trust: daemon.TrustStatus{Mode: "server"}})
+	if !strings.Contains(b.String(), "trust: the server (no user key pinned: btmm-client enroll)") {
+		t.Errorf("not enrolled:\n%s", b.String())
+	}
+	b.Reset()
+	printStatus(&b, daemon.Status{Trust: daemon.TrustStatus{Mode: "user-key", Status: hostcert.Status{
+		Pins: []string{"b7f165af10e11924"}, Signers: []string{"b7f165af10e11924"}, RevocationSerial: 9, Revoked: 2, RefusedTotal: 4,
+		Refused: []hostcert.Refusal{{Host: "evil.alice.members.example.com.", Reason: "bad signature (for evil.alice.members.example.com. under key ID b7f165af10e11924)", Since: time.Now()}},
+	}}})
+	for _, want := range []string{"user key [b7f165af10e11924]", "signs here: yes", "2 keys revoked (list serial 9)", "1 hosts refused now (4 refusals in all)",
+		"evil.alice.members.example.com.", "bad signature"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
 	}
 }
