@@ -154,7 +154,8 @@ type Config struct {
 	// sendmmsg/recvmmsg with UDP GSO/GRO where the kernel has them. Run
 	// closes it when it returns.
 	Bind conn.Bind
-	// Static is this host's key pair, PSK the account-derived key.
+	// Static is this host's key pair; PSK is Noise's pre-shared key, the
+	// same on all of the user's hosts (package daemon says how it is made).
 	Static handshake.KeyPair
 	PSK    [32]byte
 	// Suites is the preference order of ESP suites; nil means

@@ -12,12 +12,12 @@
 //
 // run with github.com/flynn/noise. IK fits because the initiator already
 // knows the responder's static X25519 public key (from the responder's TXT
-// record, which only the user's TSIG key can write), so one round trip
-// authenticates both ends and the initiator's identity travels encrypted.
-// psk2 mixes the pre-shared key derived from the account secret into the
-// end of message 2, as WireGuard does: even a stolen host static key is not
-// enough to talk to another of the user's hosts without the account secret,
-// and the keys stay safe if X25519 is ever broken but the PSK is not.
+// record, certified by the user's signing key on an enrolled host), so one
+// round trip authenticates both ends and the initiator's identity travels
+// encrypted. psk2 mixes a pre-shared key into the end of message 2, as
+// WireGuard does. The caller chooses it (package daemon): derived from
+// the user's TSIG secret on hosts not enrolled with a user key, public on
+// enrolled ones, whose trust rests on the certified static keys instead.
 //
 // Why SHA256 rather than BLAKE2s: the handshake runs once per tunnel and
 // rekey, so speed does not matter; SHA-256 is in the standard library (with
