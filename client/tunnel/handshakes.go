@@ -23,6 +23,9 @@ type work struct {
 	msg []byte
 	src netip.AddrPort
 	ep  conn.Endpoint
+	// workNudge: src sent ESP for an SA this host does not have, or (if
+	// false) a NAT keepalive.
+	unknownSPI bool
 }
 
 type workKind uint8
@@ -31,6 +34,7 @@ const (
 	workMessage  workKind = iota // a received initiation, response or cookie reply
 	workInitiate                 // the data path has packets and no keypair, or must rekey
 	workFlush                    // a keypair was confirmed while packets were staged
+	workNudge                    // a sign from a peer's address that a handshake should go now
 )
 
 // queue hands w to the worker without waiting: a data goroutine never
@@ -44,6 +48,63 @@ func (t *Tunnel) queue(w work) bool {
 		t.ctr.handshakeQueueFull.Add(1)
 		return false
 	}
+}
+
+// nudge asks the worker to look at a sign of life from src (a NAT
+// keepalive, or ESP for an SA this host does not have): see nudged. A
+// source gets WireGuard's rate (golang.zx2c4.com/wireguard/ratelimiter:
+// 20 a second, bursts of 5), so that a flood of such datagrams costs
+// the worker little and a spoofed one sends a peer few initiations.
+func (t *Tunnel) nudge(src netip.AddrPort, unknownSPI bool) {
+	if t.nudges.Allow(src.Addr()) {
+		t.queue(work{kind: workNudge, src: src, unknownSPI: unknownSPI})
+	}
+}
+
+// nudged acts on a sign of life from src, if src is one of a peer's
+// paths, so that a tunnel comes up without waiting for a timer:
+//
+//   - A handshake with the peer is pending: its initiation goes again at
+//     once, the same message (a fresh one within 17 ms of the last would
+//     carry the same timestamp and be refused). The peer's punch (SetPeer) says that it has just learnt of
+//     this host, so an initiation it refused a moment ago, from a host it
+//     did not know yet, would be taken now (a host that restarted and
+//     initiated from its cached peers before its records reached them).
+//   - ESP came for an SA this host does not have, and it has none to send
+//     on: the peer still uses the SAs this host had before it restarted.
+//     A handshake starts at once, rather than when the peer's own timer
+//     finds the path dead.
+func (t *Tunnel) nudged(src netip.AddrPort, unknownSPI bool) {
+	now := t.now()
+	for _, p := range t.appendPeers(nil) {
+		p.mu.Lock()
+		if !p.removed.Load() && p.reachedAt(src) {
+			switch {
+			case p.hs != nil:
+				// The same message again: if the peer took it already,
+				// it refuses the copy as a replay and its answer to the
+				// first still finishes the handshake.
+				t.sendAll(p, p.hsMsg, now)
+			case p.hs == nil && unknownSPI && !p.cur.Load().sendable(now):
+				t.initiateLocked(p, now)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// reachedAt reports whether ap is p's endpoint or one of its paths.
+// Callers hold p.mu.
+func (p *peer) reachedAt(ap netip.AddrPort) bool {
+	if p.endpointAddr() == ap {
+		return true
+	}
+	for _, e := range p.paths {
+		if e.addr == ap {
+			return true
+		}
+	}
+	return false
 }
 
 // askInitiation asks the worker for a handshake with p, once per burst.
@@ -78,6 +139,8 @@ func (t *Tunnel) do(w work) {
 			t.startHandshakeLocked(p, t.now())
 		}
 		p.mu.Unlock()
+	case workNudge:
+		t.nudged(w.src, w.unknownSPI)
 	case workFlush:
 		p := w.peer
 		p.mu.Lock()
@@ -126,8 +189,8 @@ func (t *Tunnel) initiateLocked(p *peer, now time.Time) {
 // to answer wins (see Paths in the package documentation).
 func (t *Tunnel) sendHandshakeLocked(p *peer, msg []byte, now time.Time) {
 	b := esp.AppendNonESPMarker(make([]byte, 0, esp.NonESPMarkerLen+len(msg)))
-	p.hsSent = now
-	t.sendAll(p, append(b, msg...), now)
+	p.hsSent, p.hsMsg = now, append(b, msg...)
+	t.sendAll(p, p.hsMsg, now)
 }
 
 // retryHandshakeLocked retransmits the pending initiation as a fresh one, or
@@ -242,6 +305,13 @@ func (t *Tunnel) finishLocked(p *peer, msg []byte, src netip.AddrPort) {
 	if src != p.endpointAddr() {
 		t.setEndpoint(p, src)
 		p.roams.Add(1)
+	}
+	if len(p.staged) == 0 {
+		// Nothing waits to confirm the new pair to the responder, which
+		// sends on it only once something arrives under it (WireGuard
+		// sends a keepalive here too): an authenticated dummy packet.
+		t.sendDummy(p, now)
+		return
 	}
 	t.flushLocked(p, now)
 }

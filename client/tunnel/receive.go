@@ -86,7 +86,9 @@ func (t *Tunnel) receive(b []byte, ep conn.Endpoint) int {
 		// batch buffer, which the next read reuses.
 		t.queue(work{kind: workMessage, msg: bytes.Clone(payload), src: endpointAddrPort(ep), ep: ep})
 	case esp.Keepalive:
-		// Not a sign of life (RFC 3948 §4).
+		// Not a sign of life (RFC 3948 §4), but maybe a peer that just
+		// learnt of this host (nudged).
+		t.nudge(endpointAddrPort(ep), false)
 	default:
 		t.ctr.invalidUDP.Add(1)
 	}
@@ -113,6 +115,7 @@ func (t *Tunnel) receiveESP(pkt []byte, ep conn.Endpoint) (inner []byte, ok bool
 	t.mu.RUnlock()
 	if kp == nil || kp.peer.removed.Load() { // unknown, or reserved for a pending initiation
 		t.ctr.unknownSPI.Add(1)
+		t.nudge(endpointAddrPort(ep), true)
 		return nil, false
 	}
 	p := kp.peer

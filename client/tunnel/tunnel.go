@@ -90,6 +90,26 @@
 //     received data and sent nothing back for KeepaliveTimeout sends an
 //     authenticated dummy packet.
 //
+// # Nudges
+//
+// A tunnel comes up without waiting for a timer when a peer shows a sign
+// of life (nudged; at WireGuard's rate per source address):
+//
+//   - A NAT keepalive from a peer's path while a handshake with it is
+//     pending sends the initiation again at once. The peer punches when it
+//     learns of this host (SetPeer), and an initiation it refused a moment
+//     before, not knowing this host yet, is taken now: a host that
+//     restarted initiates from its cached peers before its records reach
+//     them.
+//   - ESP from a peer's path for an SA this host does not have, when it
+//     has none to send on, starts a handshake: the peer still sends on
+//     the SAs this host had before it restarted.
+//
+// And the initiator of a handshake that has nothing staged sends an
+// authenticated dummy packet as soon as the response arrives, so that the
+// responder starts sending on the new pair at once (WireGuard sends a
+// keepalive there too).
+//
 // # Floods
 //
 // An initiation costs the responder four X25519 operations. Above
@@ -263,6 +283,7 @@ type Tunnel struct {
 
 	load      loadMeter
 	limiter   ratelimiter.Ratelimiter // initiations per source address under load
+	nudges    ratelimiter.Ratelimiter // nudges per source address
 	xch       exchanges               // a datagram to and from a non-peer (Exchange)
 	closeOnce sync.Once
 	closeErr  error
@@ -363,6 +384,7 @@ type peer struct {
 	prevExpire time.Time
 	staged     [][]byte // each: esp.HeaderLen headroom, packet, trailer room
 	hs         *handshake.Initiation
+	hsMsg      []byte // hs's message as sent (marker included), for a nudge
 	hsSPI      uint32
 	hsSent     time.Time
 	hsTries    int
@@ -403,6 +425,7 @@ func New(cfg Config) (*Tunnel, error) {
 		return nil, fmt.Errorf("tunnel: binding UDP port %d: %w", cfg.Port, err)
 	}
 	t.limiter.Init()
+	t.nudges.Init()
 	return t, nil
 }
 
@@ -667,6 +690,7 @@ func (t *Tunnel) Run(ctx context.Context) error {
 func (t *Tunnel) Close() error {
 	t.closeOnce.Do(func() {
 		t.limiter.Close()
+		t.nudges.Close()
 		t.closeErr = errors.Join(t.cfg.TUN.Close(), t.bind.Close())
 	})
 	return t.closeErr

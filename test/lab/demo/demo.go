@@ -57,6 +57,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	defer sys.Close()
+	sys.Enroll = true
 	server, err := sys.StartServer()
 	if err != nil {
 		return err
@@ -90,10 +91,18 @@ func Run(ctx context.Context, o Options) (err error) {
 		if err != nil {
 			return fmt.Errorf("%s does not see %s: %w", watcher.Host, other.Host, err)
 		}
+		how := "a long-lived query"
+		if st.Watch.Mode == "dns-push" {
+			how = "DNS Push"
+		}
 		for _, p := range st.Peers {
-			say("%s sees its peer %s at %s (pushed by a long-lived query).", watcher.Host, p.Host, p.Public)
+			say("%s sees its peer %s at %s (pushed by %s).", watcher.Host, p.Host, p.Public, how)
+		}
+		if st.Trust.Mode != "user-key" {
+			return fmt.Errorf("%s trusts %q, not the user key", watcher.Host, st.Trust.Mode)
 		}
 	}
+	say("Both hosts were enrolled with alice's signing key (btmm-client enroll), which the server never sees: each accepts the other only with a certificate of its key signed by it, so not even the server can add a host of its own.")
 
 	if err := tunnel(ctx, l, say, desktop, laptop); err != nil {
 		return err

@@ -25,7 +25,7 @@ func TestDemo(t *testing.T) {
 	story := out.String()
 	t.Log("\n" + story)
 	for _, want := range []string{"desktop (in hostA) is registered", "laptop sees its peer desktop", "desktop sees its peer laptop", "the pings go through the tunnel",
-		"3 received", "the same TCP connection carried on", "the laptop knew", "stopped cleanly", "The lab is gone"} {
+		"3 received", "enrolled with alice's signing key", "the same TCP connection carried on", "the laptop knew", "stopped cleanly", "The lab is gone"} {
 		if !strings.Contains(story, want) {
 			t.Errorf("the story does not tell %q", want)
 		}

@@ -45,6 +45,12 @@ type System struct {
 	Lab *lab.Lab
 	Bin string // the directory with coredns and btmm-client
 	Dir string // key file, certificate, Corefile, the clients' state
+	// Enroll, set before the clients start, enrolls each with the user's
+	// signing key (btmm-client enroll) before it runs: the hosts then
+	// accept each other only by certificates the server cannot make.
+	// Off by default, so that an older build (a benchmark's baseline)
+	// can be a peer.
+	Enroll bool
 
 	procs []*Proc
 }
@@ -216,12 +222,34 @@ func (s *System) StartClientBinary(binary, ns, host string, extra ...string) (*C
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
+	if s.Enroll {
+		if err := s.enroll(binary, path); err != nil {
+			return nil, err
+		}
+	}
 	p, err := s.Start(ns, binary, append([]string{"run", "--config", path}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
 	c.Proc = p
 	return c, nil
+}
+
+// enroll pins the user's signing key on the host whose configuration is
+// at config, making the key (s.Dir/user.key, as btmm-client keygen
+// --user-key writes it) for the first host.
+func (s *System) enroll(binary, config string) error {
+	key := filepath.Join(s.Dir, "user.key")
+	if _, err := os.Stat(key); err != nil {
+		out, err := exec.Command(binary, "keygen", "--user", User, "--zone", Zone, "--user-key", key).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("btmm-client keygen --user-key: %v\n%s", err, out)
+		}
+	}
+	if out, err := exec.Command(binary, "enroll", "--config", config, "--user-key", key).CombinedOutput(); err != nil {
+		return fmt.Errorf("btmm-client enroll: %v\n%s", err, out)
+	}
+	return nil
 }
 
 // WaitStatus polls the client's status until ok, or fails after within.
