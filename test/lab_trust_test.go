@@ -45,6 +45,20 @@ func enrollClient(t *testing.T, c *labClient) string {
 
 // startEnrolled starts alice's host on ns, enrolled, with runArgs added
 // to run's arguments.
+// startEnrolledPair starts two enrolled hosts of alice's, the desktop on
+// hostA and the laptop on hostB, waits until each sees the other, and
+// pings the laptop from the desktop through the tunnel.
+func startEnrolledPair(t *testing.T, l *lab.Lab, dir string) (desktop, laptop *labClient, desktopULA, laptopULA netip.Addr) {
+	t.Helper()
+	desktop = startEnrolled(t, l, dir, "hostA", "desktop")
+	laptop = startEnrolled(t, l, dir, "hostB", "laptop")
+	laptop.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
+	desktop.waitPeer(laptop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 10*time.Second)
+	desktopULA, laptopULA = laptop.peerULA(desktop.name), desktop.peerULA(laptop.name)
+	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+	return desktop, laptop, desktopULA, laptopULA
+}
+
 func startEnrolled(t *testing.T, l *lab.Lab, dir, ns, host string, runArgs ...string) *labClient {
 	t.Helper()
 	c := newUserClient(t, l, dir, ns, host, alice, runArgs...)
@@ -146,12 +160,7 @@ func TestTrustForgedHost(t *testing.T) {
 	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
 	dir := t.TempDir()
 	s := labServer(t, l, dir)
-	desktop := startEnrolled(t, l, dir, "hostA", "desktop")
-	laptop := startEnrolled(t, l, dir, "hostB", "laptop")
-	laptop.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
-	desktop.waitPeer(laptop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 10*time.Second)
-	desktopULA, laptopULA := laptop.peerULA(desktop.name), desktop.peerULA(laptop.name)
-	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+	desktop, laptop, desktopULA, _ := startEnrolledPair(t, l, dir)
 	pingWithin(t, l, laptop, desktopULA, 5*time.Second)
 	for _, c := range []*labClient{desktop, laptop} {
 		st, _ := c.status()
@@ -406,12 +415,7 @@ func TestTrustRotate(t *testing.T) {
 	l := lab.Start(t, lab.Options{Hosts: map[string]string{"hostA": "homeA", "hostB": "homeB", "hostC": "cafe"}})
 	dir := t.TempDir()
 	labServer(t, l, dir)
-	desktop := startEnrolled(t, l, dir, "hostA", "desktop")
-	laptop := startEnrolled(t, l, dir, "hostB", "laptop")
-	laptop.waitPeer(desktop.name, netip.AddrPortFrom(l.WAN("routerA"), 4500), 10*time.Second)
-	desktop.waitPeer(laptop.name, netip.AddrPortFrom(l.WAN("routerB"), 4500), 10*time.Second)
-	desktopULA, laptopULA := laptop.peerULA(desktop.name), desktop.peerULA(laptop.name)
-	pingWithin(t, l, desktop, laptopULA, 10*time.Second)
+	desktop, laptop, desktopULA, laptopULA := startEnrolledPair(t, l, dir)
 
 	client := coredns.Built(t, "btmm-client")
 	retired := startEnrolled(t, l, dir, "hostC", "retired")

@@ -48,14 +48,19 @@ const (
 )
 
 // endpoints describes where the host is published, for logs.
-func (h Host) endpoints() string {
+func (h Host) endpoints() string { return EndpointsString(h.Public, h.Public6) }
+
+// EndpointsString describes a host's IPv4 and IPv6 endpoints, either of
+// which may be invalid, for logs and status: "23.2.2.2:4500 and
+// [2001:db8:2:1::b]:4500", or the one it has.
+func EndpointsString(v4, v6 netip.AddrPort) string {
 	switch {
-	case h.Public.IsValid() && h.Public6.IsValid():
-		return h.Public.String() + " and " + h.Public6.String()
-	case h.Public6.IsValid():
-		return h.Public6.String()
+	case v4.IsValid() && v6.IsValid():
+		return v4.String() + " and " + v6.String()
+	case v6.IsValid():
+		return v6.String()
 	}
-	return h.Public.String()
+	return v4.String()
 }
 
 // domain is the user's domain, USER.ZONE.

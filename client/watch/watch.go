@@ -44,15 +44,7 @@ type Peer struct {
 }
 
 // ReachableAt describes where p is reached: its IPv4 and IPv6 endpoints.
-func (p Peer) ReachableAt() string {
-	switch {
-	case p.Public.IsValid() && p.Public6.IsValid():
-		return p.Public.String() + " and " + p.Public6.String()
-	case p.Public6.IsValid():
-		return p.Public6.String()
-	}
-	return p.Public.String()
-}
+func (p Peer) ReachableAt() string { return publish.EndpointsString(p.Public, p.Public6) }
 
 // Config says whom to watch and how. Resolver, Zone, Key and Self are
 // required.

@@ -21,9 +21,9 @@ func TestIPv6(t *testing.T) {
 		t.Fatalf("IPv6 addresses: hostA %v, hostB %v, server %v", a6, b6, server6)
 	}
 	echo4 := startEcho(t, l)
-	echo6 := startEcho6(t, l)
+	echo6 := startEchoAt(t, l, server6)
 
-	if got := echoFrom6(t, l, "hostA", echo6); got.Addr() != a6 {
+	if got := echoFrom(t, l, "hostA", echo6); got.Addr() != a6 {
 		t.Errorf("over IPv6 the server sees hostA as %v, want its own address %v", got, a6)
 	}
 	if got := echoFrom(t, l, "hostA", echo4); got.Addr() != l.WAN("routerA") {
@@ -31,8 +31,8 @@ func TestIPv6(t *testing.T) {
 	}
 
 	// hostB listens on 6000; hostA sends from 6001.
-	rxB := listenUDP6(t, l, "hostB", netip.AddrPortFrom(b6, 6000))
-	rxA := listenUDP6(t, l, "hostA", netip.AddrPortFrom(a6, 6001))
+	rxB := listenUDP(t, l, "hostB", netip.AddrPortFrom(b6, 6000).String())
+	rxA := listenUDP(t, l, "hostA", netip.AddrPortFrom(a6, 6001).String())
 	sendFrom := func(rx *udpRx, to netip.AddrPort, what string) {
 		t.Helper()
 		if _, err := rx.c.WriteTo([]byte(what), net.UDPAddrFromAddrPort(to)); err != nil {
@@ -65,7 +65,7 @@ func TestIPv6(t *testing.T) {
 		}
 		c.Close()
 	}
-	if got := echoFrom6(t, l, "hostA", echo6); got.Addr() != a6 {
+	if got := echoFrom(t, l, "hostA", echo6); got.Addr() != a6 {
 		t.Errorf("with IPv4 cut, IPv6 echo saw %v", got)
 	}
 	if err := l.CutIP("routerA", 6, true); err != nil {
@@ -80,60 +80,10 @@ func TestIPv6(t *testing.T) {
 	if err := l.CutIP("routerA", 6, false); err != nil {
 		t.Fatal(err)
 	}
-	if got := echoFrom6(t, l, "hostA", echo6); got.Addr() != a6 {
+	if got := echoFrom(t, l, "hostA", echo6); got.Addr() != a6 {
 		t.Errorf("IPv6 mended: the server sees %v", got)
 	}
 	if err := l.CutIP("cafe", 4, true); err == nil {
 		t.Error("CutIP on the cafe's router (no NAT, no filter) did not fail")
 	}
-}
-
-func startEcho6(t *testing.T, l *Lab) netip.AddrPort {
-	t.Helper()
-	addr := netip.AddrPortFrom(l.Addr6("server"), 7000)
-	c, err := l.ListenPacket("server", "udp6", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			_, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			c.WriteTo([]byte(from.String()), from)
-		}
-	}()
-	return addr
-}
-
-func echoFrom6(t *testing.T, l *Lab, ns string, echo netip.AddrPort) netip.AddrPort {
-	t.Helper()
-	c, err := l.Dial(ns, "udp6", echo.String(), time.Second)
-	if err != nil {
-		t.Fatalf("%s: %v", ns, err)
-	}
-	defer c.Close()
-	buf := make([]byte, 100)
-	for range 3 {
-		c.Write([]byte("who am I"))
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		if n, err := c.Read(buf); err == nil {
-			return netip.MustParseAddrPort(string(buf[:n]))
-		}
-	}
-	t.Fatalf("%s gets no answer from the IPv6 echo at %v", ns, echo)
-	return netip.AddrPort{}
-}
-
-func listenUDP6(t *testing.T, l *Lab, ns string, addr netip.AddrPort) *udpRx {
-	t.Helper()
-	c, err := l.ListenPacket(ns, "udp6", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &udpRx{c}
 }

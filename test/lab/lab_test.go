@@ -425,8 +425,14 @@ func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 // with the source address it came from.
 func startEcho(t *testing.T, l *Lab) netip.AddrPort {
 	t.Helper()
-	addr := netip.AddrPortFrom(l.Addr("server"), 7000)
-	c, err := l.ListenPacket("server", "udp4", addr.String())
+	return startEchoAt(t, l, l.Addr("server"))
+}
+
+// startEchoAt is startEcho on one of the server's addresses (IPv4 or IPv6).
+func startEchoAt(t *testing.T, l *Lab, a netip.Addr) netip.AddrPort {
+	t.Helper()
+	addr := netip.AddrPortFrom(a, 7000)
+	c, err := l.ListenPacket("server", udp(a), addr.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +454,7 @@ func startEcho(t *testing.T, l *Lab) netip.AddrPort {
 // that the server saw.
 func echoFrom(t *testing.T, l *Lab, ns string, echo netip.AddrPort) netip.AddrPort {
 	t.Helper()
-	c, err := l.Dial(ns, "udp4", echo.String(), time.Second)
+	c, err := l.Dial(ns, udp(echo.Addr()), echo.String(), time.Second)
 	if err != nil {
 		t.Fatalf("%s: %v", ns, err)
 	}
@@ -476,9 +482,17 @@ type udpRx struct {
 	c net.PacketConn
 }
 
+// udp is the network of a's IP version: "udp4" or "udp6".
+func udp(a netip.Addr) string {
+	if a.Is4() {
+		return "udp4"
+	}
+	return "udp6"
+}
+
 func listenUDP(t *testing.T, l *Lab, ns, addr string) *udpRx {
 	t.Helper()
-	c, err := l.ListenPacket(ns, "udp4", addr)
+	c, err := l.ListenPacket(ns, udp(netip.MustParseAddrPort(addr).Addr()), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
