@@ -591,6 +591,7 @@ type TunnelStatus struct {
 	// Drops: inbound packets of this peer's SAs refused, by reason.
 	Drops         TunnelDrops `json:"drops"`
 	StagedDropped uint64      `json:"staged_dropped,omitempty"`
+	Handshakes    uint64      `json:"handshakes"`
 	HandshakeFail uint64      `json:"handshake_failures,omitempty"`
 	HandshakeTO   uint64      `json:"handshake_timeouts,omitempty"`
 	SendErrors    uint64      `json:"send_errors,omitempty"`
@@ -635,7 +636,7 @@ func tunnelStatus(ps []tunnel.PeerStatus) []TunnelStatus {
 			ULA:   p.ULA, Endpoint: p.Endpoint, HasSA: p.HasSA, SAAge: p.SAAge, LastHandshake: p.LastHandshake,
 			HandshakePending: p.HandshakePending, TxBytes: p.TxBytes, TxPackets: p.TxPackets,
 			RxBytes: p.RxBytes, RxPackets: p.RxPackets, StagedDropped: p.StagedDropped,
-			HandshakeFail: p.HandshakeFailures, HandshakeTO: p.HandshakeTimeouts, SendErrors: p.SendErrors,
+			Handshakes: p.Handshakes, HandshakeFail: p.HandshakeFailures, HandshakeTO: p.HandshakeTimeouts, SendErrors: p.SendErrors,
 			Roams: p.Roams,
 			Drops: TunnelDrops{
 				Replay:    p.Drops.Get(esp.ErrReplay),

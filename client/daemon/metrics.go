@@ -43,6 +43,7 @@ var (
 	mTunnelDrops   = desc("tunnel_drops_total", "Inbound packets of a peer's SAs refused, by reason.", "peer", "reason")
 	mTunnelSA      = desc("tunnel_sa_up", "1 when the tunnel to a peer has a working SA pair, else 0.", "peer")
 	mTunnelHS      = desc("tunnel_last_handshake_timestamp_seconds", "When the tunnel to a peer last completed a handshake, a rekey included (Unix time).", "peer")
+	mTunnelHSs     = desc("tunnel_handshakes_total", "SA pairs put to use with a peer: the first handshake and each rekey.", "peer")
 	mTunnelHSFail  = desc("tunnel_handshake_failures_total", "Handshake responses from a peer that did not authenticate.", "peer")
 	mTunnelHSTO    = desc("tunnel_handshake_timeouts_total", "Handshakes with a peer given up for want of a response.", "peer")
 	mTunnelRoams   = desc("tunnel_roams_total", "Moves of a peer's endpoint learnt from its authentic packets.", "peer")
@@ -122,6 +123,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(mTunnelSA, flag(tu.HasSA), p)
 		gauge(mTunnelHS, unix(tu.LastHandshake), p)
+		counter(mTunnelHSs, tu.Handshakes, p)
 		counter(mTunnelHSFail, tu.HandshakeFail, p)
 		counter(mTunnelHSTO, tu.HandshakeTO, p)
 		counter(mTunnelRoams, tu.Roams, p)

@@ -232,6 +232,7 @@ func (t *Tunnel) rotateLocked(p *peer, kp *keypair, now time.Time) {
 	p.prev, p.prevExpire = p.cur.Load(), now.Add(OldSAGrace)
 	p.cur.Store(kp)
 	p.lastHS = now
+	p.stat.handshakes++
 }
 
 func (t *Tunnel) receiveHandshake(msg []byte, src netip.AddrPort, ep conn.Endpoint) {

@@ -99,9 +99,10 @@ func (t *Tunnel) sendRun(p *peer, bufs [][]byte, sizes []int, out [][]byte, now 
 		}
 		var sealed int
 		out, sealed = t.seal(kp, bufs, sizes, out, now)
-		if t.send(p, out, now) {
-			p.sentData(now)
-		}
+		// Noted before the send: an answer may come back before send
+		// returns, and must find it noted.
+		p.sentData(now)
+		t.send(p, out, now)
 		clear(out)
 		out = out[:0]
 		bufs, sizes = bufs[sealed:], sizes[sealed:]
@@ -180,9 +181,8 @@ func (t *Tunnel) flushLocked(p *peer, now time.Time) {
 		sizes[i] = len(b) - esp.HeaderLen
 	}
 	out, n := t.seal(kp, p.staged, sizes, make([][]byte, 0, len(p.staged)), now)
-	if t.send(p, out, now) { // a failure is counted; the packets are gone
-		p.sentData(now)
-	}
+	p.sentData(now)
+	t.send(p, out, now) // a failure is counted; the packets are gone
 	// What did not fit (the keypair died) stays staged for the next one.
 	rest := copy(p.staged, p.staged[n:])
 	clear(p.staged[rest:])
@@ -214,8 +214,9 @@ func (t *Tunnel) sendDummy(p *peer, now time.Time) {
 	kp.sendMu.Lock()
 	b, err := kp.send.SealDummy(make([]byte, 0, esp.SealedLen(0)))
 	kp.sendMu.Unlock()
-	if err == nil && t.send(p, [][]byte{b}, now) {
-		p.owingSince.Store(0)
+	if err == nil {
+		p.owingSince.Store(0) // before the send, as in sentData
+		t.send(p, [][]byte{b}, now)
 	}
 }
 

@@ -235,9 +235,11 @@ type PeerStatus struct {
 	// handshake gave up. Staged is the queue's current length.
 	Staged        int
 	StagedDropped uint64
-	// HandshakeFailures: responses that did not authenticate (e.g. another
-	// PSK) or did not match the peer. HandshakeTimeouts: handshakes given up
-	// after MaxInitiationAttempts.
+	// Handshakes: SA pairs put to use, the first and each rekey, on
+	// either side. HandshakeFailures: responses that did not authenticate
+	// (e.g. another PSK) or did not match the peer. HandshakeTimeouts:
+	// handshakes given up after MaxInitiationAttempts.
+	Handshakes        uint64
 	HandshakeFailures uint64
 	HandshakeTimeouts uint64
 	// SendErrors: UDP writes that failed. Roams: endpoint changes learnt
@@ -389,7 +391,7 @@ type peer struct {
 	hsSent     time.Time
 	hsTries    int
 	lastHS     time.Time
-	stat       struct{ stagedDropped, handshakeFailures, handshakeTimeouts uint64 }
+	stat       struct{ stagedDropped, handshakes, handshakeFailures, handshakeTimeouts uint64 }
 }
 
 // New binds the tunnel port and makes a Tunnel. It fails if the port
@@ -631,6 +633,7 @@ func (t *Tunnel) Status() []PeerStatus {
 		s.HandshakePending = p.hs != nil
 		s.Staged = len(p.staged)
 		s.StagedDropped = p.stat.stagedDropped
+		s.Handshakes = p.stat.handshakes
 		s.HandshakeFailures = p.stat.handshakeFailures
 		s.HandshakeTimeouts = p.stat.handshakeTimeouts
 		p.mu.Unlock()

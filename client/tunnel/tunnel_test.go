@@ -516,6 +516,9 @@ func TestRekeyByTime(t *testing.T) {
 		expectPacket(t, a, r)
 	}
 	waitFor(t, "rekey", func() bool { return status(t, a, b.ula).LastHandshake.After(first) })
+	if n := status(t, a, b.ula).Handshakes; n != 2 {
+		t.Errorf("a counts %d handshakes after the first and a rekey, want 2", n)
+	}
 	newSPI := pa.cur.Load().send.SPI()
 	if newSPI == oldSPI {
 		t.Fatal("a still sends on the old SA")
