@@ -31,6 +31,15 @@ import (
 // port alive (NATs commonly forget an idle UDP mapping after 30 s or more).
 const observeInterval = 25 * time.Second
 
+// observeEarly: a first mapping check that has not answered this long
+// after the start is not waited for. PCP and NAT-PMP answer within tens
+// of milliseconds when the gateway speaks them; what takes longer is a
+// UPnP IGD's search (2 s) or a gateway that stays silent. Meanwhile the
+// endpoint the server sees is published, so that peers can reach the
+// host by hole punching at once; a mapping that comes later replaces it
+// (one more UPDATE).
+const observeEarly = 300 * time.Millisecond
+
 // observation is the last answer, for status.
 type observation struct {
 	Endpoint netip.AddrPort
@@ -90,18 +99,24 @@ func (d *Daemon) observe(ctx context.Context, key keyfile.Key, res *discover.Res
 	}
 	t := time.NewTicker(observeInterval)
 	defer t.Stop()
+	early := time.NewTimer(observeEarly)
+	defer early.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.obs.kick:
 		case <-t.C:
+		case <-early.C:
 		}
 		d.mu.Lock()
 		m := d.mapping
 		d.mu.Unlock()
-		if !unusable(m) || (!m.Valid() && m.Err == nil) {
-			continue // a usable mapping, or none yet: the first check still runs
+		if !unusable(m) {
+			continue // a usable mapping
+		}
+		if !m.Valid() && m.Err == nil && time.Since(d.started) < observeEarly {
+			continue // none yet: the first check still runs, and may answer at once
 		}
 		servers, err := d.endpointServers(ctx, key, res)
 		o := observation{At: time.Now()}
@@ -121,6 +136,8 @@ func (d *Daemon) observe(ctx context.Context, key keyfile.Key, res *discover.Res
 		case o.Endpoint != prev.Endpoint || o.Mapping != prev.Mapping:
 			if o.Mapping == endpoint.Dependent {
 				d.logf("the server sees this host at %s, but the NAT gives each destination a port of its own: other hosts cannot reach this one directly (it can still reach hosts that have a mapping)", o.Endpoint)
+			} else if !m.Valid() && m.Err == nil {
+				d.logf("no mapping yet: publishing the endpoint the server sees, %s (NAT mapping %s), until one comes", o.Endpoint, o.Mapping)
 			} else {
 				d.logf("no usable mapping: publishing the endpoint the server sees, %s (NAT mapping %s)", o.Endpoint, o.Mapping)
 			}

@@ -171,6 +171,14 @@ func (c *Client) check(ctx context.Context, st *runState, reason why) time.Durat
 			return c.fail(ctx, st, local, err)
 		}
 		errs = append(errs, err)
+		if IsDoubleNAT(err) {
+			// The gateway says it has no external address of its own:
+			// it sits behind another NAT, and no other protocol of it
+			// can give a mapping a peer could use (a UPnP IGD's would
+			// have the same private external address). Its SSDP search
+			// would only delay the daemon's asking the server.
+			return c.fail(ctx, st, local, err)
+		}
 	}
 	return c.fail(ctx, st, local, pickError(gw, order, errs))
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -337,5 +338,30 @@ func TestUPnPNotify(t *testing.T) {
 	defer mu.Unlock()
 	if searches != 1 {
 		t.Errorf("%d searches, want 1: a NOTIFY's LOCATION needs none", searches)
+	}
+}
+
+// TestDoubleNATSkipsUPnP: a gateway whose NAT-PMP answers "network
+// failure" sits behind another NAT; its UPnP IGD (were there one) would
+// give a mapping just as useless, so it is not searched for, and the
+// daemon learns at once that it must ask the server.
+func TestDoubleNATSkipsUPnP(t *testing.T) {
+	t.Parallel()
+	f := newFakeNAT(t)
+	f.set(func(f *fakeNAT) { f.addrResult = uint16(ResultNetworkFailure) })
+	var searched atomic.Bool
+	h := startC(t, f, func(c *Config) { c.Protocols = []Protocol{ProtoNATPMP, ProtoUPnP} }, func(c *Client) {
+		c.discoverIGD = func(ctx context.Context, gw netip.Addr) (*igdService, error) {
+			searched.Store(true)
+			return nil, &NoNATPMPError{Gateway: gw, Err: ErrNoAnswer, Protocols: []Protocol{ProtoUPnP}}
+		}
+	})
+	h.waitCheck()
+	m := h.change()
+	if !IsDoubleNAT(m.Err) || m.Valid() {
+		t.Errorf("mapping %+v (%v), want a double NAT", m, m.Err)
+	}
+	if searched.Load() {
+		t.Error("the UPnP IGD was searched for behind a gateway that said it has no external address")
 	}
 }
