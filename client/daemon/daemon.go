@@ -424,6 +424,16 @@ func (d *Daemon) publishIPv6Change() {
 	}
 }
 
+// publishIPv6Meanwhile publishes the host at its global IPv6 address
+// alone, if nothing is published yet: while the server is asked for the
+// IPv4 endpoint. Once something is published it stays until the answer
+// replaces it.
+func (d *Daemon) publishIPv6Meanwhile() {
+	if _, ok := d.pub.Host(); !ok {
+		d.publishHost()
+	}
+}
+
 // announce makes the peers follow this host to its new address at once
 // (tunnel.Announce), ahead of the republished records.
 func (d *Daemon) announce() {
@@ -449,7 +459,7 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 	case m.Public && unusable(m):
 		d.logf("no mapping protocol, and this host's address %s is private (a routed private network): asking the server where it sees this host", public.Addr())
 		d.obs.restart()
-		d.publishHost() // the IPv6 endpoint meanwhile, if any
+		d.publishIPv6Meanwhile()
 		return
 	case m.Public:
 		d.logf("no NAT here: publishing the host's own address %s", public)
@@ -462,13 +472,13 @@ func (d *Daemon) mapped(m portmap.Mapping) {
 	default:
 		d.logf("no usable mapping (%v): asking the server where it sees this host", m.Err)
 		d.obs.restart()
-		d.publishHost() // the IPv6 endpoint meanwhile, if any
+		d.publishIPv6Meanwhile()
 		return
 	}
 	if unusable(m) {
 		d.logf("the gateway's external address %s is itself private (a NAT behind a NAT): asking the server where it sees this host", public.Addr())
 		d.obs.restart()
-		d.publishHost() // the IPv6 endpoint meanwhile, if any
+		d.publishIPv6Meanwhile()
 		return
 	}
 	d.publishHost()
