@@ -29,9 +29,15 @@ import (
 // update leases (at most 20 s) so that a killed client's records go soon.
 func labServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 	t.Helper()
+	return labServerLeases(t, l, dir, 20*time.Second)
+}
+
+// labServerLeases is labServer with update leases of at most maxLease.
+func labServerLeases(t *testing.T, l *lab.Lab, dir string, maxLease time.Duration) *coredns.Server {
+	t.Helper()
 	ip := l.Addr("server")
 	cert, key := writeLabCert(t, dir, ip)
-	return startLabServer(t, l, dir, fmt.Sprintf(`tsig-update {
+	return startLabServerLeases(t, l, dir, maxLease, fmt.Sprintf(`tsig-update {
 		tls :853 %s %s
 	}
 	srv-discovery {
@@ -74,6 +80,13 @@ func labPlainServer(t *testing.T, l *lab.Lab, dir string) *coredns.Server {
 // and llq blocks in the server namespace.
 func startLabServer(t *testing.T, l *lab.Lab, dir, listeners string) *coredns.Server {
 	t.Helper()
+	return startLabServerLeases(t, l, dir, 20*time.Second, listeners)
+}
+
+// startLabServerLeases is startLabServer with update leases of at most
+// maxLease (20 s there, so that a killed client's records go soon).
+func startLabServerLeases(t *testing.T, l *lab.Lab, dir string, maxLease time.Duration, listeners string) *coredns.Server {
+	t.Helper()
 	ip := l.Addr("server")
 	writeKeys(t, dir, alice, bob)
 	cf := fmt.Sprintf(`members.example.com:53 {
@@ -84,12 +97,12 @@ func startLabServer(t *testing.T, l *lab.Lab, dir, listeners string) *coredns.Se
 	}
 	ddul-lease {
 		min 5s
-		max 20s
+		max %v
 		default 20s
 	}
 	%s
 }
-`, ip, listeners)
+`, ip, maxLease, listeners)
 	s := coredns.New(t, dir, cf)
 	s.Port, s.Host = 53, ip.String()
 	s.Command = func(name string, args ...string) *exec.Cmd { return l.Exec("server", name, args...) }
