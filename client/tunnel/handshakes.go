@@ -224,12 +224,15 @@ func (t *Tunnel) retryHandshakeLocked(p *peer, now time.Time) {
 }
 
 // rotateLocked makes kp current, keeping the old current pair's inbound SA
-// for OldSAGrace.
+// for OldSAGrace (longer while it is used: peerTimers).
 func (t *Tunnel) rotateLocked(p *peer, kp *keypair, now time.Time) {
 	if p.prev != nil {
 		t.freeKeypair(p.prev)
 	}
 	p.prev, p.prevExpire = p.cur.Load(), now.Add(OldSAGrace)
+	if p.prev != nil {
+		p.prev.received.Store(false)
+	}
 	p.cur.Store(kp)
 	p.lastHS = now
 	p.stat.handshakes++

@@ -142,6 +142,9 @@ func (t *Tunnel) receiveESP(pkt []byte, ep conn.Endpoint) (inner []byte, ok bool
 		t.authentic(p, kp, src)
 	}
 	t.receivedAuthentic(p, !dummy)
+	if !kp.received.Load() {
+		kp.received.Store(true)
+	}
 	if dummy {
 		return nil, false
 	}

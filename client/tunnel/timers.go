@@ -41,8 +41,13 @@ func (t *Tunnel) peerTimers(p *peer, now time.Time) {
 		t.retryHandshakeLocked(p, now)
 	}
 	if p.prev != nil && now.After(p.prevExpire) {
-		t.freeKeypair(p.prev)
-		p.prev = nil
+		if p.prev.received.Swap(false) && now.Sub(p.prev.created) < RejectAfterTime {
+			// The peer still sends under it: handshakes crossed.
+			p.prevExpire = now.Add(OldSAGrace)
+		} else {
+			t.freeKeypair(p.prev)
+			p.prev = nil
+		}
 	}
 	if p.next != nil && now.Sub(p.next.created) >= UnconfirmedSATimeout {
 		t.freeKeypair(p.next)

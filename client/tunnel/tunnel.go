@@ -129,6 +129,12 @@
 // A responder-side pair (next) is never used to send and never replaces cur
 // until an ESP packet authenticates under its inbound SA: in Noise IKpsk2 only
 // that proves the initiator held the PSK (handshake package doc).
+//
+// prev is kept beyond OldSAGrace while packets still authenticate under it
+// (up to RejectAfterTime): when both ends initiate at once, each ends up
+// sending on one new pair and the peer on the other, whose partner here
+// is prev, until the next rekey (WireGuard keeps its previous keypair
+// until the next rotation for the same reason).
 package tunnel
 
 import (
@@ -329,6 +335,10 @@ type keypair struct {
 	// initiator's pair; for the responder's, on its first authentic
 	// packet (the handshake package doc says why).
 	confirmed atomic.Bool
+	// received is set when a packet authenticates under recv; cleared
+	// when the pair becomes prev and at each OldSAGrace after, so that a
+	// prev still in use is kept (the package doc, SA life cycle).
+	received atomic.Bool
 }
 
 // sendable reports whether the data path may seal on kp at now.
