@@ -15,12 +15,18 @@ var ErrNoGateway = errors.New("portmap: no IPv4 default gateway")
 // DefaultGateway returns the gateway of the kernel's IPv4 default route
 // with the lowest metric (Linux). It is Config.Gateway's default.
 func DefaultGateway() (netip.Addr, error) {
-	d, ok, err := route.DefaultIPv4()
+	return defaultGateway(route.DefaultIPv4, "default gateway", ErrNoGateway)
+}
+
+// defaultGateway returns the gateway of the default route that lookup
+// reads, or none when the route has no gateway.
+func defaultGateway(lookup func() (route.Default, bool, error), what string, none error) (netip.Addr, error) {
+	d, ok, err := lookup()
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("portmap: default gateway: %w", err)
+		return netip.Addr{}, fmt.Errorf("portmap: %s: %w", what, err)
 	}
 	if !ok || !d.Gateway.IsValid() {
-		return netip.Addr{}, ErrNoGateway
+		return netip.Addr{}, none
 	}
 	return d.Gateway, nil
 }

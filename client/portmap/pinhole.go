@@ -3,7 +3,6 @@ package portmap
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log"
 	"net/netip"
 	"strings"
@@ -23,14 +22,7 @@ var ErrNoGlobalIPv6 = errors.New("portmap: no global IPv6 address")
 // with the lowest metric; a link-local one carries its interface as
 // zone. It is PinholeConfig.Gateway's default.
 func DefaultGateway6() (netip.Addr, error) {
-	d, ok, err := route.DefaultIPv6()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("portmap: IPv6 default gateway: %w", err)
-	}
-	if !ok || !d.Gateway.IsValid() {
-		return netip.Addr{}, ErrNoGateway6
-	}
-	return d.Gateway, nil
+	return defaultGateway(route.DefaultIPv6, "IPv6 default gateway", ErrNoGateway6)
 }
 
 // PinholeConfig says which pinhole to keep. InternalPort and Address are
@@ -149,12 +141,8 @@ func (p *Pinhole) Run(ctx context.Context) error {
 		}
 		var wait time.Duration
 		g, wait = p.check(ctx, g, &retry)
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
+		// Since Go 1.23 a stopped or reset timer delivers nothing stale.
+		timer.Stop()
 		if wait > 0 {
 			timer.Reset(wait)
 		}

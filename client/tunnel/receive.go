@@ -141,10 +141,7 @@ func (t *Tunnel) receiveESP(pkt []byte, ep conn.Endpoint) (inner []byte, ok bool
 	if !kp.confirmed.Load() || src != p.endpointAddr() {
 		t.authentic(p, kp, src)
 	}
-	t.receivedAuthentic(p, !dummy)
-	if !kp.received.Load() {
-		kp.received.Store(true)
-	}
+	t.receivedAuthentic(kp, !dummy)
 	if dummy {
 		return nil, false
 	}
@@ -177,5 +174,23 @@ func (t *Tunnel) authentic(p *peer, kp *keypair, src netip.AddrPort) {
 		t.logf("tunnel: peer %v moved %v -> %v", p.ula, p.endpointAddr(), src)
 		t.setEndpoint(p, src)
 		p.roams.Add(1)
+	}
+}
+
+// receivedAuthentic notes an authentic packet under kp, data if data: the
+// peer answers (nothing is awaited from it any more), something is owed
+// to it if it sent data (Paths in the package documentation), and kp is
+// still in use (SA life cycle). The loads keep the shared cache lines
+// clean while nothing changes.
+func (t *Tunnel) receivedAuthentic(kp *keypair, data bool) {
+	p := kp.peer
+	if p.awaitingSince.Load() != 0 {
+		p.awaitingSince.Store(0)
+	}
+	if data && p.owingSince.Load() == 0 {
+		p.owingSince.CompareAndSwap(0, t.now().UnixNano())
+	}
+	if !kp.received.Load() {
+		kp.received.Store(true)
 	}
 }

@@ -232,13 +232,3 @@ func (p *peer) sentData(now time.Time) {
 		p.awaitingSince.CompareAndSwap(0, now.UnixNano())
 	}
 }
-
-// receivedAuthentic notes an authentic packet from p, data if data.
-func (t *Tunnel) receivedAuthentic(p *peer, data bool) {
-	if p.awaitingSince.Load() != 0 {
-		p.awaitingSince.Store(0)
-	}
-	if data && p.owingSince.Load() == 0 {
-		p.owingSince.CompareAndSwap(0, t.now().UnixNano())
-	}
-}

@@ -267,16 +267,25 @@ func (l *Lab) RestartNAT(router string, reboot bool) error {
 	return l.saveLocked()
 }
 
-// flushConntrack empties a namespace's connection tracking table.
-func (l *Lab) flushConntrack(ns string) error {
+// netlinkIn returns a netlink handle in namespace ns; the caller closes it.
+func (l *Lab) netlinkIn(ns string) (*netlink.Handle, error) {
 	h, err := netns.GetFromName(l.NS(ns))
 	if err != nil {
-		return fmt.Errorf("lab: %w", err)
+		return nil, fmt.Errorf("lab: %w", err)
 	}
-	defer h.Close()
+	defer h.Close() // the handle keeps its own reference to the namespace
 	nl, err := netlink.NewHandleAt(h)
 	if err != nil {
-		return fmt.Errorf("lab: netlink in %s: %w", ns, err)
+		return nil, fmt.Errorf("lab: netlink in %s: %w", ns, err)
+	}
+	return nl, nil
+}
+
+// flushConntrack empties a namespace's connection tracking table.
+func (l *Lab) flushConntrack(ns string) error {
+	nl, err := l.netlinkIn(ns)
+	if err != nil {
+		return err
 	}
 	defer nl.Close()
 	if err := nl.ConntrackTableFlush(netlink.ConntrackTable); err != nil {
@@ -291,14 +300,9 @@ func (l *Lab) flushConntrack(ns string) error {
 // new flow of the mapped host toward the same peer (which would get
 // another port).
 func (l *Lab) forgetAddress(ns string, addr netip.Addr) error {
-	h, err := netns.GetFromName(l.NS(ns))
+	nl, err := l.netlinkIn(ns)
 	if err != nil {
-		return fmt.Errorf("lab: %w", err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		return fmt.Errorf("lab: netlink in %s: %w", ns, err)
+		return err
 	}
 	defer nl.Close()
 	f := &netlink.ConntrackFilter{}
